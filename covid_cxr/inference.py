@@ -1,0 +1,74 @@
+"""Batch inference helpers shared by training, evaluation, the Space and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import AutoImageProcessor, AutoModelForImageClassification, BaseImageProcessor, PreTrainedModel
+
+from covid_cxr.calibration import classifier_head
+
+
+@dataclass
+class Outputs:
+    logits: np.ndarray  # (n, num_labels)
+    features: np.ndarray  # (n, d): the input of the classifier's last linear layer
+
+
+@torch.no_grad()
+def run_model(
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    images: Sequence[Image.Image],
+    batch_size: int = 32,
+    desc: str | None = None,
+) -> Outputs:
+    """Logits and penultimate features for a sequence of PIL images (a list or a `datasets` image column)."""
+    captured: list[torch.Tensor] = []
+    hook = classifier_head(model).register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach()))
+    model.eval()
+    device = next(model.parameters()).device
+    logits = []
+    try:
+        for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=desc is None, unit="batch"):
+            batch = [images[i].convert("RGB") for i in range(start, min(start + batch_size, len(images)))]
+            pixels = processor(batch, return_tensors="pt")["pixel_values"].to(device, dtype=model.dtype)
+            logits.append(model(pixel_values=pixels).logits.float().cpu())
+    finally:
+        hook.remove()
+    return Outputs(torch.cat(logits).numpy(), torch.cat(captured).float().cpu().numpy())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class CovidClassifier:
+    """A trained model folder: calibrated probabilities and the decision at its stored threshold."""
+
+    def __init__(self, model: PreTrainedModel, processor: BaseImageProcessor) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.threshold = float(getattr(model.config, "decision_threshold", 0.5))
+        self.positive = model.config.label2id.get("covid", 1)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> CovidClassifier:
+        model = AutoModelForImageClassification.from_pretrained(str(path), use_safetensors=True)
+        return cls(model, AutoImageProcessor.from_pretrained(str(path)))
+
+    def predict(self, images: Sequence[Image.Image]) -> list[dict[str, object]]:
+        probabilities = softmax(run_model(self.model, self.processor, images).logits)
+        results = []
+        for row in probabilities:
+            scores = {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)}
+            positive = float(row[self.positive]) >= self.threshold
+            results.append({"probabilities": scores, "covid_detected": positive, "threshold": self.threshold})
+        return results

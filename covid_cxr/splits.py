@@ -1,0 +1,68 @@
+"""Patient-level train/validation/test splits, stratified by label and source.
+
+Images are first joined into groups that must stay together: same patient id, same ``near_dup_group``, or
+linked as near-duplicates. scikit-learn's ``StratifiedGroupKFold`` then deals the groups into 20 folds that
+each mirror the label x source mix, and whole folds go to train, validation and test. Split fractions are
+therefore honoured in steps of 5% (coarser for tiny datasets, whose largest stratum has fewer than 20 images).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
+N_FOLDS = 20
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.find(i)] = self.find(j)
+
+
+def group_ids(keys: Sequence[Iterable[str]], links: Iterable[tuple[int, int]] = ()) -> np.ndarray:
+    """Give every image a group id: images sharing any non-empty key, or linked by a pair, share a group."""
+    union = _UnionFind(len(keys))
+    first_with_key: dict[str, int] = {}
+    for index, image_keys in enumerate(keys):
+        for key in image_keys:
+            if key:
+                union.union(index, first_with_key.setdefault(key, index))
+    for i, j in links:
+        union.union(i, j)
+    return np.array([union.find(i) for i in range(len(keys))])
+
+
+def assign_splits(
+    strata: Sequence[str], groups: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42
+) -> list[str]:
+    """Return a split name per image so that no group is in two splits and each split mirrors the strata."""
+    if len(fractions) != len(SPLIT_NAMES) or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+    strata_array = np.asarray(strata)
+    largest_stratum = int(np.unique(strata_array, return_counts=True)[1].max())
+    n_folds = min(N_FOLDS, largest_stratum, len(np.unique(groups)))
+    if n_folds < len(SPLIT_NAMES):
+        raise ValueError(f"only {n_folds} patient groups per stratum: too few to split by patient")
+    fold_counts = np.maximum(np.round(np.asarray(fractions) * n_folds).astype(int), (np.asarray(fractions) > 0))
+    fold_counts[0] = n_folds - fold_counts[1:].sum()
+    fold_to_split = np.repeat(np.arange(len(SPLIT_NAMES)), fold_counts)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    split_of = np.empty(len(strata), dtype=int)
+    with warnings.catch_warnings():  # small strata (5 figure1 negatives) cannot fill 20 folds; that is expected
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, test_index) in enumerate(splitter.split(np.zeros(len(strata)), strata_array, groups)):
+            split_of[test_index] = fold_to_split[fold]
+    return [SPLIT_NAMES[i] for i in split_of]

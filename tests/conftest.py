@@ -1,0 +1,89 @@
+"""Shared fixtures: every image-level test uses real chest X-rays from ../shared/cxr (or $COVID_CXR_DATA)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CXR_ROOT = Path(os.environ.get("COVID_CXR_DATA", REPO_ROOT.parent / "shared" / "cxr"))
+
+
+def read_metadata(root: Path = CXR_ROOT) -> list[dict[str, str]]:
+    with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def cxr_root() -> Path:
+    if not (CXR_ROOT / "metadata.csv").is_file():
+        pytest.fail(f"real data not found at {CXR_ROOT}; put ../shared beside the repo or set COVID_CXR_DATA")
+    return CXR_ROOT
+
+
+@pytest.fixture(scope="session")
+def metadata(cxr_root: Path) -> list[dict[str, str]]:
+    return read_metadata(cxr_root)
+
+
+def write_subset(rows: list[dict[str, str]], source_root: Path, target: Path) -> Path:
+    """Copy the given metadata rows and their images into a new curated-layout folder."""
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        shutil.copyfile(source_root / row["file_name"], target / row["file_name"])
+    with (target / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+def pick_subset(metadata: list[dict[str, str]], per_stratum: int = 8) -> list[dict[str, str]]:
+    """The first `per_stratum` images of every source x label: small, real, and with both classes."""
+    taken: dict[tuple[str, str], int] = {}
+    rows = []
+    for row in metadata:
+        key = (row["source"], row["label"])
+        if taken.get(key, 0) < per_stratum:
+            taken[key] = taken.get(key, 0) + 1
+            rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def small_cxr(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) -> Path:
+    """A curated-layout copy of real images (up to 8 per source x label) that tests may damage."""
+    return write_subset(pick_subset(metadata), cxr_root, tmp_path / "cxr")
+
+
+def tiny_run_arguments(backbone: Path, dataset: Path, output_dir: Path, **training) -> tuple:
+    """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised."""
+    defaults = dict(
+        output_dir=str(output_dir),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=32,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        logging_steps=1,
+        report_to="none",
+        dataloader_num_workers=0,
+        use_cpu=True,
+    )
+    return (
+        ModelArguments(model_name_or_path=str(backbone), image_size=56, trainable_blocks=2),
+        DataArguments(dataset=str(dataset)),
+        EvaluationArguments(target_sensitivity=0.9),
+        CxrTrainingArguments(**(defaults | training)),
+    )

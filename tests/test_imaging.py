@@ -1,0 +1,152 @@
+"""Image I/O on real radiographs: formats, bit depths, DICOM photometry, and every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from covid_cxr.imaging import ImageError, load_image, sniff_format
+
+
+@pytest.fixture(scope="module")
+def real_jpeg(cxr_root: Path) -> Path:
+    return sorted((cxr_root / "images").glob("ieee8023__*.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def real_pixels(real_jpeg: Path) -> np.ndarray:
+    return np.asarray(Image.open(real_jpeg).convert("L"))
+
+
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    modality: str = "CR",
+    frames: int = 1,
+    with_pixels: bool = True,
+) -> Path:
+    """A minimal but valid DICOM file holding `pixels` (uint16), written with pydicom."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientID = "test"
+    if with_pixels:
+        data = np.repeat(pixels[None], frames, axis=0) if frames > 1 else pixels
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelRepresentation = 0
+        if frames > 1:
+            ds.NumberOfFrames = frames
+        ds.PixelData = data.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_real_jpeg_loads_as_8bit_grey(real_jpeg: Path, real_pixels: np.ndarray) -> None:
+    loaded = load_image(real_jpeg)
+    assert loaded.format == "JPEG" and loaded.native
+    assert loaded.image.mode == "L"
+    np.testing.assert_array_equal(np.asarray(loaded.image), real_pixels)
+
+
+def test_format_comes_from_content_not_extension(tmp_path: Path, real_jpeg: Path) -> None:
+    disguised = tmp_path / "actually_jpeg.png"
+    disguised.write_bytes(real_jpeg.read_bytes())
+    assert load_image(disguised).format == "JPEG"
+    assert sniff_format(b"hello") is None
+
+
+def test_sixteen_bit_png_is_scaled_to_full_range(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    twelve_bit = real_pixels.astype(np.uint16) * 16  # 0..4080, as a 12-bit detector writes into 16-bit PNG
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(twelve_bit).save(path)
+    assert Image.open(path).mode.startswith("I")
+    loaded = load_image(path)
+    assert loaded.image.mode == "L" and not loaded.native
+    low, high = real_pixels.min(), real_pixels.max()
+    expected = np.round((real_pixels.astype(float) - low) * 255 / (high - low))
+    assert np.abs(np.asarray(loaded.image).astype(float) - expected).max() <= 1
+
+
+def test_real_dicom_from_rsna(cxr_root: Path) -> None:
+    loaded = load_image(next((cxr_root / "dicom").glob("*.dcm")))
+    assert loaded.format == "DICOM"
+    assert loaded.image.size == (1024, 1024) and loaded.image.mode == "L"
+    assert np.asarray(loaded.image).std() > 20  # a real radiograph, not a flat field
+
+
+def test_monochrome1_is_inverted_to_match_monochrome2(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    twelve_bit = real_pixels.astype(np.uint16) * 16
+    mono2 = load_image(write_dicom(tmp_path / "m2.dcm", twelve_bit, "MONOCHROME2"))
+    mono1 = load_image(write_dicom(tmp_path / "m1.dcm", 4095 - twelve_bit, "MONOCHROME1"))
+    a, b = np.asarray(mono2.image).astype(int), np.asarray(mono1.image).astype(int)
+    assert np.abs(a - b).max() <= 1
+    assert np.corrcoef(a.ravel(), real_pixels.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"modality": "CT"}, "modality 'CT' is not a radiograph"),
+        ({"frames": 3}, "multi-frame DICOM (3 frames)"),
+        ({"with_pixels": False}, "no PixelData"),
+    ],
+)
+def test_unusable_dicom_is_refused_with_reason(tmp_path: Path, real_pixels: np.ndarray, kwargs, reason) -> None:
+    path = write_dicom(tmp_path / "bad.dcm", real_pixels[:128, :128].astype(np.uint16), **kwargs)
+    with pytest.raises(ImageError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        load_image(path)
+
+
+def test_bad_files_raise_specific_reasons(tmp_path: Path, real_jpeg: Path) -> None:
+    data = real_jpeg.read_bytes()
+    cases = {
+        "empty.jpg": (b"", "empty file"),
+        "text.png": (b"this is not an image\n", "not a PNG, JPEG or DICOM"),
+        "truncated.jpg": (data[: len(data) // 3], "truncated or corrupt"),
+    }
+    for name, (content, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ImageError, match=reason):
+            load_image(path)
+
+
+def test_too_small_and_too_large(real_pixels: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(real_pixels).resize((40, 30)).save(buffer, format="PNG")
+    with pytest.raises(ImageError, match="too small: 40x30 px"):
+        load_image(buffer.getvalue())
+    buffer = io.BytesIO()
+    Image.fromarray(real_pixels).save(buffer, format="PNG")
+    with pytest.raises(ImageError, match="too large"):
+        load_image(buffer.getvalue(), max_pixels=1000)
+
+
+def test_rgba_png_is_flattened_on_black(real_pixels: np.ndarray) -> None:
+    rgba = Image.fromarray(real_pixels).convert("RGBA")
+    alpha = np.full(real_pixels.shape, 255, dtype=np.uint8)
+    alpha[:, : real_pixels.shape[1] // 2] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    buffer = io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    image = np.asarray(load_image(buffer.getvalue()).image)
+    assert image.shape[-1] == 3
+    assert image[:, : real_pixels.shape[1] // 2].max() == 0
+    np.testing.assert_array_equal(image[:, -1, 0], real_pixels[:, -1])

@@ -1,0 +1,130 @@
+"""Reading the three input layouts, and the errors that name the file and row."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from covid_cxr.records import MetadataError, detect_layout, read_records, view_family
+
+
+def test_curated_layout_reads_every_real_image(cxr_root: Path, metadata: list[dict[str, str]]) -> None:
+    records, skipped = read_records(cxr_root)
+    assert detect_layout(cxr_root) == "curated"
+    assert len(records) == len(metadata) and not skipped
+    assert {r.label for r in records} == {"covid", "non_covid"}
+    first = records[0]
+    assert first.path.is_file() and first.source == metadata[0]["source"]
+
+
+def _rewrite(folder: Path, edit) -> Path:
+    path = folder / "metadata.csv"
+    rows = list(csv.DictReader(path.open()))
+    rows, fields = edit(rows, list(rows[0]))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_missing_column_names_the_file(small_cxr: Path) -> None:
+    path = _rewrite(small_cxr, lambda rows, fields: (rows, [f for f in fields if f != "patient_id"]))
+    with pytest.raises(MetadataError, match=rf"{path}: missing column\(s\) patient_id"):
+        read_records(small_cxr)
+
+
+def test_unknown_label_names_the_row(small_cxr: Path) -> None:
+    def edit(rows, fields):
+        rows[4]["label"] = "maybe"
+        return rows, fields
+
+    _rewrite(small_cxr, edit)
+    with pytest.raises(MetadataError, match=r"row 6: unknown label 'maybe'"):
+        read_records(small_cxr)
+
+
+def test_path_outside_the_input_is_refused(small_cxr: Path) -> None:
+    def edit(rows, fields):
+        rows[0]["file_name"] = "../../etc/passwd"
+        return rows, fields
+
+    _rewrite(small_cxr, edit)
+    with pytest.raises(MetadataError, match="points outside"):
+        read_records(small_cxr)
+
+
+def test_lateral_view_and_missing_file_are_skipped_with_reasons(small_cxr: Path) -> None:
+    def edit(rows, fields):
+        rows[0]["view"] = "L"
+        rows[1]["file_name"] = "images/nowhere.jpg"
+        return rows, fields
+
+    n_rows = len(list(csv.DictReader((small_cxr / "metadata.csv").open())))
+    _rewrite(small_cxr, edit)
+    records, skipped = read_records(small_cxr)
+    reasons = {s.path: s.reason for s in skipped}
+    assert any("view 'L' (lateral) not in --views" in r for r in reasons.values())
+    assert reasons["images/nowhere.jpg"] == "file listed in metadata.csv does not exist"
+    assert len(records) == n_rows - 2
+
+
+def test_class_folders(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) -> None:
+    for row in metadata[:3] + metadata[-3:]:
+        folder = tmp_path / ("COVID" if row["label"] == "covid" else "normal")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(cxr_root / row["file_name"], folder)
+    (tmp_path / "normal" / "notes.txt").write_text("not an image")
+    records, skipped = read_records(tmp_path)
+    assert detect_layout(tmp_path) == "folders"
+    assert sorted(r.label for r in records) == sorted(r["label"] for r in metadata[:3] + metadata[-3:])
+    assert [s.reason for s in skipped] == ["unsupported file type '.txt'"]
+    (tmp_path / "maybe").mkdir()
+    with pytest.raises(MetadataError, match="class folder\\(s\\) maybe are not a known label"):
+        read_records(tmp_path)
+
+
+def test_ieee8023_layout(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) -> None:
+    rows = [r for r in metadata if r["source"] == "ieee8023"][:4]
+    (tmp_path / "images").mkdir()
+    for row in rows:
+        shutil.copy(cxr_root / row["file_name"], tmp_path / "images")
+    fields = ["patientid", "sex", "age", "finding", "view", "modality", "folder", "filename", "license"]
+    table = [
+        {"patientid": "1", "finding": "Pneumonia/Viral/COVID-19", "view": "PA", "modality": "X-ray"},
+        {"patientid": "2", "finding": "Pneumonia/Bacterial", "view": "AP Supine", "modality": "X-ray"},
+        {"patientid": "3", "finding": "Pneumonia/Viral/COVID-19", "view": "Axial", "modality": "CT"},
+        {"patientid": "4", "finding": "todo", "view": "PA", "modality": "X-ray"},
+    ]
+    for entry, row in zip(table, rows, strict=True):
+        entry.update(folder="images", filename=Path(row["file_name"]).name, license="CC BY", sex="M", age="50")
+    with (tmp_path / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(table)
+    records, skipped = read_records(tmp_path)
+    assert detect_layout(tmp_path) == "ieee8023"
+    assert [(r.label, r.patient_id) for r in records] == [("covid", "ieee8023-1"), ("non_covid", "ieee8023-2")]
+    assert [s.reason.split(" (")[0] for s in skipped] == [
+        "modality 'CT' is not an X-ray",
+        "finding 'todo' gives no label",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("view", "family"),
+    [
+        ("PA", "PA"),
+        ("AP Supine", "AP"),
+        ("AP erect", "AP"),
+        ("frontal (AP/PA unknown; visual check)", "frontal"),
+        ("L", "lateral"),
+        ("", "unknown"),
+        ("Axial", "other"),
+    ],
+)
+def test_view_family(view: str, family: str) -> None:
+    assert view_family(view) == family

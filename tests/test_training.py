@@ -1,0 +1,220 @@
+"""Backbone conversion, fine-tuning, calibration, resume and the saved model, on a small real subset (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from transformers import AutoModelForImageClassification, TrainerCallback, pipeline
+
+from covid_cxr.backbones import dinov2_onnx, materialise
+from covid_cxr.calibration import choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.dataset_build import BuildConfig, build_dataset
+from covid_cxr.inference import CovidClassifier, run_model
+from covid_cxr.training import freeze_backbone, load_model, run
+from tests.conftest import REPO_ROOT, pick_subset, tiny_run_arguments, write_subset
+
+
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return materialise("dinov2-small-imgfocus", tmp_path_factory.mktemp("backbones"))
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, cxr_root: Path, metadata) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    source = write_subset(pick_subset(metadata, per_stratum=10), cxr_root, root / "cxr")
+    build_dataset(BuildConfig(input_dir=source, output_dir=root / "dataset", max_size=96))
+    return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("model")
+    return output, run(*tiny_run_arguments(backbone, small_dataset, output))
+
+
+def test_converter_matches_the_onnx_graph(backbone: Path) -> None:
+    facts = json.loads((backbone / "provenance.json").read_text())
+    assert facts["max_relative_error_vs_source"] < 1e-4
+    model = AutoModelForImageClassification.from_pretrained(backbone, num_labels=2)
+    assert model.dinov2.embeddings.position_embeddings.shape == (1, 1370, 384)
+
+
+def test_converter_fails_loudly_on_a_wrong_mapping(tmp_path: Path, monkeypatch) -> None:
+    swapped = dict(dinov2_onnx._RENAMES)
+    swapped["attention.attention.query"], swapped["attention.attention.key"] = "attention.k_proj", "attention.q_proj"
+    monkeypatch.setattr(dinov2_onnx, "_RENAMES", swapped)
+    with pytest.raises(dinov2_onnx.ConversionError, match="relative error"):
+        dinov2_onnx.convert(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_freeze_keeps_last_blocks_and_head_trainable(backbone: Path) -> None:
+    model = load_model(str(backbone))
+    freeze_backbone(model, 2)
+    trainable = {name.split(".weight")[0].split(".bias")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert any("layer.10." in n for n in trainable) and any("layer.11." in n for n in trainable)
+    assert not any("layer.9." in n or "embeddings" in n for n in trainable)
+    assert {"classifier", "dinov2.layernorm"} <= trainable
+
+
+def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict]) -> None:
+    output, results = trained
+    config = json.loads((output / "config.json").read_text())
+    assert config["id2label"] == {"0": "non_covid", "1": "covid"}
+    assert 0.0 < config["decision_threshold"] <= 1.0
+    assert config["calibration_temperature"] > 0
+    assert config["threshold_validation_sensitivity"] >= config["threshold_target_sensitivity"]
+    all_results = json.loads((output / "all_results.json").read_text())
+    for key in (
+        "test_roc_auc",
+        "test_sensitivity",
+        "test_specificity",
+        "test_mixed_sources_roc_auc",
+        "test_ieee8023_sensitivity",
+        "eval_ece",
+        "probe_test_roc_auc",
+        "probe_source_accuracy",
+    ):
+        assert key in all_results, key
+    assert 0.0 <= all_results["probe_source_accuracy"] <= 1.0
+    card = (output / "README.md").read_text()
+    assert "pipeline_tag: image-classification" in card and "model-index" in card
+    assert f"{results['test_roc_auc']:.3f}" in card and "Not a medical device" in card
+    assert "{{" not in card
+    for figure in ("roc_curve.png", "confusion_matrix.png"):
+        assert Image.open(output / figure).size[0] > 300
+    assert json.loads((output / "run_config.json").read_text())["model"]["image_size"] == 56
+
+
+def test_pipeline_and_predict_agree(trained: tuple[Path, dict], cxr_root: Path, metadata) -> None:
+    output, _ = trained
+    rows = [metadata[0], metadata[-1], next(r for r in metadata if r["source"] == "ieee8023")]
+    images = [Image.open(cxr_root / r["file_name"]) for r in rows]
+    classifier = CovidClassifier.from_pretrained(output)
+    ours = classifier.predict(images)
+    theirs = pipeline("image-classification", model=str(output), device="cpu")(images)
+    for mine, hub in zip(ours, theirs, strict=True):
+        scores = {entry["label"]: entry["score"] for entry in hub}
+        assert scores == pytest.approx(mine["probabilities"], abs=1e-5)
+        assert mine["covid_detected"] == (mine["probabilities"]["covid"] >= classifier.threshold)
+    assert classifier.threshold == json.loads((output / "config.json").read_text())["decision_threshold"]
+
+
+def test_saved_head_holds_the_temperature(trained: tuple[Path, dict], backbone: Path, cxr_root: Path) -> None:
+    output, results = trained
+    best = json.loads((output / "trainer_state.json").read_text())["best_model_checkpoint"]
+    uncalibrated = AutoModelForImageClassification.from_pretrained(best)
+    calibrated = AutoModelForImageClassification.from_pretrained(output)
+    classifier = CovidClassifier.from_pretrained(output)
+    image = [Image.open(next((cxr_root / "images").glob("hannover__*.jpg")))]
+    raw = run_model(uncalibrated, classifier.processor, image).logits
+    folded = run_model(calibrated, classifier.processor, image).logits
+    np.testing.assert_allclose(folded, raw / results["temperature"], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_reload_exactly(trained: tuple[Path, dict]) -> None:
+    output, _ = trained
+    checkpoint = json.loads((output / "trainer_state.json").read_text())["best_model_checkpoint"]
+    model = AutoModelForImageClassification.from_pretrained(checkpoint)
+    with safe_open(str(Path(checkpoint) / "model.safetensors"), "pt") as handle:
+        assert set(handle.keys()) == set(model.state_dict())  # what Trainer's plain load_state_dict expects
+
+
+class Crash(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+
+class FirstStep(TrainerCallback):
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.first = state.global_step if self.first is None else self.first
+
+
+def test_crashed_training_resumes_from_last_checkpoint(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    args = tiny_run_arguments(backbone, small_dataset, tmp_path, max_steps=4, eval_steps=2, save_steps=2)
+    args[2].linear_probe = False
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(*args, callbacks=(Crash(),))
+    assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "config.json").exists()
+    first = FirstStep()
+    run(*args, callbacks=(first,))
+    assert first.first == 3  # steps 1-2 came from checkpoint-2
+    assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 4
+
+
+def test_two_process_accelerate_run_agrees(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    # --multi_gpu selects accelerate's torchrun launcher; without CUDA the ranks talk over gloo on the CPU.
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO_ROOT / "tests" / "ddp_worker.py"),
+        str(backbone),
+        str(small_dataset),
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == 2
+    assert ranks[0]["trainable_checksum"] == pytest.approx(ranks[1]["trainable_checksum"], rel=1e-6)
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_temperature_and_threshold_maths() -> None:
+    rng = np.random.default_rng(0)
+    true_log_odds = rng.normal(0, 1.5, 4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-true_log_odds))).astype(int)
+    logits = np.stack([np.zeros(4000), 3.0 * true_log_odds], axis=1)  # three times over-confident
+    assert fit_temperature(logits, labels) == pytest.approx(3.0, rel=0.1)
+    linear = torch.nn.Linear(4, 2)
+    model = torch.nn.Module()
+    model.classifier = linear
+    x = torch.randn(3, 4)
+    before = linear(x).detach()
+    fold_temperature(model, 2.0)
+    torch.testing.assert_close(linear(x).detach(), before / 2.0)
+    probabilities = 1 / (1 + np.exp(-true_log_odds))
+    threshold = choose_threshold(probabilities, labels, 0.9)
+    achieved = (probabilities[labels == 1] >= threshold.value).mean()
+    assert achieved >= 0.9 and achieved == pytest.approx(threshold.sensitivity)
+
+
+def test_mobilenet_converter_matches_tfjs_and_trains(tmp_path: Path, small_dataset: Path) -> None:
+    folder = materialise("mobilenet-v2-nsfwjs", tmp_path / "backbones")
+    assert json.loads((folder / "provenance.json").read_text())["max_relative_error_vs_source"] < 1e-3
+    model = load_model(str(folder))
+    freeze_backbone(model, 2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("mobilenet_v2.layer.15.") for n in trainable)
+    assert not any(n.startswith("mobilenet_v2.layer.13.") for n in trainable)
+    args = tiny_run_arguments(folder, small_dataset, tmp_path / "model")
+    args[0].image_size = 96
+    args[2].linear_probe = False
+    results = run(*args)
+    assert "test_roc_auc" in results and (tmp_path / "model" / "model.safetensors").is_file()

@@ -1,0 +1,49 @@
+"""Fine-tune a pretrained vision backbone to tell COVID-19 from non-COVID chest X-rays.
+
+Trains with the transformers Trainer on the dataset from train/build_dataset.py, picks the best epoch by
+validation ROC AUC, calibrates (temperature scaling folded into the head), chooses the decision threshold on
+validation for a target sensitivity, reports metrics overall, per source and on the mixed-label sources, and
+writes a Hugging Face model folder with a model card. Resumes automatically from the last checkpoint.
+
+    python train/finetune.py                                   # CPU recipe, offline DINOv2 backbone
+    accelerate launch train/finetune.py train/configs/gpu.yaml  # GPU(s), bf16, full fine-tune
+    python train/finetune.py --model_name_or_path facebook/dinov2-small --trainable_blocks -1  # from the Hub
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import HfArgumentParser
+
+from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments, run
+
+
+def main() -> None:
+    parser = HfArgumentParser((ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
+        config_file = os.path.abspath(sys.argv[1])
+        parse = parser.parse_json_file if config_file.endswith(".json") else parser.parse_yaml_file
+        model_args, data_args, eval_args, training_args = parse(config_file)
+    else:
+        model_args, data_args, eval_args, training_args = parser.parse_args_into_dataclasses()
+
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    for library in (transformers, datasets):
+        library.utils.logging.set_verbosity(level)
+    logging.getLogger("covid_cxr").setLevel(level)
+
+    run(model_args, data_args, eval_args, training_args)
+
+
+if __name__ == "__main__":
+    main()
