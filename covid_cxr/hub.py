@@ -30,3 +30,11 @@ def push_model(output_dir: Path, repo_id: str, private: bool = False) -> None:
         commit_message="Upload covid-cxr model",
         ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**"],
     )
+
+
+def push_space(folder: Path, space_id: str, private: bool = False) -> None:
+    api = HfApi()
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    api.upload_folder(
+        folder_path=str(folder), repo_id=space_id, repo_type="space", commit_message="Deploy covid-cxr Space"
+    )

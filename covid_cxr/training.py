@@ -32,6 +32,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from covid_cxr.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE, provenance, resolve_model
 from covid_cxr.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.evaluation import MIXED, flatten, grouped_metrics, mixed_label_sources, plot_confusion, plot_roc
+from covid_cxr.guard import ScopeGuard
 from covid_cxr.inference import run_model, softmax
 from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
 from covid_cxr.metrics import load_cxr_metric
@@ -306,14 +307,23 @@ def finalise(
     model.config.threshold_target_sensitivity = threshold.target_sensitivity
     model.config.threshold_validation_sensitivity = threshold.sensitivity
     model.config.threshold_validation_specificity = threshold.specificity
+    model.config.backbone_description = provenance(model_path)["description"]
+    model.config.training_dataset = data_args.dataset
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
+    guard = ScopeGuard.fit(val_out.features)
+    guard.save(output_dir)
 
     grouped = {
         "eval": grouped_metrics(metric, val_probs, val_labels, list(val["source"]), threshold.value, mixed),
         "test": grouped_metrics(metric, test_probs, test_labels, list(test["source"]), threshold.value, mixed),
     }
-    results: dict[str, float] = {"temperature": temperature, "threshold": threshold.value}
+    results: dict[str, float] = {
+        "temperature": temperature,
+        "threshold": threshold.value,
+        "scope_guard_test_false_reject_rate": float((guard.scores(test_out.features) > guard.threshold).mean()),
+    }
+    trainer.save_metrics("calibration", results, combined=True)
     for split, values in grouped.items():
         flat = flatten(split, values, REPORTED)
         trainer.log_metrics(split, flat)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.backbones import materialise
+from covid_cxr.dataset_build import BuildConfig, build_dataset
+from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments, run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -87,3 +89,22 @@ def tiny_run_arguments(backbone: Path, dataset: Path, output_dir: Path, **traini
         EvaluationArguments(target_sensitivity=0.9),
         CxrTrainingArguments(**(defaults | training)),
     )
+
+
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return materialise("dinov2-small-imgfocus", tmp_path_factory.mktemp("backbones"))
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, cxr_root: Path, metadata) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    source = write_subset(pick_subset(metadata, per_stratum=10), cxr_root, root / "cxr")
+    build_dataset(BuildConfig(input_dir=source, output_dir=root / "dataset", max_size=96))
+    return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("model")
+    return output, run(*tiny_run_arguments(backbone, small_dataset, output))

@@ -17,29 +17,9 @@ from transformers import AutoModelForImageClassification, TrainerCallback, pipel
 
 from covid_cxr.backbones import dinov2_onnx, materialise
 from covid_cxr.calibration import choose_threshold, fit_temperature, fold_temperature
-from covid_cxr.dataset_build import BuildConfig, build_dataset
 from covid_cxr.inference import CovidClassifier, run_model
 from covid_cxr.training import freeze_backbone, load_model, run
-from tests.conftest import REPO_ROOT, pick_subset, tiny_run_arguments, write_subset
-
-
-@pytest.fixture(scope="session")
-def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return materialise("dinov2-small-imgfocus", tmp_path_factory.mktemp("backbones"))
-
-
-@pytest.fixture(scope="session")
-def small_dataset(tmp_path_factory: pytest.TempPathFactory, cxr_root: Path, metadata) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    source = write_subset(pick_subset(metadata, per_stratum=10), cxr_root, root / "cxr")
-    build_dataset(BuildConfig(input_dir=source, output_dir=root / "dataset", max_size=96))
-    return root / "dataset"
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path) -> tuple[Path, dict]:
-    output = tmp_path_factory.mktemp("model")
-    return output, run(*tiny_run_arguments(backbone, small_dataset, output))
+from tests.conftest import REPO_ROOT, tiny_run_arguments
 
 
 def test_converter_matches_the_onnx_graph(backbone: Path) -> None:

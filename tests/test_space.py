@@ -1,0 +1,224 @@
+"""The Gradio Space, launched for real on localhost and queried with gradio_client (and a browser, below)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from PIL import Image
+from transformers import pipeline
+
+from covid_cxr.space_bundle import assemble
+from tests.conftest import REPO_ROOT
+from tests.test_imaging import write_dicom
+
+APP = REPO_ROOT / "space" / "app.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(app: Path, model: str | None, cwd: Path, dataset: Path | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    env.pop("MODEL", None)
+    if model is not None:
+        env["MODEL"] = model
+    if dataset is not None:
+        env["DATASET"] = str(dataset)
+    process = subprocess.Popen(
+        [sys.executable, str(app)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited early:\n{process.stdout.read()}")
+        try:
+            if requests.get(url, timeout=2).ok:
+                return process, url
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    process.kill()
+    raise TimeoutError(f"app did not answer on {url}")
+
+
+@pytest.fixture(scope="module")
+def server(trained: tuple[Path, dict], small_dataset: Path, tmp_path_factory) -> Iterator[str]:
+    process, url = launch(APP, str(trained[0]), REPO_ROOT, small_dataset)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Client:
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def xray(small_dataset: Path, tmp_path_factory) -> Path:
+    """A real validation-split X-ray (in the scope guard's reference set), stretched to the full 0-255 range so
+    that DICOM versions of it decode to the very same pixels."""
+    raw = datasets.load_from_disk(str(small_dataset))["validation"][0]["image"].convert("L")
+    pixels = np.asarray(raw, dtype=np.float64)
+    stretched = np.round((pixels - pixels.min()) * 255 / (pixels.max() - pixels.min())).astype(np.uint8)
+    path = tmp_path_factory.mktemp("inputs") / "xray.png"
+    Image.fromarray(stretched).save(path)
+    return path
+
+
+def scores(result) -> dict[str, float]:
+    return {entry["label"]: entry["confidence"] for entry in result[0]["confidences"]}
+
+
+def test_real_xray_gets_probabilities_and_a_decision(client: Client, xray: Path) -> None:
+    result = client.predict(handle_file(str(xray)), api_name="/predict")
+    probabilities = scores(result)
+    assert set(probabilities) == {"covid", "non_covid"}
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert "threshold" in result[1] and "pattern suggested" in result[1]
+    assert Image.open(result[2]).size == Image.open(result[3]).size
+
+
+def test_api_matches_pipeline(client: Client, xray: Path, trained: tuple[Path, dict]) -> None:
+    api = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
+    hub = {r["label"]: r["score"] for r in pipeline("image-classification", model=str(trained[0]))(str(xray))}
+    assert api == pytest.approx(hub, abs=1e-4)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_gives_the_png_prediction(client: Client, xray: Path, tmp_path: Path, photometric: str) -> None:
+    twelve_bit = np.asarray(Image.open(xray), dtype=np.uint16) * 16
+    stored = twelve_bit if photometric == "MONOCHROME2" else 4095 - twelve_bit
+    dicom = write_dicom(tmp_path / "xray.dcm", stored, photometric)
+    from_dicom = scores(client.predict(handle_file(str(dicom)), api_name="/predict"))
+    from_png = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
+    assert from_dicom == pytest.approx(from_png, abs=1e-3)
+
+
+def bad_inputs(tmp_path: Path, xray: Path) -> dict[str, tuple[Path, str]]:
+    data = xray.read_bytes()
+    cases = {
+        "empty.png": (b"", "empty file"),
+        "notes.png": (b"patient notes, not an image", "not a PNG, JPEG or DICOM"),
+        "truncated.png": (data[: len(data) // 4], "truncated or corrupt"),
+    }
+    paths = {}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        paths[name] = (tmp_path / name, message)
+    ct = write_dicom(tmp_path / "ct.dcm", np.asarray(Image.open(xray), dtype=np.uint16), modality="CT")
+    paths["ct.dcm"] = (ct, "not a radiograph")
+    from skimage import data as samples
+
+    Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")
+    paths["photo.png"] = (tmp_path / "photo.png", "colour image")
+    Image.new("L", (400, 400), 128).save(tmp_path / "blank.png")
+    paths["blank.png"] = (tmp_path / "blank.png", "blank or nearly uniform")
+    buffer = io.BytesIO()
+    Image.open(xray).resize((600, 120)).save(buffer, format="PNG")
+    (tmp_path / "strip.png").write_bytes(buffer.getvalue())
+    paths["strip.png"] = (tmp_path / "strip.png", "aspect ratio")
+    return paths
+
+
+def test_bad_inputs_get_readable_errors_and_the_app_keeps_serving(client: Client, xray: Path, tmp_path: Path) -> None:
+    for name, (path, message) in bad_inputs(tmp_path, xray).items():
+        with pytest.raises(Exception, match=message) as caught:
+            client.predict(handle_file(str(path)), api_name="/predict")
+        assert "Traceback" not in str(caught.value), name
+    assert sum(scores(client.predict(handle_file(str(xray)), api_name="/predict")).values()) == pytest.approx(1)
+
+
+def test_upload_size_is_bounded(server: str) -> None:
+    config = requests.get(server + "config", timeout=10).json()
+    assert config["max_file_size"] == 20 * 1024 * 1024
+
+
+def test_missing_model_says_which_command_makes_one(tmp_path: Path) -> None:
+    process, url = launch(APP, str(tmp_path / "no-model-here"), REPO_ROOT)
+    try:
+        config = requests.get(url + "config", timeout=10).text
+        assert "No trained model found" in config and "make train" in config
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_assembled_space_runs_on_its_own(
+    trained: tuple[Path, dict], small_dataset: Path, tmp_path: Path, xray: Path
+) -> None:
+    folder = assemble(tmp_path / "space", str(trained[0]), small_dataset)
+    assert {"app.py", "requirements.txt", "README.md", "covid_cxr", "model", "examples"} <= {
+        p.name for p in folder.iterdir()
+    }
+    assert "sdk: gradio" in (folder / "README.md").read_text()
+    process, url = launch(folder / "app.py", None, folder)  # no MODEL: the app finds the model shipped with it
+    try:
+        result = Client(url, verbose=False).predict(handle_file(str(xray)), api_name="/predict")
+        assert sum(scores(result).values()) == pytest.approx(1.0, abs=1e-6)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "build" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is required in CI: apt-get install chromium (.ci/run does)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def test_browser_upload_click_and_read_the_result(browser, server: str, xray: Path, client: Client) -> None:
+    expected = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="networkidle")
+    page.locator("input[type=file]").first.set_input_files(str(xray))
+    page.get_by_role("button", name="Analyse").click()
+    decision = page.locator("#decision")
+    decision.get_by_text("pattern suggested").wait_for(timeout=60_000)
+    text = decision.inner_text()
+    top = max(expected, key=expected.get)
+    assert f"probability {expected['covid']:.3f}" in text
+    assert top in page.locator("body").inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "space_browser.png"), full_page=True)
+    page.close()
