@@ -51,8 +51,8 @@ space-deploy: ## assemble build/space/ and push it to the Space $(SPACE_ID) (DRY
 
 demo: data backbone train space ## dataset -> backbone -> fine-tune -> Space, each skipped when up to date
 
-bench: ## benchmarks into bench/RESULTS.md (not timed tests)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py --model $(MODEL)
+bench: $(TRAINED) ## benchmarks into bench/RESULTS.md (not timed tests)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --model $(MODEL)
 
 clean:
 	rm -rf build

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from covid_cxr.guard import ScopeGuard, pixel_reason
+from covid_cxr.guard import ScopeGuard, pixel_reason, scope_features
 from covid_cxr.heatmap import grad_cam, overlay
 from covid_cxr.imaging import load_image
-from covid_cxr.inference import run_model, softmax
+from covid_cxr.inference import CovidClassifier, softmax
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -32,16 +32,13 @@ class Analysis:
     heatmap: Image.Image | None
 
 
-class Analyser:
-    """A trained model folder ready to serve: model, processor, threshold, scope guard and card facts."""
+class Analyser(CovidClassifier):
+    """A trained model folder ready to serve: the classifier plus its scope guard and card facts."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.model = AutoModelForImageClassification.from_pretrained(str(self.folder), use_safetensors=True).eval()
-        self.processor = AutoImageProcessor.from_pretrained(str(self.folder))
-        config = self.model.config
-        self.threshold = float(getattr(config, "decision_threshold", 0.5))
-        self.positive = config.label2id["covid"]
+        classifier = CovidClassifier.from_pretrained(self.folder)
+        super().__init__(classifier.model, classifier.processor)
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
         self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -76,10 +73,10 @@ class Analyser:
         seen, pixels = self._seen(image)
         if heatmap:
             logits, features, cams = grad_cam(self.model, pixels, self.positive)
-            logits = logits.numpy()
         else:
-            outputs = run_model(self.model, self.processor, [image])
-            logits, features, cams = outputs.logits, outputs.features, None
+            with torch.no_grad():
+                outputs = self.model(pixel_values=pixels, output_hidden_states=True)
+            logits, features, cams = outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None
         if self.guard is not None and (reason := self.guard.reason(features[0])):
             raise OutOfScope(reason)
         row = softmax(logits)[0]

@@ -92,7 +92,11 @@ def build_demo(analyser: Analyser, examples: Path | None = None) -> gr.Blocks:
         predict = make_predict(analyser)
         button.click(predict, inputs=upload, outputs=outputs, api_name="predict")
         if examples is not None and example_files(examples):
-            gr.Examples(example_files(examples), inputs=upload, label="Test-split examples (file name: source)")
+            gr.Examples(
+                example_files(examples),
+                inputs=upload,
+                label="Test-split examples (file name: true label__source__original file)",
+            )
     return demo
 
 

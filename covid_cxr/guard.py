@@ -1,9 +1,11 @@
 """Out-of-scope guard: refuse images that do not look like frontal chest radiographs instead of scoring them.
 
 Two layers. Pixel checks catch the obvious (colour photos, blank frames, extreme aspect ratios). A feature check
-then compares the model's own penultimate features with those of the validation X-rays: the mean cosine
-distance to the k nearest reference images must stay below the 99th percentile seen among the references
-themselves (leave-one-out). The reference set is written beside the model at training time.
+then compares the model's middle-layer features (generic image features, little changed by fine-tuning; the
+penultimate ones collapse onto the two classes and separate X-rays from photos poorly) with those of the
+validation X-rays: after standardising each dimension, the mean Euclidean distance to the k nearest reference
+images must stay below the 99th percentile seen among the references themselves (leave-one-out). The reference
+set is written beside the model at training time.
 """
 
 from __future__ import annotations
@@ -38,46 +40,55 @@ def pixel_reason(image: Image.Image) -> str | None:
     return None
 
 
-def _normalise(features: np.ndarray) -> np.ndarray:
-    return features / np.linalg.norm(features, axis=1, keepdims=True).clip(min=1e-8)
+def scope_features(hidden_states: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """Pool the middle hidden state: CLS + mean token for a ViT (B, T, D), spatial mean for a CNN (B, C, H, W)."""
+    middle = hidden_states[len(hidden_states) // 2].detach().float()
+    pooled = torch.cat([middle[:, 0], middle[:, 1:].mean(dim=1)], dim=1) if middle.dim() == 3 else middle.mean((2, 3))
+    return pooled.cpu().numpy()
+
+
+def _knn_distance(reference: np.ndarray, queries: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
+    distances = np.sqrt(
+        np.maximum((queries**2).sum(1)[:, None] + (reference**2).sum(1)[None, :] - 2 * queries @ reference.T, 0)
+    )
+    if leave_one_out:
+        np.fill_diagonal(distances, np.inf)
+    return np.sort(distances, axis=1)[:, :k].mean(axis=1)
 
 
 @dataclass
 class ScopeGuard:
-    reference: np.ndarray  # (n, d) unit-norm features of in-scope X-rays
+    mean: np.ndarray  # (d,) of the reference features
+    scale: np.ndarray  # (d,) their standard deviation
+    reference: np.ndarray  # (n, d) standardised features of in-scope X-rays
     threshold: float
     k: int = 5
 
     @classmethod
     def fit(cls, features: np.ndarray, quantile: float = 0.99, k: int = 5) -> ScopeGuard:
-        reference = _normalise(features.astype(np.float32))
-        distances = 1.0 - reference @ reference.T
-        np.fill_diagonal(distances, np.inf)  # leave one out
-        scores = np.sort(distances, axis=1)[:, :k].mean(axis=1)
-        return cls(reference, float(np.quantile(scores, quantile)), k)
+        features = features.astype(np.float32)
+        mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+        reference = (features - mean) / scale
+        scores = _knn_distance(reference, reference, k, leave_one_out=True)
+        return cls(mean, scale, reference, float(np.quantile(scores, quantile)), k)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        distances = 1.0 - _normalise(features.astype(np.float32)) @ self.reference.T
-        return np.sort(distances, axis=1)[:, : self.k].mean(axis=1)
+        return _knn_distance(self.reference, (features.astype(np.float32) - self.mean) / self.scale, self.k)
 
     def reason(self, features: np.ndarray) -> str | None:
         score = float(self.scores(features[None] if features.ndim == 1 else features)[0])
         if score > self.threshold:
             return (
-                f"the model's features are unlike any chest X-ray it was validated on "
-                f"(distance {score:.3f} > {self.threshold:.3f})"
+                f"its image features are unlike those of the chest X-rays the model was validated on "
+                f"(distance {score:.1f} > {self.threshold:.1f})"
             )
         return None
 
     def save(self, folder: Path) -> None:
-        save_file(
-            {
-                "reference": torch.from_numpy(self.reference),
-                "threshold": torch.tensor([self.threshold]),
-                "k": torch.tensor([self.k]),
-            },
-            str(Path(folder) / GUARD_FILE),
-        )
+        arrays = {"mean": self.mean, "scale": self.scale, "reference": self.reference}
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
+        tensors |= {"threshold": torch.tensor([self.threshold]), "k": torch.tensor([self.k])}
+        save_file(tensors, str(Path(folder) / GUARD_FILE))
 
     @classmethod
     def load(cls, folder: Path) -> ScopeGuard | None:
@@ -85,4 +96,10 @@ class ScopeGuard:
         if not path.is_file():
             return None
         tensors = load_file(str(path))
-        return cls(tensors["reference"].numpy(), float(tensors["threshold"][0]), int(tensors["k"][0]))
+        return cls(
+            tensors["mean"].numpy(),
+            tensors["scale"].numpy(),
+            tensors["reference"].numpy(),
+            float(tensors["threshold"][0]),
+            int(tensors["k"][0]),
+        )

@@ -1,6 +1,6 @@
-"""Where the model looked: Grad-CAM on the last block of the backbone, for CNNs and ViTs alike.
+"""Where the model looked: Grad-CAM on the last hidden state of the backbone, for CNNs and ViTs alike.
 
-For a CNN the last block's output is a C x H x W feature map; for a ViT it is a token sequence whose patch
+For a CNN the last hidden state is a C x H x W feature map; for a ViT it is a token sequence whose patch
 tokens are laid back on their grid (prefix tokens such as CLS or registers are dropped). Grad-CAM weighs each
 channel by the mean gradient of the COVID logit and keeps the positive part.
 """
@@ -11,15 +11,9 @@ import matplotlib
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from transformers import PreTrainedModel
 
-from covid_cxr.calibration import classifier_head
-
-
-def last_block(model: PreTrainedModel) -> nn.Module:
-    blocks = max((m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)), key=len)
-    return blocks[-1]
+from covid_cxr.guard import scope_features
 
 
 def _as_grid(activation: torch.Tensor, pixel_values: torch.Tensor, model: PreTrainedModel) -> torch.Tensor:
@@ -34,33 +28,21 @@ def _as_grid(activation: torch.Tensor, pixel_values: torch.Tensor, model: PreTra
 
 def grad_cam(
     model: PreTrainedModel, pixel_values: torch.Tensor, target: int
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """One forward + backward: logits, classifier-input features and a [0, 1] heat map per image."""
-    captured: dict[str, torch.Tensor] = {}
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward + backward: logits, scope-guard features and a [0, 1] heat map per image.
 
-    def keep_activation(_module, _inputs, output):
-        activation = output[0] if isinstance(output, tuple) else output
-        activation.retain_grad()
-        captured["activation"] = activation
-
-    hooks = [
-        last_block(model).register_forward_hook(keep_activation),
-        classifier_head(model).register_forward_hook(lambda _m, i, _o: captured.update(features=i[0].detach())),
-    ]
-    try:
-        model.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            logits = model(pixel_values=pixel_values).logits
-            logits[:, target].sum().backward()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    activation = captured["activation"]
+    No hooks and no parameter gradients (``torch.autograd.grad`` on the last hidden state only), so concurrent
+    requests on one shared model cannot interfere.
+    """
+    with torch.enable_grad():
+        outputs = model(pixel_values=pixel_values, output_hidden_states=True)
+        activation = outputs.hidden_states[-1]
+        (gradients,) = torch.autograd.grad(outputs.logits[:, target].sum(), activation)
     grid = _as_grid(activation.detach(), pixel_values, model)
-    gradients = _as_grid(activation.grad, pixel_values, model)
-    cam = torch.relu((gradients.mean(dim=(2, 3), keepdim=True) * grid).sum(dim=1))
+    weights = _as_grid(gradients, pixel_values, model).mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * grid).sum(dim=1))
     cam = cam / cam.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]
-    return logits.detach(), captured["features"].cpu().numpy(), cam.cpu().numpy()
+    return outputs.logits.detach().float().numpy(), scope_features(outputs.hidden_states), cam.numpy()
 
 
 def overlay(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:

@@ -13,12 +13,14 @@ from tqdm.auto import tqdm
 from transformers import AutoImageProcessor, AutoModelForImageClassification, BaseImageProcessor, PreTrainedModel
 
 from covid_cxr.calibration import classifier_head
+from covid_cxr.guard import scope_features
 
 
 @dataclass
 class Outputs:
     logits: np.ndarray  # (n, num_labels)
     features: np.ndarray  # (n, d): the input of the classifier's last linear layer
+    scope: np.ndarray  # (n, d'): middle-layer features for the scope guard
 
 
 @torch.no_grad()
@@ -29,20 +31,22 @@ def run_model(
     batch_size: int = 32,
     desc: str | None = None,
 ) -> Outputs:
-    """Logits and penultimate features for a sequence of PIL images (a list or a `datasets` image column)."""
+    """Logits, penultimate and scope features for PIL images (a list or a `datasets` image column)."""
     captured: list[torch.Tensor] = []
     hook = classifier_head(model).register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach()))
     model.eval()
     device = next(model.parameters()).device
-    logits = []
+    logits, scope = [], []
     try:
         for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=desc is None, unit="batch"):
             batch = [images[i].convert("RGB") for i in range(start, min(start + batch_size, len(images)))]
             pixels = processor(batch, return_tensors="pt")["pixel_values"].to(device, dtype=model.dtype)
-            logits.append(model(pixel_values=pixels).logits.float().cpu())
+            outputs = model(pixel_values=pixels, output_hidden_states=True)
+            logits.append(outputs.logits.float().cpu())
+            scope.append(scope_features(outputs.hidden_states))
     finally:
         hook.remove()
-    return Outputs(torch.cat(logits).numpy(), torch.cat(captured).float().cpu().numpy())
+    return Outputs(torch.cat(logits).numpy(), torch.cat(captured).float().cpu().numpy(), np.concatenate(scope))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -311,7 +311,7 @@ def finalise(
     model.config.training_dataset = data_args.dataset
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
-    guard = ScopeGuard.fit(val_out.features)
+    guard = ScopeGuard.fit(val_out.scope)
     guard.save(output_dir)
 
     grouped = {
@@ -321,7 +321,7 @@ def finalise(
     results: dict[str, float] = {
         "temperature": temperature,
         "threshold": threshold.value,
-        "scope_guard_test_false_reject_rate": float((guard.scores(test_out.features) > guard.threshold).mean()),
+        "scope_guard_test_false_reject_rate": float((guard.scores(test_out.scope) > guard.threshold).mean()),
     }
     trainer.save_metrics("calibration", results, combined=True)
     for split, values in grouped.items():

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from transformers import pipeline
 
+from covid_cxr.serving import running_app
 from covid_cxr.space_bundle import assemble
 from tests.conftest import REPO_ROOT
 from tests.test_imaging import write_dicom
@@ -26,43 +23,16 @@ from tests.test_imaging import write_dicom
 APP = REPO_ROOT / "space" / "app.py"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(app: Path, model: str | None, cwd: Path, dataset: Path | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    env.pop("MODEL", None)
-    if model is not None:
-        env["MODEL"] = model
-    if dataset is not None:
-        env["DATASET"] = str(dataset)
-    process = subprocess.Popen(
-        [sys.executable, str(app)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited early:\n{process.stdout.read()}")
-        try:
-            if requests.get(url, timeout=2).ok:
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    process.kill()
-    raise TimeoutError(f"app did not answer on {url}")
+def app_env(model: str | None, dataset: Path | None = None) -> dict[str, str]:
+    env = {"MODEL": model} if model is not None else {}
+    return env | ({"DATASET": str(dataset)} if dataset is not None else {})
 
 
 @pytest.fixture(scope="module")
 def server(trained: tuple[Path, dict], small_dataset: Path, tmp_path_factory) -> Iterator[str]:
-    process, url = launch(APP, str(trained[0]), REPO_ROOT, small_dataset)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    log = tmp_path_factory.mktemp("logs") / "space.log"
+    with running_app(APP, app_env(str(trained[0]), small_dataset), REPO_ROOT, log) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +98,8 @@ def bad_inputs(tmp_path: Path, xray: Path) -> dict[str, tuple[Path, str]]:
 
     Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")
     paths["photo.png"] = (tmp_path / "photo.png", "colour image")
+    Image.fromarray(samples.camera()).save(tmp_path / "grey_photo.png")
+    paths["grey_photo.png"] = (tmp_path / "grey_photo.png", "image features are unlike those of the chest X-rays")
     Image.new("L", (400, 400), 128).save(tmp_path / "blank.png")
     paths["blank.png"] = (tmp_path / "blank.png", "blank or nearly uniform")
     buffer = io.BytesIO()
@@ -151,13 +123,9 @@ def test_upload_size_is_bounded(server: str) -> None:
 
 
 def test_missing_model_says_which_command_makes_one(tmp_path: Path) -> None:
-    process, url = launch(APP, str(tmp_path / "no-model-here"), REPO_ROOT)
-    try:
+    with running_app(APP, app_env(str(tmp_path / "no-model-here")), REPO_ROOT, tmp_path / "log") as (_, url):
         config = requests.get(url + "config", timeout=10).text
         assert "No trained model found" in config and "make train" in config
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_assembled_space_runs_on_its_own(
@@ -168,13 +136,10 @@ def test_assembled_space_runs_on_its_own(
         p.name for p in folder.iterdir()
     }
     assert "sdk: gradio" in (folder / "README.md").read_text()
-    process, url = launch(folder / "app.py", None, folder)  # no MODEL: the app finds the model shipped with it
-    try:
+    # no MODEL: the app must find the model shipped with it
+    with running_app(folder / "app.py", app_env(None), folder, tmp_path / "log") as (_, url):
         result = Client(url, verbose=False).predict(handle_file(str(xray)), api_name="/predict")
         assert sum(scores(result).values()) == pytest.approx(1.0, abs=1e-6)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,0 +1,30 @@
+"""The scope guard's pixel checks on real X-rays and its feature threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from covid_cxr.guard import ScopeGuard, pixel_reason
+
+
+def test_real_xrays_pass_the_pixel_checks(cxr_root: Path, metadata) -> None:
+    for row in metadata[::40]:  # every source, grey and RGB JPEGs alike
+        assert pixel_reason(Image.open(cxr_root / row["file_name"])) is None, row["file_name"]
+
+
+def test_feature_threshold_is_the_leave_one_out_quantile(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(400, 16))
+    guard = ScopeGuard.fit(reference, quantile=0.95, k=5)
+    in_scope = rng.normal(size=(2000, 16))
+    assert 0.02 < (guard.scores(in_scope) > guard.threshold).mean() < 0.10
+    assert (guard.scores(rng.normal(loc=4.0, size=(50, 16))) > guard.threshold).all()
+    guard.save(tmp_path)
+    loaded = ScopeGuard.load(tmp_path)
+    assert loaded.threshold == pytest.approx(guard.threshold) and loaded.k == 5
+    np.testing.assert_allclose(loaded.scores(in_scope[:5]), guard.scores(in_scope[:5]), rtol=1e-5)
+    assert ScopeGuard.load(tmp_path / "nowhere") is None
