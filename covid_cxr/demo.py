@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -104,7 +105,9 @@ def write_examples(dataset_dir: Path, folder: Path, per_label: int = 2) -> Path:
     """Copy a few test-split images (mixed-label sources first) with their source in the file name."""
     import datasets
 
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)  # generated: never mix examples of an older build
+    folder.mkdir(parents=True)
     test = datasets.load_from_disk(str(dataset_dir))["test"]
     names = test.features["label"].names
     rows = test.select_columns(["source", "label", "file_name"]).to_pandas()
@@ -124,6 +127,6 @@ def missing_model_demo(model: str) -> gr.Blocks:
         gr.Markdown(
             f"# No trained model found at `{model}`\n\n"
             "Create one with `make train` (builds the dataset and fine-tunes the offline backbone on the CPU, "
-            "about 10 minutes), or point the app at an existing model: `MODEL=path/or/hub-id make space`."
+            "about 8 minutes), or point the app at an existing model: `MODEL=path/or/hub-id make space`."
         )
     return demo

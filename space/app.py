@@ -32,7 +32,11 @@ def examples_folder() -> Path | None:
     if (HERE / "examples").is_dir():
         return HERE / "examples"
     dataset = Path(os.environ.get("DATASET", "build/dataset"))
-    return write_examples(dataset, Path("build/space_examples")) if (dataset / "dataset_dict.json").is_file() else None
+    return (
+        write_examples(dataset, dataset.parent / f"{dataset.name}-examples")
+        if (dataset / "dataset_dict.json").is_file()
+        else None
+    )
 
 
 def resolve_model(model: str) -> str | None:
