@@ -17,7 +17,6 @@ DISCLAIMER = (
     "**Research demo, not a medical device.** Do not use it to diagnose, screen, triage or treat anyone. "
     "It was trained on a small public collection in which the label is tied to the hospital an image came from."
 )
-EXAMPLE_DIR_NAME = "examples"
 
 
 def _format(value: object, pattern: str = "{:.3f}") -> str:
@@ -92,9 +91,10 @@ def build_demo(analyser: Analyser, examples: Path | None = None) -> gr.Blocks:
         outputs = [label, decision, seen, heat]
         predict = make_predict(analyser)
         button.click(predict, inputs=upload, outputs=outputs, api_name="predict")
-        if examples is not None and example_files(examples):
+        listed = example_files(examples) if examples is not None else []
+        if listed:
             gr.Examples(
-                example_files(examples),
+                listed,
                 inputs=upload,
                 label="Test-split examples (file name: true label__source__original file)",
             )
