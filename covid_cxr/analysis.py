@@ -55,7 +55,7 @@ class Analyser(CovidClassifier):
             "test_mixed_roc_auc": self.results.get("test_mixed_sources_roc_auc"),
         }
 
-    def _seen(self, image: Image.Image) -> tuple[Image.Image, object]:
+    def _seen(self, image: Image.Image) -> tuple[Image.Image, torch.Tensor]:
         pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
         mean = np.asarray(self.processor.image_mean)[:, None, None]
         std = np.asarray(self.processor.image_std)[:, None, None]
@@ -64,9 +64,7 @@ class Analyser(CovidClassifier):
 
     def analyse(self, source: str | Path | bytes, heatmap: bool = True) -> Analysis:
         """Raise ImageError (unreadable file) or OutOfScope (not a frontal CXR); else return the analysis."""
-        if isinstance(source, (str, Path)) and Path(source).stat().st_size > MAX_UPLOAD_BYTES:
-            raise OutOfScope(f"the file is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
-        image = load_image(source).image
+        image = load_image(source, max_bytes=MAX_UPLOAD_BYTES).image
         reason = pixel_reason(image)
         if reason:
             raise OutOfScope(reason)

@@ -54,12 +54,16 @@ def load_image(
     *,
     min_size: int = DEFAULT_MIN_SIZE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None = None,
 ) -> LoadedImage:
     """Read and validate one image (a path or the file's bytes) and return it as 8-bit L or RGB.
 
-    Raises ImageError for empty, unrecognised, truncated, too small or too large files, and for
-    DICOM files that are not single-frame radiographs.
+    Raises ImageError for empty, unrecognised, truncated, too small or too large files (over `max_bytes`,
+    checked before reading, or `max_pixels`), and for DICOM files that are not single-frame radiographs.
     """
+    size = Path(source).stat().st_size if isinstance(source, (str, Path)) else len(source)
+    if max_bytes is not None and size > max_bytes:
+        raise ImageError(f"the file is {size:,} bytes, over the limit of {max_bytes:,} bytes")
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
     if not data:
         raise ImageError("empty file (0 bytes)")

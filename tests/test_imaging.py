@@ -137,6 +137,8 @@ def test_too_small_and_too_large(real_pixels: np.ndarray) -> None:
     Image.fromarray(real_pixels).save(buffer, format="PNG")
     with pytest.raises(ImageError, match="too large"):
         load_image(buffer.getvalue(), max_pixels=1000)
+    with pytest.raises(ImageError, match="over the limit of 100 bytes"):
+        load_image(buffer.getvalue(), max_bytes=100)
 
 
 def test_rgba_png_is_flattened_on_black(real_pixels: np.ndarray) -> None:
