@@ -14,7 +14,7 @@ from PIL import Image
 from covid_cxr.guard import ScopeGuard, pixel_reason, scope_features
 from covid_cxr.heatmap import grad_cam, overlay
 from covid_cxr.imaging import load_image
-from covid_cxr.inference import CovidClassifier, softmax
+from covid_cxr.inference import CovidClassifier, load_folder, softmax
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -37,8 +37,7 @@ class Analyser(CovidClassifier):
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        classifier = CovidClassifier.from_pretrained(self.folder)
-        super().__init__(classifier.model, classifier.processor)
+        super().__init__(*load_folder(self.folder))
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
         self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}

@@ -20,7 +20,7 @@ from covid_cxr.guard import scope_features
 class Outputs:
     logits: np.ndarray  # (n, num_labels)
     features: np.ndarray  # (n, d): the input of the classifier's last linear layer
-    scope: np.ndarray  # (n, d'): middle-layer features for the scope guard
+    scope: np.ndarray | None  # (n, d'): middle-layer features for the scope guard, when asked for
 
 
 @torch.no_grad()
@@ -30,28 +30,38 @@ def run_model(
     images: Sequence[Image.Image],
     batch_size: int = 32,
     desc: str | None = None,
+    scope: bool = False,
 ) -> Outputs:
-    """Logits, penultimate and scope features for PIL images (a list or a `datasets` image column)."""
+    """Logits and penultimate features for PIL images (a list or a `datasets` image column), and with `scope`
+    the middle-layer features the scope guard is fitted on (which keeps every layer's output per batch)."""
     captured: list[torch.Tensor] = []
     hook = classifier_head(model).register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach()))
     model.eval()
     device = next(model.parameters()).device
-    logits, scope = [], []
+    logits, middle = [], []
     try:
         for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=desc is None, unit="batch"):
             batch = [images[i].convert("RGB") for i in range(start, min(start + batch_size, len(images)))]
             pixels = processor(batch, return_tensors="pt")["pixel_values"].to(device, dtype=model.dtype)
-            outputs = model(pixel_values=pixels, output_hidden_states=True)
+            outputs = model(pixel_values=pixels, output_hidden_states=scope)
             logits.append(outputs.logits.float().cpu())
-            scope.append(scope_features(outputs.hidden_states))
+            if scope:
+                middle.append(scope_features(outputs.hidden_states))
     finally:
         hook.remove()
-    return Outputs(torch.cat(logits).numpy(), torch.cat(captured).float().cpu().numpy(), np.concatenate(scope))
+    features = torch.cat(captured).float().cpu().numpy()
+    return Outputs(torch.cat(logits).numpy(), features, np.concatenate(middle) if scope else None)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def load_folder(path: str | Path) -> tuple[PreTrainedModel, BaseImageProcessor]:
+    """A trained model folder's model (safetensors only) and image processor."""
+    model = AutoModelForImageClassification.from_pretrained(str(path), use_safetensors=True)
+    return model, AutoImageProcessor.from_pretrained(str(path))
 
 
 class CovidClassifier:
@@ -65,8 +75,7 @@ class CovidClassifier:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> CovidClassifier:
-        model = AutoModelForImageClassification.from_pretrained(str(path), use_safetensors=True)
-        return cls(model, AutoImageProcessor.from_pretrained(str(path)))
+        return cls(*load_folder(path))
 
     def predict(self, images: Sequence[Image.Image]) -> list[dict[str, object]]:
         probabilities = softmax(run_model(self.model, self.processor, images).logits)

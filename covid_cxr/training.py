@@ -36,8 +36,9 @@ from covid_cxr.guard import ScopeGuard
 from covid_cxr.inference import run_model, softmax
 from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
 from covid_cxr.metrics import load_cxr_metric
+from covid_cxr.predecode import predecode
 from covid_cxr.probes import label_probe, source_probe
-from covid_cxr.transforms import Augmentation, eval_transform, set_processor_size, train_transform
+from covid_cxr.transforms import Augmentation, DevicePixels, eval_transform, set_processor_size, train_transform
 
 logger = logging.getLogger(__name__)
 REPORTED = ("roc_auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece", "brier", "n")
@@ -75,6 +76,17 @@ class DataArguments:
     dataset: str = field(default="build/dataset", metadata={"help": "save_to_disk folder or Hub dataset id."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick runs, tests)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test."})
+    predecode: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode images once into uint8 tensors (cached beside the dataset) and augment them on the "
+            "training device; --no_predecode decodes and augments with PIL every epoch (the slower path, "
+            "for datasets larger than memory)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for pre-decoding (datasets.map num_proc)."}
+    )
 
 
 @dataclass
@@ -97,6 +109,7 @@ class CxrTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
     learning_rate: float = 5e-4
+    optim: str = "adamw_torch_fused"
     weight_decay: float = 0.05
     warmup_steps: float = 0.1
     lr_scheduler_type: str = "cosine"
@@ -112,12 +125,22 @@ class CxrTrainingArguments(TrainingArguments):
 
 
 class CxrTrainer(Trainer):
-    """Trainer whose checkpoints keep transformers 5.x weight names.
+    """Trainer that turns pre-decoded uint8 batches into model inputs on the device, and whose checkpoints
+    keep transformers 5.x weight names.
 
     `save_pretrained` writes renamed weights (e.g. DINOv2's `attention.q_proj`) back in their 4.x names for
     the Hub, but Trainer reloads checkpoints (resume, best model) with a plain `load_state_dict`, which then
     silently skips those weights. Checkpoints saved in the model's own names reload exactly.
     """
+
+    def __init__(self, *args, device_pixels: DevicePixels | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.device_pixels = device_pixels
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.device_pixels is not None:
+            inputs = {**inputs, "pixel_values": self.device_pixels(inputs["pixel_values"], train=model.training)}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -153,6 +176,24 @@ def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
         if limit is not None:
             splits[split] = splits[split].shuffle(seed=0).select(range(min(limit, splits[split].num_rows)))
     return splits
+
+
+def prepare_inputs(
+    splits: datasets.DatasetDict,
+    processor,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset, DevicePixels | None]:
+    """Train and validation data for Trainer: pre-decoded tensors (+ device transform) or PIL transforms."""
+    augmentation = Augmentation()
+    if not data_args.predecode:
+        splits["train"].set_transform(train_transform(processor, augmentation, training_args.seed))
+        splits["validation"].set_transform(eval_transform(processor))
+        return splits["train"], splits["validation"], None
+    with training_args.main_process_first(desc="pre-decoding images"):
+        train = predecode(splits["train"], processor, True, data_args.preprocessing_num_workers, "Train")
+        validation = predecode(splits["validation"], processor, False, data_args.preprocessing_num_workers, "Val")
+    return train, validation, DevicePixels(processor, augmentation)
 
 
 def freeze_backbone(model: PreTrainedModel, trainable_blocks: int) -> None:
@@ -196,7 +237,8 @@ def metrics_for_trainer(metric):
     return compute
 
 
-def load_model(model_path: str) -> PreTrainedModel:
+def load_model(model_path: str, **kwargs) -> PreTrainedModel:
+    """The backbone with a fresh two-class head (safetensors only); kwargs go to `from_pretrained`."""
     return AutoModelForImageClassification.from_pretrained(
         model_path,
         num_labels=len(CLASS_NAMES),
@@ -204,6 +246,7 @@ def load_model(model_path: str) -> PreTrainedModel:
         label2id=LABEL2ID,
         ignore_mismatched_sizes=True,
         use_safetensors=True,
+        **kwargs,
     )
 
 
@@ -226,8 +269,7 @@ def run(
 
     train_labels = np.asarray(splits["train"]["label"])
     loss_func, class_weights = weighted_cross_entropy(train_labels)
-    splits["train"].set_transform(train_transform(processor, Augmentation(), training_args.seed))
-    splits["validation"].set_transform(eval_transform(processor))
+    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)
 
     if training_args.process_index == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -245,8 +287,9 @@ def run(
         model=model,
         args=training_args,
         data_collator=collate,
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        device_pixels=device_pixels,
         processing_class=processor,
         compute_loss_func=loss_func,
         compute_metrics=metrics_for_trainer(load_cxr_metric()),
@@ -294,8 +337,8 @@ def finalise(
         list(splits["train"]["label"]) + list(val_labels) + list(test_labels),
     )
 
-    val_out = run_model(model, processor, val["image"], batch, desc="Validation")
-    test_out = run_model(model, processor, test["image"], batch, desc="Test")
+    val_out = run_model(model, processor, val["image"], batch, desc="Validation", scope=True)
+    test_out = run_model(model, processor, test["image"], batch, desc="Test", scope=True)
     temperature = fit_temperature(val_out.logits, val_labels)
     fold_temperature(model, temperature)
     val_probs = softmax(val_out.logits / temperature)[:, positive]

@@ -1,7 +1,9 @@
-"""On-the-fly image transforms for `Dataset.set_transform`, in PIL (torchvision has no wheel for the CPU torch pin).
+"""Image transforms: one augmentation, applied either to PIL images or to uint8 batches on the device.
 
 Training: mild random resized crop, small rotation, brightness/contrast jitter, then the model's own
-normalisation. Evaluation: the model's image processor exactly as `pipeline()` applies it.
+normalisation. Evaluation: the model's image processor exactly as `pipeline()` applies it. The PIL functions
+are for `Dataset.set_transform` (torchvision has no wheel for the CPU torch pin); :class:`DevicePixels` does
+the same to pre-decoded batches (see `covid_cxr.predecode`) with one `grid_sample` where the model runs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 from transformers import BaseImageProcessor
 
@@ -72,3 +76,60 @@ def eval_transform(processor: BaseImageProcessor) -> Callable:
         return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"], "labels": batch["label"]}
 
     return transform
+
+
+class DevicePixels:
+    """Pre-decoded grey uint8 batches -> the model's normalised 3-channel input, augmented when training.
+
+    Crop, aspect, rotation and resize are one affine warp per image (`affine_grid` + bilinear `grid_sample`),
+    then brightness and contrast as PIL's ImageEnhance defines them; all on the batch's device, drawing from
+    torch's global generator (which Trainer seeds and checkpoints).
+    """
+
+    def __init__(self, processor: BaseImageProcessor, augmentation: Augmentation) -> None:
+        self.side = processor_size(processor)
+        self.augmentation = augmentation
+        self.rescale = float(processor.rescale_factor)
+        self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, pixels: torch.Tensor, train: bool) -> torch.Tensor:
+        if pixels.dtype != torch.uint8 or pixels.shape[1] != 1:
+            raise ValueError(f"expected grey uint8 batches (n, 1, h, w), got {pixels.dtype} {tuple(pixels.shape)}")
+        x = pixels.float() * self.rescale
+        if train:
+            x = self.jitter(self.warp(x, self.random_affine(len(x), x.device)))
+        elif x.shape[-1] != self.side:
+            raise ValueError(f"evaluation pixels are {x.shape[-1]} px, the model expects {self.side}")
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x.expand(-1, mean.shape[1], -1, -1) - mean) / std
+
+    def random_affine(self, n: int, device: torch.device) -> torch.Tensor:
+        """(n, 2, 3) maps from output to input coordinates (both in [-1, 1]): a random crop, then rotation."""
+        aug = self.augmentation
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.empty(n, device=device).uniform_(low, high)
+
+        area = uniform(*aug.scale)
+        aspect = torch.exp(uniform(math.log(aug.ratio[0]), math.log(aug.ratio[1])))
+        width, height = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+        shift_x, shift_y = (1 - width) * uniform(-1, 1), (1 - height) * uniform(-1, 1)
+        angle = torch.deg2rad(uniform(-aug.max_rotation, aug.max_rotation))
+        cos, sin = angle.cos(), angle.sin()
+        rows = [
+            torch.stack([width * cos, -width * sin, shift_x], dim=1),
+            torch.stack([height * sin, height * cos, shift_y], dim=1),
+        ]
+        return torch.stack(rows, dim=1)
+
+    def warp(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(theta, [len(x), x.shape[1], self.side, self.side], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def jitter(self, x: torch.Tensor) -> torch.Tensor:
+        aug, shape = self.augmentation, (len(x), 1, 1, 1)
+        x = x * (1 + torch.empty(shape, device=x.device).uniform_(-aug.brightness, aug.brightness))
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = mean + (x - mean) * (1 + torch.empty(shape, device=x.device).uniform_(-aug.contrast, aug.contrast))
+        return x.clamp(0, self.rescale * 255)

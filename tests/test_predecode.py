@@ -1,0 +1,106 @@
+"""The fast data path: pre-decoded uint8 pixels and on-device augmentation, on real X-rays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoImageProcessor
+
+from covid_cxr.predecode import predecode, train_side
+from covid_cxr.training import DataArguments, run
+from covid_cxr.transforms import Augmentation, DevicePixels, set_processor_size
+from tests.conftest import tiny_run_arguments
+
+SIDE = 56
+IDENTITY = Augmentation(scale=(1, 1), ratio=(1, 1), max_rotation=0, brightness=0, contrast=0)
+
+
+@pytest.fixture(scope="module")
+def processor(backbone: Path):
+    processor = AutoImageProcessor.from_pretrained(backbone)
+    set_processor_size(processor, SIDE)
+    return processor
+
+
+@pytest.fixture(scope="module")
+def splits(small_dataset: Path) -> datasets.DatasetDict:
+    return datasets.load_from_disk(str(small_dataset))
+
+
+def normalise(processor, grey: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    return (grey.expand(-1, 3, -1, -1) - mean) / std
+
+
+def test_evaluation_pixels_match_the_processor(processor, splits) -> None:
+    decoded = predecode(splits["validation"], processor, train=False)
+    assert decoded.pixels.dtype == torch.uint8 and decoded.pixels.shape[1:] == (1, SIDE, SIDE)
+    assert decoded.labels.tolist() == splits["validation"]["label"]
+    ours = DevicePixels(processor, Augmentation())(decoded.pixels, train=False)
+    images = [image.convert("RGB") for image in splits["validation"]["image"]]
+    expected = processor(images, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_identity_augmentation_is_a_plain_resize(processor, splits) -> None:
+    stored = predecode(splits["train"], processor, train=True).pixels[:8]
+    assert stored.shape[-1] == train_side(SIDE) > SIDE
+    ours = DevicePixels(processor, IDENTITY)(stored, train=True)
+    resized = F.interpolate(stored.float() / 255, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(ours, normalise(processor, resized), atol=1e-4, rtol=0)
+
+
+def test_crop_takes_the_requested_region(processor, splits) -> None:
+    stored = predecode(splits["train"], processor, train=True).pixels[:4].float() / 255
+    device_pixels = DevicePixels(processor, IDENTITY)
+    half = stored.shape[-1] // 2
+    top_left = torch.tensor([[0.5, 0.0, -0.5], [0.0, 0.5, -0.5]]).expand(len(stored), 2, 3)
+    warped = device_pixels.warp(stored, top_left)[..., 1:-1, 1:-1]  # grid_sample pads black where resize clamps
+
+    def resized(region: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(region, size=(SIDE, SIDE), mode="bilinear", align_corners=False)[..., 1:-1, 1:-1]
+
+    torch.testing.assert_close(warped, resized(stored[..., :half, :half]), atol=1e-5, rtol=0)
+    assert (warped - resized(stored[..., :half, half:])).abs().mean() > 0.02  # not the top-right quadrant
+
+
+def test_augmentation_is_random_bounded_and_seeded(processor, splits) -> None:
+    stored = predecode(splits["train"], processor, train=True).pixels[:8]
+    device_pixels = DevicePixels(processor, Augmentation())
+    torch.manual_seed(0)
+    first, second = device_pixels(stored, train=True), device_pixels(stored, train=True)
+    torch.manual_seed(0)
+    again = device_pixels(stored, train=True)
+    assert first.shape == (8, 3, SIDE, SIDE) and torch.isfinite(first).all()
+    assert (first - second).abs().mean() > 0.01
+    torch.testing.assert_close(first, again)
+    low, high = normalise(processor, torch.zeros(1, 1, 1, 1)), normalise(processor, torch.ones(1, 1, 1, 1))
+    assert (first >= low - 1e-5).all() and (first <= high + 1e-5).all()
+
+
+def test_predecoding_is_cached_beside_the_dataset(processor, small_dataset: Path) -> None:
+    split = datasets.load_from_disk(str(small_dataset))["test"]
+    predecode(split, processor, train=False)
+    cached = set((small_dataset / "test").glob("cache-*.arrow"))
+    assert cached
+    again = predecode(split, processor, train=False)
+    assert set((small_dataset / "test").glob("cache-*.arrow")) == cached
+    assert len(again) == split.num_rows
+
+
+def test_device_pixels_refuses_undecoded_input(processor) -> None:
+    with pytest.raises(ValueError, match="expected grey uint8 batches"):
+        DevicePixels(processor, Augmentation())(torch.rand(2, 3, SIDE, SIDE), train=True)
+
+
+def test_pil_data_path_still_trains(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    model_args, _, eval_args, training_args = tiny_run_arguments(backbone, small_dataset, tmp_path, max_steps=1)
+    eval_args.linear_probe = False
+    results = run(model_args, DataArguments(dataset=str(small_dataset), predecode=False), eval_args, training_args)
+    assert 0.0 <= results["test_roc_auc"] <= 1.0
+    assert (tmp_path / "model.safetensors").is_file()
