@@ -24,6 +24,7 @@ import time
 
 import datasets
 import numpy as np
+import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments
@@ -90,6 +91,7 @@ class StepTimer(TrainerCallback):
         computes = [self.ends[i] - self.begins[i] for i in range(max(self.warmup, 1), len(self.ends))]
         step = statistics.median(periods)
         return {
+            "warmup_s": self.ends[self.warmup - 1] - self.begins[0] if self.warmup else 0.0,  # compile included
             "timed_steps": len(periods),
             "step_ms": 1000 * step,
             "images_per_s": batch / step,
@@ -200,6 +202,7 @@ def main() -> dict:
     )
     trainer.train()
     busy = timer.stop_profiler()
+    private_mb = psutil.Process().memory_full_info().uss / 2**20  # memory-mapped pixels are shared, not here
 
     flops = flops_per_image(args.backbone, args.image_size, args.trainable_blocks)
     peak_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -215,6 +218,7 @@ def main() -> dict:
         "peak_dtype": str(peak_dtype).removeprefix("torch."),
         "mfu": result["images_per_s"] * flops / peak,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "private_mb": private_mb,
         "peak_device_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
     return report(result, args.output)

@@ -1,13 +1,15 @@
-"""The fast training data path: every image decoded once to grey uint8 pixels, kept in memory as one tensor.
+"""The fast training data path: every image decoded once to grey uint8 pixels, then only indexed.
 
 Decoding, resizing and augmenting PIL images in dataloader workers every epoch is what starves a GPU (and,
-on a CPU, takes cores from the model). Here `datasets.map` decodes each split once, in parallel, into a cache
-beside the dataset (later runs reuse it); the loader then only indexes a uint8 tensor, and
-:class:`covid_cxr.transforms.DevicePixels` crops, rotates, jitters and normalises whole batches on the
-device. One byte per pixel: 2,086 images at 192 px take 77 MB; 30,000 at 512 px take 7.9 GB.
+on a CPU, takes cores from the model). Here `datasets.map` decodes each split once, in parallel, into an Arrow
+cache beside the dataset (later runs reuse it); the loader then indexes uint8 pixels memory-mapped from that
+file, and :class:`covid_cxr.transforms.DevicePixels` crops, rotates, jitters and normalises whole batches on
+the device. One byte per pixel: 2,086 images at 192 px take 77 MB; 30,000 at 512 px take 7.9 GB.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import datasets
 import numpy as np
@@ -39,19 +41,44 @@ def decode_for_evaluation(images: list[Image.Image], processor: BaseImageProcess
 
 
 class PixelDataset(torch.utils.data.Dataset):
-    """Pre-decoded uint8 pixels (n, 1, side, side) and their labels; items are what `collate` stacks."""
+    """Pre-decoded grey uint8 pixels (1, side, side) and labels, read in place from the split's Arrow file.
 
-    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
-        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or len(pixels) != len(labels):
-            shape = f"{pixels.dtype} {tuple(pixels.shape)} and {len(labels)} labels"
-            raise ValueError(f"expected uint8 (n, 1, h, w) pixels and n labels, got {shape}")
-        self.pixels, self.labels = pixels, labels
+    The Arrow file is memory-mapped, so nothing is copied until `collate` stacks a batch, and every process on
+    a machine (accelerate ranks, dataloader workers) shares one copy of the pixels in the OS page cache.
+    """
+
+    def __init__(self, decoded: datasets.Dataset) -> None:
+        pixels = decoded.features["pixels"]
+        if not isinstance(pixels, datasets.Array3D) or pixels.dtype != "uint8" or pixels.shape[0] != 1:
+            raise ValueError(f"expected a `pixels` column of grey uint8 Array3D (1, h, w), got {pixels}")
+        self.decoded = decoded
+        self.labels = np.asarray(decoded["label"])
+        self._chunks: list[torch.Tensor] | None = None  # views, rebuilt in each process that unpickles this
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_chunks": None}  # the Dataset pickles as its file path, not its bytes
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.pixels[index], "labels": int(self.labels[index])}
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        if self._chunks is None:
+            self._chunks = pixel_views(self.decoded)
+            self._starts = np.cumsum([0] + [len(chunk) for chunk in self._chunks])
+        chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return {"pixel_values": self._chunks[chunk][index - self._starts[chunk]], "labels": int(self.labels[index])}
+
+
+def pixel_views(decoded: datasets.Dataset) -> list[torch.Tensor]:
+    """Zero-copy uint8 tensors over each Arrow chunk of `pixels` (the numpy formatter would copy to int64)."""
+    shape = decoded.features["pixels"].shape
+    views = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # never written
+        for chunk in decoded.data.column("pixels").chunks:
+            values = chunk.storage.flatten().flatten().flatten().to_numpy(zero_copy_only=True)
+            views.append(torch.from_numpy(values.reshape(-1, *shape)))
+    return views
 
 
 def predecode(
@@ -82,15 +109,4 @@ def predecode(
         features=features,
         desc=f"{desc} at {side} px",
     )
-    return PixelDataset(uint8_tensor(decoded, side), torch.tensor(decoded["label"]))
-
-
-def uint8_tensor(decoded: datasets.Dataset, side: int) -> torch.Tensor:
-    """The `pixels` column copied chunk by chunk into one tensor (the numpy formatter would widen to int64)."""
-    pixels = torch.empty((decoded.num_rows, 1, side, side), dtype=torch.uint8)
-    start = 0
-    for chunk in decoded.with_format("arrow")[:]["pixels"].chunks:
-        values = chunk.storage.flatten().flatten().flatten().to_numpy(zero_copy_only=False)
-        pixels.numpy()[start : start + len(chunk)] = values.reshape(-1, 1, side, side)
-        start += len(chunk)
-    return pixels
+    return PixelDataset(decoded)

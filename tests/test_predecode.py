@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import datasets
@@ -10,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoImageProcessor
 
-from covid_cxr.predecode import predecode, train_side
-from covid_cxr.training import DataArguments, run
+from covid_cxr.predecode import PixelDataset, predecode, train_side
+from covid_cxr.training import DataArguments, collate, run
 from covid_cxr.transforms import Augmentation, DevicePixels, set_processor_size
 from tests.conftest import tiny_run_arguments
 
@@ -31,6 +32,10 @@ def splits(small_dataset: Path) -> datasets.DatasetDict:
     return datasets.load_from_disk(str(small_dataset))
 
 
+def first_pixels(dataset: PixelDataset, n: int) -> torch.Tensor:
+    return collate([dataset[i] for i in range(n)])["pixel_values"]
+
+
 def normalise(processor, grey: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
@@ -38,17 +43,17 @@ def normalise(processor, grey: torch.Tensor) -> torch.Tensor:
 
 
 def test_evaluation_pixels_match_the_processor(processor, splits) -> None:
-    decoded = predecode(splits["validation"], processor, train=False)
-    assert decoded.pixels.dtype == torch.uint8 and decoded.pixels.shape[1:] == (1, SIDE, SIDE)
-    assert decoded.labels.tolist() == splits["validation"]["label"]
-    ours = DevicePixels(processor, Augmentation())(decoded.pixels, train=False)
+    batch = collate(list(predecode(splits["validation"], processor, train=False)))
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[1:] == (1, SIDE, SIDE)
+    assert batch["labels"].tolist() == splits["validation"]["label"]
+    ours = DevicePixels(processor, Augmentation())(batch["pixel_values"], train=False)
     images = [image.convert("RGB") for image in splits["validation"]["image"]]
     expected = processor(images, return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 
 def test_identity_augmentation_is_a_plain_resize(processor, splits) -> None:
-    stored = predecode(splits["train"], processor, train=True).pixels[:8]
+    stored = first_pixels(predecode(splits["train"], processor, train=True), 8)
     assert stored.shape[-1] == train_side(SIDE) > SIDE
     ours = DevicePixels(processor, IDENTITY)(stored, train=True)
     resized = F.interpolate(stored.float() / 255, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
@@ -56,7 +61,7 @@ def test_identity_augmentation_is_a_plain_resize(processor, splits) -> None:
 
 
 def test_crop_takes_the_requested_region(processor, splits) -> None:
-    stored = predecode(splits["train"], processor, train=True).pixels[:4].float() / 255
+    stored = first_pixels(predecode(splits["train"], processor, train=True), 4).float() / 255
     device_pixels = DevicePixels(processor, IDENTITY)
     half = stored.shape[-1] // 2
     top_left = torch.tensor([[0.5, 0.0, -0.5], [0.0, 0.5, -0.5]]).expand(len(stored), 2, 3)
@@ -70,7 +75,7 @@ def test_crop_takes_the_requested_region(processor, splits) -> None:
 
 
 def test_augmentation_is_random_bounded_and_seeded(processor, splits) -> None:
-    stored = predecode(splits["train"], processor, train=True).pixels[:8]
+    stored = first_pixels(predecode(splits["train"], processor, train=True), 8)
     device_pixels = DevicePixels(processor, Augmentation())
     torch.manual_seed(0)
     first, second = device_pixels(stored, train=True), device_pixels(stored, train=True)
@@ -91,6 +96,17 @@ def test_predecoding_is_cached_beside_the_dataset(processor, small_dataset: Path
     again = predecode(split, processor, train=False)
     assert set((small_dataset / "test").glob("cache-*.arrow")) == cached
     assert len(again) == split.num_rows
+
+
+def test_pixels_are_read_in_place_and_pickle_as_a_file_reference(processor, splits) -> None:
+    decoded = predecode(splits["train"], processor, train=True)
+    pixel_bytes = len(decoded) * train_side(SIDE) ** 2
+    payload = pickle.dumps(decoded)  # what a spawned dataloader worker receives
+    assert len(payload) < pixel_bytes / 4
+    copy = pickle.loads(payload)
+    for index in (0, len(decoded) // 2, len(decoded) - 1):
+        assert torch.equal(copy[index]["pixel_values"], decoded[index]["pixel_values"])
+        assert copy[index]["labels"] == decoded[index]["labels"] == splits["train"][index]["label"]
 
 
 def test_device_pixels_refuses_undecoded_input(processor) -> None:
