@@ -109,14 +109,16 @@ after. Command: `python -m bench.load_space --model {model}`.
 
 def training_sections(throughput: dict, scaling: dict) -> str:
     rows = throughput["rows"]
-    ref_448 = next(r for r in rows if r["image_size"] == max(x["image_size"] for x in rows) and r["speedup"] == 1.0)
-    ours_448 = max((r for r in rows if r["image_size"] == ref_448["image_size"]), key=lambda r: r["speedup"])
+    largest = max(r["image_size"] for r in rows)
+    ref_largest = next(r for r in rows if r["image_size"] == largest and r["name"] == "reference")
+    at_largest = [r for r in rows if r["image_size"] == largest and r["name"] != "reference"]
+    ours_largest = max(at_largest, key=lambda r: r["speedup"])
     default = scaling["by_size"][0]
     biggest = max((r for r in scaling["by_size"] if r["recipe"] == "ours"), key=lambda r: r["repeat"])
     pil = next(r for r in scaling["by_size"] if r["recipe"] == "reference" and r["repeat"] == default["repeat"])
     per_image_s = 1 / default["images_per_s"]
     decode_s = default["prepare_s"] / default["train_images"]
-    flops_448 = ref_448["gflops_per_image"] * 1e9
+    flops_448 = ref_largest["gflops_per_image"] * 1e9
     gpu_epoch_s = COVIDX_IMAGES * flops_448 / (ASSUMED_MFU * H100_BF16_DENSE_TFLOPS * 1e12)
     return f"""## Fine-tune throughput: the reference recipe against ours ({throughput["machine"]})
 
@@ -165,8 +167,8 @@ share: {rows[0]["busy_measure"]}.
         )
     }
 
-At {ref_448["image_size"]} px the fastest of ours runs at {ours_448["speedup"]:.2f}x the reference with
-{100 * ours_448["mfu"]:.0f}% MFU. *Warm-up s* is the wall time of the untimed first steps, torch.compile's
+At {ref_largest["image_size"]} px the fastest of ours runs at {ours_largest["speedup"]:.2f}x the reference with
+{100 * ours_largest["mfu"]:.0f}% MFU. *Warm-up s* is the wall time of the untimed first steps, torch.compile's
 compilation included: compile pays only when the steps it saves outweigh it. On this CPU the model's matmuls
 already keep both cores busy, so the data path can only remove the reference's decode cost and the loader
 wait; the issue's targets (>= 5x and >= 35% MFU at 448 px) are for an

@@ -127,6 +127,6 @@ def missing_model_demo(model: str) -> gr.Blocks:
         gr.Markdown(
             f"# No trained model found at `{model}`\n\n"
             "Create one with `make train` (builds the dataset and fine-tunes the offline backbone on the CPU, "
-            "about 8 minutes), or point the app at an existing model: `MODEL=path/or/hub-id make space`."
+            "about 5 minutes), or point the app at an existing model: `MODEL=path/or/hub-id make space`."
         )
     return demo

@@ -53,6 +53,7 @@ class PixelDataset(torch.utils.data.Dataset):
             raise ValueError(f"expected a `pixels` column of grey uint8 Array3D (1, h, w), got {pixels}")
         self.decoded = decoded
         self.labels = np.asarray(decoded["label"])
+        self.starts = np.cumsum([0] + [len(chunk) for chunk in decoded.data.column("pixels").chunks])
         self._chunks: list[torch.Tensor] | None = None  # views, rebuilt in each process that unpickles this
 
     def __getstate__(self) -> dict:
@@ -64,9 +65,8 @@ class PixelDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         if self._chunks is None:
             self._chunks = pixel_views(self.decoded)
-            self._starts = np.cumsum([0] + [len(chunk) for chunk in self._chunks])
-        chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
-        return {"pixel_values": self._chunks[chunk][index - self._starts[chunk]], "labels": int(self.labels[index])}
+        chunk = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return {"pixel_values": self._chunks[chunk][index - self.starts[chunk]], "labels": int(self.labels[index])}
 
 
 def pixel_views(decoded: datasets.Dataset) -> list[torch.Tensor]:

@@ -101,8 +101,9 @@ class DevicePixels:
             x = self.jitter(self.warp(x, self.random_affine(len(x), x.device)))
         elif x.shape[-1] != self.side:
             raise ValueError(f"evaluation pixels are {x.shape[-1]} px, the model expects {self.side}")
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
-        return (x.expand(-1, mean.shape[1], -1, -1) - mean) / std
+        if self.mean.device != x.device:  # once, not a host-to-device copy every step
+            self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
+        return (x.expand(-1, self.mean.shape[1], -1, -1) - self.mean) / self.std
 
     def random_affine(self, n: int, device: torch.device) -> torch.Tensor:
         """(n, 2, 3) maps from output to input coordinates (both in [-1, 1]): a random crop, then rotation."""
