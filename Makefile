@@ -8,7 +8,11 @@ PORT ?= 7860
 BACKBONE ?= dinov2-small-imgfocus
 SPACE_ID ?=
 
-PACKAGE := $(wildcard covid_cxr/*.py covid_cxr/*/*.py covid_cxr/*/*/*.py)
+# Each rule depends on the code it runs, so editing the Space rebuilds nothing and editing training keeps the data.
+DATA_CODE := $(wildcard covid_cxr/*.py covid_cxr/data/*.py covid_cxr/cards/*.py)
+BACKBONE_CODE := $(wildcard covid_cxr/modeling/backbones/*)
+TRAIN_CODE := $(DATA_CODE) $(wildcard covid_cxr/modeling/*.py covid_cxr/evaluation/*.py covid_cxr/evaluation/*/*.py \
+	covid_cxr/training/*.py)
 DATASET := build/dataset/dataset_dict.json
 BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
@@ -30,15 +34,15 @@ lint:
 	$(BIN)/ruff format --check .
 
 data: $(DATASET) ## build the dataset from $(DATA) into build/dataset/
-$(DATASET): $(PACKAGE) train/build_dataset.py dataset_card.md $(DATA)/metadata.csv
+$(DATASET): $(DATA_CODE) train/build_dataset.py dataset_card.md $(DATA)/metadata.csv
 	$(BIN)/python train/build_dataset.py --input_dir $(DATA) --output_dir build/dataset
 
 backbone: $(BACKBONE_DIR) ## convert the offline default backbone into build/backbones/
-$(BACKBONE_DIR): covid_cxr/backbones/*.py
+$(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
 	$(BIN)/python train/convert_backbone.py --name $(BACKBONE) --output_root build/backbones --force
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
-$(TRAINED): $(DATASET) $(BACKBONE_DIR) train/finetune.py model_card.md
+$(TRAINED): $(DATASET) $(BACKBONE_DIR) $(TRAIN_CODE) train/finetune.py model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset build/dataset --output_dir $(MODEL) \
 		--model_name_or_path build/backbones/$(BACKBONE)
 

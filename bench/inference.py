@@ -17,9 +17,9 @@ from sklearn.metrics import roc_auc_score
 from transformers import pipeline
 
 from bench.common import machine, percentile, report, test_split, timed
-from covid_cxr.analysis import Analyser
-from covid_cxr.inference import run_model, softmax
-from covid_cxr.transforms import processor_size
+from covid_cxr.data.transforms import processor_size
+from covid_cxr.modeling.inference import run_model, softmax
+from covid_cxr.serving.predictor import Predictor
 
 
 def latency_row(name: str, seconds: list[float], batch: int, auc: float | None) -> dict:
@@ -50,16 +50,16 @@ def main() -> dict:
         image.save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
 
-    analyser = Analyser(args.model)
+    predictor = Predictor(args.model)
     classifier = pipeline("image-classification", model=args.model, device="cpu")
-    fp32 = softmax(run_model(analyser.model, analyser.processor, test["image"], 32).logits)[:, 1]
+    fp32 = softmax(run_model(predictor.model, predictor.processor, test["image"], 32).logits)[:, 1]
     auc = float(roc_auc_score(labels, fp32))
-    quantised = copy.deepcopy(analyser.model)  # the backbone's linear layers in int8, the head left in fp32
+    quantised = copy.deepcopy(predictor.model)  # the backbone's linear layers in int8, the head left in fp32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notices; it still ships in torch 2.13
         backbone = torch.ao.quantization.quantize_dynamic(quantised.base_model, {torch.nn.Linear}, dtype=torch.qint8)
     setattr(quantised, quantised.base_model_prefix, backbone)
-    int8 = softmax(run_model(quantised, analyser.processor, test["image"], 32).logits)[:, 1]
+    int8 = softmax(run_model(quantised, predictor.processor, test["image"], 32).logits)[:, 1]
     int8_auc = float(roc_auc_score(labels, int8))
 
     rows = []
@@ -71,7 +71,7 @@ def main() -> dict:
     rows.append(
         latency_row(
             "Space predict, no heat map",
-            timed(lambda: analyser.analyse(encoded[next(counter) % 8], heatmap=False), args.repeats),
+            timed(lambda: predictor.analyse(encoded[next(counter) % 8], heatmap=False), args.repeats),
             1,
             auc,
         )
@@ -79,7 +79,7 @@ def main() -> dict:
     rows.append(
         latency_row(
             "Space predict, with Grad-CAM",
-            timed(lambda: analyser.analyse(encoded[next(counter) % 8], heatmap=True), args.repeats),
+            timed(lambda: predictor.analyse(encoded[next(counter) % 8], heatmap=True), args.repeats),
             1,
             auc,
         )
@@ -87,7 +87,7 @@ def main() -> dict:
     rows.append(
         latency_row(
             "int8 dynamic quantisation (model only)",
-            timed(lambda: run_model(quantised, analyser.processor, [images[next(counter) % 16]]), args.repeats),
+            timed(lambda: run_model(quantised, predictor.processor, [images[next(counter) % 16]]), args.repeats),
             1,
             int8_auc,
         )
@@ -95,7 +95,7 @@ def main() -> dict:
     rows.append(
         latency_row(
             "fp32 model only (same loop)",
-            timed(lambda: run_model(analyser.model, analyser.processor, [images[next(counter) % 16]]), args.repeats),
+            timed(lambda: run_model(predictor.model, predictor.processor, [images[next(counter) % 16]]), args.repeats),
             1,
             auc,
         )
@@ -103,7 +103,7 @@ def main() -> dict:
     result = {
         **machine(),
         "model": args.model,
-        "input_px": processor_size(analyser.processor),
+        "input_px": processor_size(predictor.processor),
         "threads": torch.get_num_threads(),
         "rows": rows,
     }

@@ -19,7 +19,7 @@ import psutil
 from gradio_client import Client, handle_file
 
 from bench.common import machine, percentile, report
-from covid_cxr.serving import running_app
+from covid_cxr.serving.launcher import running_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from bench.common import machine, report, test_split
-from covid_cxr.analysis import Analyser, OutOfScope
-from covid_cxr.imaging import ImageError
+from covid_cxr.data.imaging import ImageError
+from covid_cxr.serving.predictor import OutOfScope, Predictor
 
 
 def non_xray_images(xray: Image.Image) -> dict[str, Image.Image]:
@@ -45,9 +45,9 @@ def _as_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def verdict(analyser: Analyser, image: Image.Image) -> str:
+def verdict(predictor: Predictor, image: Image.Image) -> str:
     try:
-        analyser.analyse(_as_png(image), heatmap=False)
+        predictor.analyse(_as_png(image), heatmap=False)
     except OutOfScope as err:
         return f"refused: {err}"
     except ImageError as err:
@@ -61,12 +61,12 @@ def main() -> dict:
     parser.add_argument("--dataset", default="build/dataset")
     parser.add_argument("--output", default=None, help="Write the results as JSON here.")
     args = parser.parse_args()
-    analyser = Analyser(args.model)
+    predictor = Predictor(args.model)
     test = test_split(args.dataset)
-    refused = [verdict(analyser, test[i]["image"]) for i in tqdm(range(test.num_rows), desc="test X-rays")]
+    refused = [verdict(predictor, test[i]["image"]) for i in tqdm(range(test.num_rows), desc="test X-rays")]
     false_rejects = [(test[i]["file_name"], v) for i, v in enumerate(refused) if v != "scored"]
     others = non_xray_images(test[0]["image"])
-    caught = {name: verdict(analyser, image) for name, image in tqdm(others.items(), desc="non-X-rays")}
+    caught = {name: verdict(predictor, image) for name, image in tqdm(others.items(), desc="non-X-rays")}
     result = {
         **machine(),
         "model": args.model,

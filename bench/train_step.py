@@ -5,7 +5,7 @@ that peak memory belongs to that configuration alone. Both recipes train the sam
 
   reference  the transformers image-classification example: fp32, PIL decode + augmentation in dataloader
              workers (`set_transform`), Trainer defaults (AdamW, no compile)
-  ours       images pre-decoded once to uint8 tensors and augmented on the device (covid_cxr.predecode),
+  ours       images pre-decoded once to uint8 tensors and augmented on the device (covid_cxr.data.predecode),
              bf16 autocast where the device computes bf16 natively (CUDA), fused AdamW, SDPA attention;
              --compile adds torch.compile
 
@@ -30,16 +30,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments
 
 from bench.common import machine, report
-from covid_cxr.training import (
-    CxrTrainer,
-    DataArguments,
-    collate,
-    freeze_backbone,
-    load_model,
-    prepare_inputs,
-    weighted_cross_entropy,
-)
-from covid_cxr.transforms import set_processor_size
+from covid_cxr.data.transforms import set_processor_size
+from covid_cxr.training.arguments import DataArguments
+from covid_cxr.training.inputs import prepare_inputs
+from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 
 RECIPES = ("reference", "ours")
 
@@ -186,20 +180,12 @@ def main() -> dict:
     targs = training_args(args.recipe, args, output_dir=f"build/bench-train/{args.recipe}")
     data_args = DataArguments(dataset=args.dataset, predecode=args.recipe == "ours")
 
-    loss, _ = weighted_cross_entropy(np.asarray(splits["train"]["label"]))  # before set_transform hides it
+    train_labels = np.asarray(splits["train"]["label"])  # before set_transform hides it
     start = time.perf_counter()
     train_data, _, device_pixels = prepare_inputs(splits, processor, data_args, targs)
     prepare_s = time.perf_counter() - start
     timer = StepTimer(args.warmup, profile=device.type == "cuda")
-    trainer = CxrTrainer(
-        model=model,
-        args=targs,
-        data_collator=collate,
-        train_dataset=train_data,
-        compute_loss_func=loss,
-        device_pixels=device_pixels,
-        callbacks=[timer],
-    )
+    trainer = build_trainer(model, targs, train_data, train_labels, device_pixels=device_pixels, callbacks=[timer])
     trainer.train()
     busy = timer.stop_profiler()
     private_mb = psutil.Process().memory_full_info().uss / 2**20  # memory-mapped pixels are shared, not here

@@ -12,7 +12,9 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from covid_cxr.hub import push_space
-from covid_cxr.space_bundle import assemble
+from covid_cxr.serving.bundle import assemble
+
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -27,7 +29,7 @@ class DeployArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(DeployArguments).parse_args_into_dataclasses()
-    folder = assemble(Path(args.output_dir), args.model, Path(args.dataset))
+    folder = assemble(HERE, Path(args.output_dir), args.model, Path(args.dataset))
     print(f"Space assembled in {folder}/")
     if args.dry_run or not args.space_id:
         print("Dry run: nothing pushed." if args.dry_run else "No --space_id given: nothing pushed.")

@@ -1,4 +1,9 @@
-"""Shared fixtures: every image-level test uses real chest X-rays from ../shared/cxr (or $COVID_CXR_DATA)."""
+"""Shared fixtures: every image-level test uses real chest X-rays.
+
+Two tiers. The fast one reads the 15 CC BY images of tests/fixtures/cxr (see its ATTRIBUTION.md) and needs
+nothing else; `pytest -m "not slow"` runs it. Every test that needs ../shared/cxr (or $COVID_CXR_DATA), the
+converted backbone or a trained model is marked `slow` here, from the fixtures it uses.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,31 @@ from pathlib import Path
 
 import pytest
 
-from covid_cxr.backbones import materialise
-from covid_cxr.dataset_build import BuildConfig, build_dataset
-from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments, run
+from covid_cxr.data.build import BuildConfig, build_dataset
+from covid_cxr.modeling.backbones import materialise
+from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.run import run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_ROOT = REPO_ROOT / "tests" / "fixtures" / "cxr"
+SLOW_FIXTURES = {"cxr_root", "metadata", "small_cxr", "backbone", "small_dataset", "trained"}
+CARD_DATASET_ID = "test-org/covid-cxr-data"  # what the tiny runs' cards name as their dataset
 CXR_ROOT = Path(os.environ.get("COVID_CXR_DATA", REPO_ROOT.parent / "shared" / "cxr"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def fixture_root() -> Path:
+    """15 real CC BY chest X-rays in the curated layout, shipped with the tests."""
+    return FIXTURE_ROOT
 
 
 def read_metadata(root: Path = CXR_ROOT) -> list[dict[str, str]]:
@@ -85,7 +106,7 @@ def tiny_run_arguments(backbone: Path, dataset: Path, output_dir: Path, **traini
     )
     return (
         ModelArguments(model_name_or_path=str(backbone), image_size=56, trainable_blocks=2),
-        DataArguments(dataset=str(dataset)),
+        DataArguments(dataset=str(dataset), dataset_hub_id=CARD_DATASET_ID),
         EvaluationArguments(target_sensitivity=0.9),
         CxrTrainingArguments(**(defaults | training)),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from covid_cxr.training import run
+from covid_cxr.training.run import run
 from tests.conftest import tiny_run_arguments
 
 

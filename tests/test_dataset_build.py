@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from covid_cxr.dataset_build import REPORT_NAME, BuildConfig, build_dataset
+from covid_cxr.data.build import REPORT_NAME, BuildConfig, build_dataset
 from tests.conftest import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "train" / "build_dataset.py"
@@ -81,6 +82,18 @@ def test_images_are_stored_as_read(full_build: Path, cxr_root: Path) -> None:
     assert row["image"]["bytes"] == (cxr_root / row["file_name"]).read_bytes()
 
 
+def test_fixture_builds_with_each_patient_in_one_split(fixture_root: Path, tmp_path: Path) -> None:
+    result = build_dataset(BuildConfig(input_dir=fixture_root, output_dir=tmp_path / "out"))
+    assert len(result.records) == 15 and not result.skipped
+    splits_of: dict[str, set[str]] = {}
+    for record, split in zip(result.records, result.splits, strict=True):
+        if record.patient_id:
+            splits_of.setdefault(record.patient_id, set()).add(split)
+    assert len(splits_of["hannover-189daebe"]) == 1  # two films of one patient: one split
+    assert all(len(names) == 1 for names in splits_of.values())
+    assert {split: result.dataset[split].num_rows for split in result.dataset} == dict(Counter(result.splits))
+
+
 def test_bad_files_are_reported_and_the_rest_kept(small_cxr: Path, tmp_path: Path) -> None:
     images = sorted((small_cxr / "images").iterdir())
     truncated, text, empty, original = images[0], images[1], images[2], images[3]
@@ -114,36 +127,25 @@ def test_max_size_downscales(small_cxr: Path, tmp_path: Path) -> None:
     assert all(isinstance(image, Image.Image) for image in result.dataset["train"][:3]["image"])
 
 
-def test_push_to_hub_uploads_dataset_card_and_histogram(small_cxr: Path, tmp_path: Path, monkeypatch) -> None:
-    calls = []
-    monkeypatch.setattr(
-        datasets.DatasetDict, "push_to_hub", lambda self, repo_id, **kw: calls.append(("data", repo_id))
-    )
-    from huggingface_hub import DatasetCard, HfApi
+def test_push_is_one_commit_that_load_dataset_reads_back(small_cxr: Path, tmp_path: Path, monkeypatch) -> None:
+    from huggingface_hub import HfApi
 
-    monkeypatch.setattr(
-        DatasetCard,
-        "push_to_hub",
-        lambda self, repo_id, **kw: calls.append(("card", repo_id, kw["repo_type"], self.content)),
-    )
-    monkeypatch.setattr(
-        HfApi, "upload_file", lambda self, **kw: calls.append(("file", kw["repo_id"], kw["path_in_repo"]))
-    )
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "build_dataset.py",
-            "--input_dir",
-            str(small_cxr),
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--push_to_hub",
-            "me/cxr",
-            "--num_proc",
-            "1",
-        ],
-    )
+    commits = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
+
+    def create_commit(self, repo_id, operations, **kw):  # materialise the commit as the Hub repo would hold it
+        repo = tmp_path / "hub" / repo_id
+        for op in operations:
+            target = repo / op.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = op.path_or_fileobj
+            target.write_bytes(source if isinstance(source, bytes) else Path(source).read_bytes())
+        commits.append((repo_id, kw["repo_type"], sorted(op.path_in_repo for op in operations)))
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    output = tmp_path / "out"
+    argv = ["build_dataset.py", "--input_dir", str(small_cxr), "--output_dir", str(output), "--num_proc", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--push_to_hub", "me/cxr"])
     sys.path.insert(0, str(BUILD_SCRIPT.parent))
     try:
         import build_dataset
@@ -151,9 +153,23 @@ def test_push_to_hub_uploads_dataset_card_and_histogram(small_cxr: Path, tmp_pat
         build_dataset.main()
     finally:
         sys.path.remove(str(BUILD_SCRIPT.parent))
-    assert calls[0] == ("data", "me/cxr")
-    assert calls[1][:3] == ("card", "me/cxr", "dataset") and "## Images per split" in calls[1][3]
-    assert calls[2] == ("file", "me/cxr", "intensity_histogram.png")
+
+    assert len(commits) == 1
+    repo_id, repo_type, paths = commits[0]
+    assert (repo_id, repo_type) == ("me/cxr", "dataset")
+    assert {"README.md", "LICENSE.md", "build_report.json", "intensity_histogram.png"} <= set(paths)
+    card = (tmp_path / "hub" / "me/cxr" / "README.md").read_text()
+    for linked in re.findall(r"\]\(([^)#:]+)\)", card):  # every relative link of the card is in the commit
+        assert linked in paths, linked
+    assert (output / "hub_repo_id.txt").read_text().strip() == "me/cxr"
+
+    built = datasets.load_from_disk(str(output))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a split size that does not match the card's dataset_info
+        pushed = datasets.load_dataset(str(tmp_path / "hub" / "me/cxr"))
+    assert {split: pushed[split].num_rows for split in pushed} == {split: built[split].num_rows for split in built}
+    assert pushed["train"].features == built["train"].features
+    assert pushed["test"][0]["image"].size == built["test"][0]["image"].size
 
 
 def test_help_lists_arguments() -> None:

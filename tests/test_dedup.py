@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from covid_cxr.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
+from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
 
 
 def _reencoded(image: Image.Image) -> Image.Image:
@@ -18,10 +18,10 @@ def _reencoded(image: Image.Image) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue()))
 
 
-def test_copies_are_near_and_distinct_films_far(cxr_root: Path) -> None:
+def test_copies_are_near_and_distinct_films_far(fixture_root: Path) -> None:
     paths = (
-        sorted((cxr_root / "images").glob("nih_cxr14__*.jpg"))[:3]
-        + sorted((cxr_root / "images").glob("hannover__*.jpg"))[:3]
+        sorted((fixture_root / "images").glob("covid_cxnet__*.jpg"))[:3]
+        + sorted((fixture_root / "images").glob("ieee8023__*.jpg"))[:3]
     )
     images = [Image.open(p).convert("L") for p in paths]
     hashes = np.stack([perceptual_hash(im) for im in images] + [perceptual_hash(_reencoded(images[0]))])

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.guard import ScopeGuard, pixel_reason
+from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason
 
 
-def test_real_xrays_pass_the_pixel_checks(cxr_root: Path, metadata) -> None:
+def test_real_xrays_pass_the_pixel_checks(fixture_root: Path) -> None:
+    for path in sorted((fixture_root / "images").glob("*.jpg")):
+        assert pixel_reason(Image.open(path)) is None, path.name
+
+
+def test_every_source_passes_the_pixel_checks(cxr_root: Path, metadata) -> None:
     for row in metadata[::40]:  # every source, grey and RGB JPEGs alike
         assert pixel_reason(Image.open(cxr_root / row["file_name"])) is None, row["file_name"]
 

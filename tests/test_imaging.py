@@ -10,14 +10,14 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
-from covid_cxr.imaging import ImageError, load_image, sniff_format
+from covid_cxr.data.imaging import ImageError, load_image, sniff_format
 
 
 @pytest.fixture(scope="module")
-def real_jpeg(cxr_root: Path) -> Path:
-    return sorted((cxr_root / "images").glob("ieee8023__*.jpg"))[0]
+def real_jpeg(fixture_root: Path) -> Path:
+    return sorted((fixture_root / "images").glob("ieee8023__*.jpg"))[0]
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +73,14 @@ def test_format_comes_from_content_not_extension(tmp_path: Path, real_jpeg: Path
 
 
 def test_sixteen_bit_png_is_scaled_to_full_range(tmp_path: Path, real_pixels: np.ndarray) -> None:
-    twelve_bit = real_pixels.astype(np.uint16) * 16  # 0..4080, as a 12-bit detector writes into 16-bit PNG
+    low, high = int(real_pixels.min()), int(real_pixels.max())
+    full_range = np.round((real_pixels.astype(float) - low) * 255 / (high - low)).astype(np.uint8)
     path = tmp_path / "sixteen.png"
-    Image.fromarray(twelve_bit).save(path)
+    Image.fromarray(full_range.astype(np.uint16) * 16).save(path)  # 0..4080: a 12-bit detector in a 16-bit PNG
     assert Image.open(path).mode.startswith("I")
     loaded = load_image(path)
     assert loaded.image.mode == "L" and not loaded.native
-    low, high = real_pixels.min(), real_pixels.max()
-    expected = np.round((real_pixels.astype(float) - low) * 255 / (high - low))
-    assert np.abs(np.asarray(loaded.image).astype(float) - expected).max() <= 1
+    np.testing.assert_array_equal(np.asarray(loaded.image), full_range)  # 16 x v over 0..4080 is v again
 
 
 def test_real_dicom_from_rsna(cxr_root: Path) -> None:
@@ -89,6 +88,21 @@ def test_real_dicom_from_rsna(cxr_root: Path) -> None:
     assert loaded.format == "DICOM"
     assert loaded.image.size == (1024, 1024) and loaded.image.mode == "L"
     assert np.asarray(loaded.image).std() > 20  # a real radiograph, not a flat field
+
+
+@pytest.mark.parametrize(
+    ("syntax", "encoder"), [(JPEG2000Lossless, "pylibjpeg"), (JPEGLSLossless, "pyjpegls"), (RLELossless, "pydicom")]
+)
+def test_compressed_dicom_decodes_to_the_same_pixels(tmp_path: Path, cxr_root: Path, syntax, encoder: str) -> None:
+    original = next((cxr_root / "dicom").glob("*.dcm"))  # JPEG Baseline, as the RSNA challenge distributed it
+    ds = pydicom.dcmread(original)
+    ds.decompress()
+    ds.compress(syntax, encoding_plugin=encoder)
+    ds.save_as(tmp_path / "compressed.dcm")
+    assert pydicom.dcmread(tmp_path / "compressed.dcm").file_meta.TransferSyntaxUID == syntax
+    decoded = load_image(tmp_path / "compressed.dcm")
+    assert decoded.format == "DICOM"
+    np.testing.assert_array_equal(np.asarray(decoded.image), np.asarray(load_image(original).image))
 
 
 def test_monochrome1_is_inverted_to_match_monochrome2(tmp_path: Path, real_pixels: np.ndarray) -> None:

@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoImageProcessor
 
-from covid_cxr.predecode import PixelDataset, predecode, train_side
-from covid_cxr.training import DataArguments, collate, run
-from covid_cxr.transforms import Augmentation, DevicePixels, set_processor_size
+from covid_cxr.data.predecode import PixelDataset, predecode, train_side
+from covid_cxr.data.transforms import Augmentation, DevicePixels, set_processor_size, train_transform
+from covid_cxr.training.arguments import DataArguments
+from covid_cxr.training.run import run
+from covid_cxr.training.trainer import collate
 from tests.conftest import tiny_run_arguments
 
 SIDE = 56
@@ -120,3 +122,14 @@ def test_pil_data_path_still_trains(tmp_path: Path, backbone: Path, small_datase
     results = run(model_args, DataArguments(dataset=str(small_dataset), predecode=False), eval_args, training_args)
     assert 0.0 <= results["test_roc_auc"] <= 1.0
     assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_pil_augmentation_differs_across_workers_and_epochs(processor, splits) -> None:
+    same_xray = splits["train"].select([0] * 4)
+    same_xray.set_transform(train_transform(processor, Augmentation()))
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(same_xray, batch_size=1, num_workers=2, collate_fn=collate)
+    first, second = (torch.cat([batch["pixel_values"] for batch in loader]) for _ in range(2))
+    # items 0 and 1 are drawn by different workers; with one Random copied into both they would be equal
+    assert (first[0] - first[1]).abs().mean() > 0.01
+    assert (first - second).abs().mean() > 0.01  # and a new epoch draws new augmentations

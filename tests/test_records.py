@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from covid_cxr.records import MetadataError, detect_layout, read_records, view_family
+from covid_cxr.data.records import MetadataError, detect_layout, read_records, view_family
 
 
 def test_curated_layout_reads_every_real_image(cxr_root: Path, metadata: list[dict[str, str]]) -> None:

@@ -15,8 +15,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from transformers import pipeline
 
-from covid_cxr.serving import running_app
-from covid_cxr.space_bundle import assemble
+from covid_cxr.serving.bundle import assemble
+from covid_cxr.serving.launcher import running_app
 from tests.conftest import REPO_ROOT
 from tests.test_imaging import write_dicom
 
@@ -131,7 +131,7 @@ def test_missing_model_says_which_command_makes_one(tmp_path: Path) -> None:
 def test_assembled_space_runs_on_its_own(
     trained: tuple[Path, dict], small_dataset: Path, tmp_path: Path, xray: Path
 ) -> None:
-    folder = assemble(tmp_path / "space", str(trained[0]), small_dataset)
+    folder = assemble(REPO_ROOT / "space", tmp_path / "space", str(trained[0]), small_dataset)
     assert {"app.py", "requirements.txt", "README.md", "covid_cxr", "model", "examples"} <= {
         p.name for p in folder.iterdir()
     }

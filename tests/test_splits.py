@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from covid_cxr.records import read_records
-from covid_cxr.splits import assign_splits, group_ids
+from covid_cxr.data.records import read_records
+from covid_cxr.data.splits import assign_splits, group_ids
 
 
 @pytest.fixture(scope="module")

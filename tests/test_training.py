@@ -8,18 +8,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors import safe_open
-from transformers import AutoModelForImageClassification, TrainerCallback, pipeline
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    TrainerCallback,
+    TrainingArguments,
+    pipeline,
+)
 
-from covid_cxr.backbones import dinov2_onnx, materialise
-from covid_cxr.calibration import choose_threshold, fit_temperature, fold_temperature
-from covid_cxr.inference import CovidClassifier, run_model
-from covid_cxr.training import freeze_backbone, load_model, run
-from tests.conftest import REPO_ROOT, tiny_run_arguments
+from covid_cxr.data.predecode import predecode
+from covid_cxr.data.transforms import Augmentation, DevicePixels, set_processor_size
+from covid_cxr.modeling.backbones import dinov2_onnx, materialise
+from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.modeling.inference import CovidClassifier, run_model
+from covid_cxr.training.run import run
+from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
+from tests.conftest import CARD_DATASET_ID, REPO_ROOT, tiny_run_arguments
 
 
 def test_converter_matches_the_onnx_graph(backbone: Path) -> None:
@@ -54,7 +65,11 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     assert 0.0 < config["decision_threshold"] <= 1.0
     assert config["calibration_temperature"] > 0
     assert config["threshold_validation_sensitivity"] >= config["threshold_target_sensitivity"]
-    all_results = json.loads((output / "all_results.json").read_text())
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"all_results.json holds {constant}, which is not JSON")
+
+    all_results = json.loads((output / "all_results.json").read_text(), parse_constant=refuse)
     for key in (
         "test_roc_auc",
         "test_sensitivity",
@@ -68,7 +83,12 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
         assert key in all_results, key
     assert 0.0 <= all_results["probe_source_accuracy"] <= 1.0
     card = (output / "README.md").read_text()
-    assert "pipeline_tag: image-classification" in card and "model-index" in card
+    meta = ModelCard.load(output / "README.md").data
+    assert meta.pipeline_tag == "image-classification" and meta.datasets == [CARD_DATASET_ID]
+    assert {r.dataset_name for r in meta.eval_results} == {CARD_DATASET_ID}  # model-index names a real dataset
+    assert (meta.license, meta.license_link) == ("other", "LICENSE.md") and (output / "LICENSE.md").is_file()
+    assert meta.base_model == "facebook/dinov2-small"  # the offline default's lineage
+    assert "(cosine)" in card and "SchedulerType" not in card
     assert f"{results['test_roc_auc']:.3f}" in card and "Not a medical device" in card
     assert "{{" not in card
     for figure in ("roc_curve.png", "confusion_matrix.png"):
@@ -198,3 +218,40 @@ def test_mobilenet_converter_matches_tfjs_and_trains(tmp_path: Path, small_datas
     args[2].linear_probe = False
     results = run(*args)
     assert "test_roc_auc" in results and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    splits = datasets.load_from_disk(str(small_dataset))
+    processor = AutoImageProcessor.from_pretrained(backbone)
+    set_processor_size(processor, 56)
+    eight = torch.utils.data.Subset(predecode(splits["train"], processor, train=True), range(8))
+    labels = np.asarray(splits["train"]["label"])
+    no_augmentation = DevicePixels(processor, Augmentation((1, 1), (1, 1), 0, 0, 0))
+
+    def one_step(batch: int, accumulation: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = load_model(str(backbone))
+        freeze_backbone(model, 1)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"{batch}x{accumulation}"),
+            max_steps=1,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            optim="sgd",
+            learning_rate=0.5,
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,  # no clipping: the step is the raw gradient
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            remove_unused_columns=False,
+        )
+        build_trainer(model, args, eight, labels, device_pixels=no_augmentation).train()
+        return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    big, accumulated = one_step(8, 1), one_step(4, 2)
+    torch.manual_seed(0)
+    start = load_model(str(backbone)).classifier.weight.detach()
+    assert (big["classifier.weight"] - start).abs().max() > 1e-3  # the step moved the head
+    for name, value in big.items():
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-4, atol=1e-6, msg=name)

@@ -2,7 +2,8 @@
 
 Reads ../shared/cxr (curated layout) by default, or a covid-chestxray-dataset clone, or a folder with one
 sub-folder per class. Writes a `datasets.DatasetDict` (save_to_disk) plus README.md (the dataset card),
-build_report.json (every skipped file and why) and intensity_histogram.png into --output_dir.
+build_report.json (every skipped file and why), intensity_histogram.png and LICENSE.md into --output_dir;
+--push_to_hub uploads all of it as parquet in one commit.
 
     python train/build_dataset.py --input_dir ../shared/cxr --output_dir build/dataset
     python train/build_dataset.py --input_dir my_images/ --push_to_hub my-org/my-cxr-dataset
@@ -12,18 +13,20 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from covid_cxr.cards import render_dataset_card
-from covid_cxr.dataset_build import HISTOGRAM_NAME, REPORT_NAME, BuildConfig, build_dataset, write_report
-from covid_cxr.dataset_stats import counts_table, plot_intensity_histograms, records_frame
-from covid_cxr.dedup import DEFAULT_NEAR_DUP_BITS
-from covid_cxr.hub import push_dataset
-from covid_cxr.imaging import DEFAULT_MIN_SIZE
-from covid_cxr.records import DEFAULT_VIEWS, LAYOUTS
+from covid_cxr.cards.dataset import licence_terms, render_dataset_card
+from covid_cxr.cards.markdown import LICENSE_FILE
+from covid_cxr.data.build import HISTOGRAM_NAME, HUB_ID_FILE, REPORT_NAME, BuildConfig, build_dataset, write_report
+from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS
+from covid_cxr.data.imaging import DEFAULT_MIN_SIZE
+from covid_cxr.data.records import DEFAULT_VIEWS, LAYOUTS
+from covid_cxr.data.stats import counts_table, plot_intensity_histograms, records_frame
+from covid_cxr.hub import dataset_operations, push_dataset
 
 
 @dataclass
@@ -82,6 +85,7 @@ def main() -> None:
     plot_intensity_histograms(result.histograms, output_dir / HISTOGRAM_NAME)
     card = render_dataset_card(result, config, data_args.pretty_name)
     card.save(output_dir / "README.md")
+    (output_dir / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
 
     print(counts_table(records_frame(result.records, result.splits)).to_string())
     print(f"\nKept {len(result.records)} images; skipped {len(result.skipped)} (see {output_dir / REPORT_NAME}).")
@@ -92,7 +96,11 @@ def main() -> None:
     print(f"Dataset, card and report written to {output_dir}/")
 
     if data_args.push_to_hub:
-        push_dataset(result.dataset, card, [output_dir / HISTOGRAM_NAME], data_args.push_to_hub, data_args.private)
+        linked = [output_dir / name for name in (REPORT_NAME, HISTOGRAM_NAME, LICENSE_FILE)]
+        with tempfile.TemporaryDirectory(prefix="covid-cxr-push-") as staging:
+            operations = dataset_operations(result.dataset, card, linked, Path(staging))
+            push_dataset(operations, data_args.push_to_hub, data_args.private)
+        (output_dir / HUB_ID_FILE).write_text(data_args.push_to_hub + "\n")
         print(f"Pushed to https://huggingface.co/datasets/{data_args.push_to_hub}")
 
 

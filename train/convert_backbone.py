@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from covid_cxr.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE, OFFLINE_BACKBONES, materialise, provenance
+from covid_cxr.modeling.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE, OFFLINE_BACKBONES, materialise, provenance
 
 
 @dataclass

@@ -20,7 +20,8 @@ import datasets
 import transformers
 from transformers import HfArgumentParser
 
-from covid_cxr.training import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments, run
+from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.run import run
 
 
 def main() -> None:

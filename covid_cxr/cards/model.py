@@ -1,0 +1,121 @@
+"""The model card: `model_card.md` filled from one typed context holding the run's measured figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
+from covid_cxr.evaluation.grouped import MIXED, Evaluation
+from covid_cxr.modeling.calibration import Calibration
+
+_TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the model was trained, in the words the card prints."""
+
+    image_size: int | None
+    trainable_blocks: int  # -1: all
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    scheduler: str
+    weight_decay: float
+    seed: int
+    precision: str
+    early_stopping_patience: int
+
+
+@dataclass(frozen=True)
+class ModelCardContext:
+    evaluation: Evaluation
+    calibration: Calibration
+    baseline: dict[str, float]  # frozen-feature probe figures; empty when the probes were not run
+    backbone: dict[str, object]  # provenance of the starting weights
+    base_model: str | None  # Hub repo the weights derive from
+    dataset: str  # what was trained on: a local folder or a Hub id
+    dataset_hub_id: str | None  # the Hub dataset the card names (None: not on the Hub)
+    split_sizes: dict[str, int]
+    recipe: Recipe
+    hardware: str
+
+
+def metric_table(grouped: dict[str, dict[str, float]]) -> str:
+    frame = pd.DataFrame({group: {k: values[k] for k in _TABLE_KEYS} for group, values in grouped.items()}).T
+    frame.index.name = "subset"
+    formatted = frame.apply(
+        lambda col: col.map(lambda v: f"{v:.0f}" if col.name == "n" else ("n/a" if pd.isna(v) else f"{v:.3f}"))
+    )
+    return markdown_table(formatted)
+
+
+def eval_results(context: ModelCardContext) -> list[EvalResult]:
+    """The model-index entries: test ROC AUC, sensitivity and specificity, on all sources and mixed-label ones."""
+    dataset = context.dataset_hub_id
+    if dataset is None:
+        return []  # model-index must name a real dataset; a local folder is not one
+    return [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type=key,
+            metric_name=f"{key} ({subset})",
+            metric_value=round(values[key], 4),
+        )
+        for subset, values in context.evaluation.test.items()
+        if subset in ("all", MIXED)
+        for key in ("roc_auc", "sensitivity", "specificity")
+        if not pd.isna(values[key])
+    ]
+
+
+def render_model_card(context: ModelCardContext) -> ModelCard:
+    """Fill ``model_card.md`` with this run's measured metrics (test split at the stored threshold)."""
+    card_data = ModelCardData(
+        model_name="covid-cxr",
+        license="other",
+        license_name="research-only",
+        license_link=LICENSE_FILE,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=context.base_model,
+        datasets=[context.dataset_hub_id] if context.dataset_hub_id else None,
+        metrics=["roc_auc", "accuracy", "sensitivity", "specificity", "f1"],
+        tags=["medical", "chest-x-ray", "covid-19", "research-only", "not-for-clinical-use"],
+        eval_results=eval_results(context) or None,
+    )
+    evaluation = context.evaluation
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "model_card.md"),
+        test=evaluation.test,
+        test_table=metric_table(evaluation.test),
+        eval_table=metric_table(evaluation.validation),
+        mixed_sources=evaluation.mixed_sources,
+        temperature=context.calibration.temperature,
+        threshold=context.calibration.threshold,
+        baseline=context.baseline,
+        backbone=context.backbone,
+        dataset=context.dataset_hub_id or context.dataset,
+        counts=context.split_sizes,
+        recipe=context.recipe,
+        hardware=context.hardware,
+    )
+
+
+def research_only_terms() -> str:
+    """The terms `license: other` links to: research use only, and the data's own licences."""
+    return (
+        "# covid-cxr model: terms of use\n\n"
+        "Research and teaching only. This model is **not a medical device**: do not use it to diagnose, screen, "
+        "triage or treat anyone, or in any clinical workflow.\n\n"
+        "The weights were fine-tuned on public chest X-ray collections whose licences include CC BY-NC and "
+        '"research purposes only" terms; those terms carry over, so no commercial use. The code that trained '
+        "it is MIT-licensed; the starting backbone's licence is named in the model card.\n"
+    )

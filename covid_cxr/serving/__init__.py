@@ -1,0 +1,1 @@
+"""Serving a trained model folder: the predictor, the Gradio UI, its examples and the Space bundle."""

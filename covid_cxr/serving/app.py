@@ -1,0 +1,66 @@
+"""Start the Space: find the model (env, shipped beside the app, or a Hub id), its examples, and serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from covid_cxr.serving.examples import write_examples
+from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
+from covid_cxr.serving.ui import build_demo, missing_model_demo
+
+logger = logging.getLogger(__name__)
+MODEL_ID_FILE = "MODEL_ID"
+
+
+def model_location(app_dir: Path) -> str:
+    """$MODEL, else the model shipped with a deployed Space (a folder or a MODEL_ID file), else build/model."""
+    if os.environ.get("MODEL"):
+        return os.environ["MODEL"]
+    if (app_dir / "model" / "config.json").is_file():
+        return str(app_dir / "model")
+    if (app_dir / MODEL_ID_FILE).is_file():
+        return (app_dir / MODEL_ID_FILE).read_text().strip()
+    return "build/model"
+
+
+def fetch_model_folder(model: str) -> str | None:
+    """A local model folder as is, or a Hub id downloaded to the cache; None when neither holds a model."""
+    if (Path(model) / "config.json").is_file():
+        return model
+    if Path(model).exists():
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model)
+    except Exception as err:  # offline, unknown repo, bad id: all mean "no model here"
+        logger.warning("no model at %s (%s)", model, err)
+        return None
+
+
+def examples_folder(app_dir: Path) -> Path | None:
+    """Examples shipped beside the app, else a few test-split images of the local dataset build."""
+    if (app_dir / "examples").is_dir():
+        return app_dir / "examples"
+    dataset = Path(os.environ.get("DATASET", "build/dataset"))
+    if not (dataset / "dataset_dict.json").is_file():
+        return None
+    return write_examples(dataset, dataset.parent / f"{dataset.name}-examples")
+
+
+def main(app_dir: Path) -> None:
+    logging.basicConfig(level=logging.INFO)
+    model = model_location(app_dir)
+    folder = fetch_model_folder(model)
+    examples = examples_folder(app_dir) if folder else None
+    if folder is None:
+        print(f"No trained model at {model}: run `make train`, or set MODEL to a model folder or Hub id.")
+    demo = build_demo(Predictor(folder), examples) if folder else missing_model_demo(model)
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("PORT", "7860")),
+        max_file_size=MAX_UPLOAD_BYTES,
+        allowed_paths=[str(examples)] if examples else None,
+    )

@@ -1,0 +1,75 @@
+"""Assemble the folder a Hugging Face Space runs: app, requirements, card, this package, model and examples."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from huggingface_hub import SpaceCard
+
+from covid_cxr.cards.markdown import LICENSE_FILE
+from covid_cxr.serving.app import MODEL_ID_FILE
+from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "scope_guard.safetensors",
+    "all_results.json",
+    "README.md",
+    LICENSE_FILE,
+    "roc_curve.png",
+    "confusion_matrix.png",
+)
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def assemble(space_source: Path, output_dir: Path, model: str, dataset_dir: Path | None = None) -> Path:
+    """Write a self-contained Space into ``output_dir`` (replaced), from the app files in ``space_source``.
+
+    A local model folder is copied into ``model/``; a Hub id is written to MODEL_ID so the Space loads it from
+    the Hub. The Space card names the model and its training dataset when they are on the Hub, links the
+    model's terms, and attributes the example images.
+    """
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy(space_source / name, output_dir / name)
+    shutil.copytree(PACKAGE_ROOT, output_dir / "covid_cxr", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    card = SpaceCard.load(space_source / "README.md")
+    if Path(model).is_dir():
+        config = _copy_model(Path(model), output_dir / "model")
+        card.data.license_link = f"model/{LICENSE_FILE}"
+    else:
+        (output_dir / MODEL_ID_FILE).write_text(model + "\n")
+        card.data.models = [model]
+        card.data.license_link = f"https://huggingface.co/{model}/blob/main/{LICENSE_FILE}"
+        config = {}
+    dataset = str(config.get("training_dataset", ""))
+    card.data.datasets = [dataset] if _HUB_ID.match(dataset) and not Path(dataset).exists() else []
+    if dataset_dir is not None and (dataset_dir / "dataset_dict.json").is_file():
+        examples = write_examples(dataset_dir, output_dir / "examples")
+        attribution = (examples / ATTRIBUTION_FILE).read_text(encoding="utf-8").replace("# Example images", "")
+        card.content += (
+            f"\n## Example images\n\nFrom the model's test split, under their sources' licences:\n{attribution}"
+        )
+    card.save(output_dir / "README.md")
+    return output_dir
+
+
+def _copy_model(model: Path, target: Path) -> dict[str, object]:
+    missing = [f for f in ("config.json", "model.safetensors") if not (model / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{model} is not a trained model folder (missing {', '.join(missing)}); run `make train` first"
+        )
+    target.mkdir()
+    for name in MODEL_FILES:
+        if (model / name).is_file():
+            shutil.copy(model / name, target / name)
+    return json.loads((model / "config.json").read_text())

@@ -1,0 +1,109 @@
+"""The argument dataclasses of `train/finetune.py`, parsed by `HfArgumentParser` (CLI, JSON or YAML).
+
+The defaults are the CPU recipe of the README's main job; `train/configs/gpu.yaml` is the full fine-tune.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from covid_cxr.modeling.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE
+
+
+@dataclass
+class ModelArguments:
+    """Which backbone to start from and how much of it to train."""
+
+    model_name_or_path: str = field(
+        default=DEFAULT_BACKBONE,
+        metadata={
+            "help": f"Offline backbone name ({DEFAULT_BACKBONE}), a local model folder or a Hub id "
+            "(facebook/dinov2-small, google/vit-base-patch16-224-in21k, microsoft/resnet-50, ...)."
+        },
+    )
+    image_size: int | None = field(
+        default=168,
+        metadata={
+            "help": "Square input side in px (a multiple of 14 for DINOv2); None keeps the "
+            "processor's. 168 fits the 15-minute CPU budget; use 224 or 448 on a GPU."
+        },
+    )
+    trainable_blocks: int = field(
+        default=2, metadata={"help": "Train only the last N backbone blocks (+ head); -1 trains everything."}
+    )
+    backbone_dir: str = field(default=str(BACKBONE_ROOT), metadata={"help": "Where offline backbones are converted."})
+
+
+@dataclass
+class DataArguments:
+    """The dataset made by train/build_dataset.py (a folder) or a Hub dataset with the same features."""
+
+    dataset: str = field(default="build/dataset", metadata={"help": "save_to_disk folder or Hub dataset id."})
+    dataset_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id that the model card names as its training data; default: the id the local dataset "
+            "was pushed to (recorded by build_dataset.py --push_to_hub), or --dataset itself when it is a Hub id."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick runs, tests)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation and test."})
+    predecode: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode images once into uint8 tensors (cached beside the dataset) and augment them on the "
+            "training device; --no_predecode decodes and augments with PIL every epoch (the slower path, "
+            "for datasets larger than memory)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for pre-decoding (datasets.map num_proc)."}
+    )
+
+
+@dataclass
+class EvaluationArguments:
+    """Calibration, operating point, baselines and publishing."""
+
+    target_sensitivity: float = field(default=0.90, metadata={"help": "Validation sensitivity the threshold targets."})
+    linear_probe: bool = field(default=True, metadata={"help": "Fit the frozen-feature label and source probes."})
+    early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
+    hub_repo_id: str | None = field(
+        default=None, metadata={"help": "Push the final calibrated model and its card to this Hub repo."}
+    )
+
+
+@dataclass
+class CxrTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments with this project's defaults (all still overridable)."""
+
+    output_dir: str = field(default="build/model", metadata={"help": "Where the model and reports go."})
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    learning_rate: float = 5e-4
+    optim: str = "adamw_torch_fused"
+    weight_decay: float = 0.05
+    warmup_steps: float = 0.1
+    lr_scheduler_type: str = "cosine"
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 2
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "roc_auc"
+    logging_steps: float = 10
+    remove_unused_columns: bool = False
+    ddp_find_unused_parameters: bool | None = False  # frozen blocks are excluded from DDP anyway
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        # Trainer's own push uploads uncalibrated checkpoints and a pickled training_args.bin: one way only.
+        if self.push_to_hub or self.hub_model_id:
+            raise ValueError(
+                "--push_to_hub/--hub_model_id would upload the uncalibrated Trainer checkpoints; use "
+                "--hub_repo_id org/name instead, which pushes the calibrated model folder and its card"
+            )
+        super().__post_init__()

@@ -1,0 +1,155 @@
+"""After training: calibrate -> evaluate -> write the model folder's artefacts -> the card -> the push.
+
+Each step is a function over small dataclasses, so each can be tested or reused (the quality benchmark
+scores folds with the same ones) without running the others.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers import BaseImageProcessor, PreTrainedModel
+
+from covid_cxr.evaluation import load_cxr_metric
+from covid_cxr.evaluation.grouped import MIXED, Evaluation, grouped_metrics, mixed_label_sources
+from covid_cxr.evaluation.plots import plot_confusion, plot_roc
+from covid_cxr.evaluation.probes import label_probe, source_probe
+from covid_cxr.labels import CLASS_NAMES, LABEL2ID
+from covid_cxr.modeling.calibration import Calibration, choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.modeling.inference import run_model, softmax
+from covid_cxr.modeling.scope_guard import ScopeGuard
+
+POSITIVE = LABEL2ID["covid"]
+
+
+@dataclass(frozen=True)
+class ScoredSplit:
+    """One split as the fine-tuned model scored it, before calibration."""
+
+    labels: np.ndarray
+    sources: np.ndarray
+    logits: np.ndarray
+    scope: np.ndarray  # middle-layer features, for the scope guard
+
+    @classmethod
+    def score(
+        cls, model: PreTrainedModel, processor: BaseImageProcessor, split: datasets.Dataset, batch: int, desc: str
+    ) -> ScoredSplit:
+        outputs = run_model(model, processor, split["image"], batch, desc=desc, scope=True)
+        return cls(np.asarray(split["label"]), np.asarray(split["source"]), outputs.logits, outputs.scope)
+
+    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
+        """Calibrated P(covid) for every image."""
+        return softmax(self.logits / temperature)[:, POSITIVE]
+
+
+def calibrate(model: PreTrainedModel, validation: ScoredSplit, target_sensitivity: float) -> Calibration:
+    """Fit the temperature on validation, fold it into the head, and choose the threshold on the calibrated
+    validation probabilities."""
+    temperature = fit_temperature(validation.logits, validation.labels)
+    fold_temperature(model, temperature)
+    threshold = choose_threshold(validation.probabilities(temperature), validation.labels, target_sensitivity)
+    return Calibration(temperature, threshold)
+
+
+def evaluate(
+    validation: ScoredSplit, test: ScoredSplit, calibration: Calibration, mixed_sources: list[str], guard: ScopeGuard
+) -> Evaluation:
+    """Metrics at the stored threshold, overall, per source and on the mixed-label sources."""
+    metric = load_cxr_metric()
+
+    def grouped(split: ScoredSplit) -> dict[str, dict[str, float]]:
+        probabilities = split.probabilities(calibration.temperature)
+        return grouped_metrics(
+            metric, probabilities, split.labels, list(split.sources), calibration.threshold.value, mixed_sources
+        )
+
+    rejected = float((guard.scores(test.scope) > guard.threshold).mean())
+    return Evaluation(mixed_sources, grouped(validation), grouped(test), rejected)
+
+
+def mixed_sources_of(splits: datasets.DatasetDict) -> list[str]:
+    sources = [s for split in splits.values() for s in split["source"]]
+    labels = [label for split in splits.values() for label in split["label"]]
+    return mixed_label_sources(sources, labels)
+
+
+def strict_json(values: dict[str, object]) -> dict[str, object]:
+    """NaN (an undefined metric, e.g. ROC AUC on one class) as null: JSON readers other than Python's refuse NaN."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
+def save_model_folder(
+    output_dir: Path,
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    calibration: Calibration,
+    guard: ScopeGuard,
+    facts: dict[str, str],
+) -> None:
+    """The calibrated model with its operating point in `config.json`, the processor and the scope guard."""
+    threshold = calibration.threshold
+    config = model.config
+    config.calibration_temperature = calibration.temperature
+    config.decision_threshold = threshold.value
+    config.threshold_target_sensitivity = threshold.target_sensitivity
+    config.threshold_validation_sensitivity = threshold.sensitivity
+    config.threshold_validation_specificity = threshold.specificity
+    for key, value in facts.items():
+        setattr(config, key, value)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    processor.save_pretrained(output_dir)
+    guard.save(output_dir)
+
+
+def plot_results(output_dir: Path, validation: ScoredSplit, test: ScoredSplit, calibration: Calibration) -> None:
+    """ROC curves (validation, test, test on the mixed-label sources) and the test confusion matrix."""
+    temperature, threshold = calibration.temperature, calibration.threshold.value
+    val_probs, test_probs = validation.probabilities(temperature), test.probabilities(temperature)
+    mixed = np.isin(test.sources, mixed_label_sources(list(test.sources), list(test.labels)))
+    decisions = (test_probs >= threshold).astype(int)
+    tpr = decisions[test.labels == 1].mean() if (test.labels == 1).any() else math.nan
+    fpr = decisions[test.labels == 0].mean() if (test.labels == 0).any() else math.nan
+    plot_roc(
+        {
+            "validation": (validation.labels, val_probs),
+            "test": (test.labels, test_probs),
+            f"test, {MIXED}": (test.labels[mixed], test_probs[mixed]),
+        },
+        (fpr, tpr),
+        output_dir / "roc_curve.png",
+    )
+    plot_confusion(test.labels, decisions, CLASS_NAMES, threshold, output_dir / "confusion_matrix.png")
+
+
+def probe_baseline(
+    frozen: PreTrainedModel,
+    processor: BaseImageProcessor,
+    splits: datasets.DatasetDict,
+    mixed_sources: list[str],
+    target_sensitivity: float,
+    batch: int,
+) -> dict[str, float]:
+    """Frozen pretrained features + logistic regression: the label baseline and the source (shortcut) probe."""
+    features = {
+        split: run_model(frozen, processor, splits[split]["image"], batch, desc=f"Probe features ({split})").features
+        for split in ("train", "validation", "test")
+    }
+    labels = {split: np.asarray(splits[split]["label"]) for split in features}
+    val_probs, test_probs = label_probe(features["train"], labels["train"], features["validation"], features["test"])
+    threshold = choose_threshold(val_probs, labels["validation"], target_sensitivity)
+    sources = list(splits["test"]["source"])
+    grouped = grouped_metrics(load_cxr_metric(), test_probs, labels["test"], sources, threshold.value, mixed_sources)
+    kept = ("roc_auc", "sensitivity", "specificity", "accuracy")
+    flat = {
+        f"probe_test_{'' if subset == 'all' else subset + '_'}{key}": grouped[subset][key]
+        for subset in ("all", MIXED)
+        if subset in grouped
+        for key in kept
+    }
+    shortcut = source_probe(features["train"], list(splits["train"]["source"]), features["test"], sources)
+    return flat | {f"probe_{k}": v for k, v in shortcut.items()}

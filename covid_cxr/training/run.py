@@ -1,0 +1,199 @@
+"""The fine-tune from start to finish: data, model, Trainer, then the report steps and the card.
+
+`train/finetune.py` parses the argument dataclasses (covid_cxr.training.arguments) and calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import AutoImageProcessor, EarlyStoppingCallback, PreTrainedModel, Trainer, TrainerCallback
+
+from covid_cxr.cards.markdown import LICENSE_FILE
+from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
+from covid_cxr.data.transforms import set_processor_size
+from covid_cxr.hub import push_model
+from covid_cxr.modeling.backbones import provenance, resolve_backbone
+from covid_cxr.modeling.scope_guard import ScopeGuard
+from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.checkpoints import last_complete_checkpoint
+from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_inputs
+from covid_cxr.training.report import (
+    ScoredSplit,
+    calibrate,
+    evaluate,
+    mixed_sources_of,
+    plot_results,
+    probe_baseline,
+    save_model_folder,
+    strict_json,
+)
+from covid_cxr.training.trainer import build_trainer, class_weights, freeze_backbone, load_model
+
+logger = logging.getLogger(__name__)
+RUN_CONFIG = "run_config.json"
+
+
+def run(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    eval_args: EvaluationArguments,
+    training_args: CxrTrainingArguments,
+    callbacks: tuple[TrainerCallback, ...] = (),
+) -> dict[str, float]:
+    """Train, calibrate, evaluate and save; returns the flat metrics on the main process (empty elsewhere)."""
+    output_dir = Path(training_args.output_dir)
+
+    # Data and model
+    model_path = resolve_backbone(model_args.model_name_or_path, Path(model_args.backbone_dir))
+    splits = load_splits(data_args)
+    processor = AutoImageProcessor.from_pretrained(model_path)
+    if model_args.image_size:
+        set_processor_size(processor, model_args.image_size)
+    model = load_model(model_path)
+    freeze_backbone(model, model_args.trainable_blocks)
+    train_labels = np.asarray(splits["train"]["label"])
+    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)
+
+    # The resolved configuration, beside the outputs
+    if training_args.process_index == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        resolved = {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "evaluation": asdict(eval_args),
+            "training": training_args.to_dict(),
+            "class_weights": class_weights(train_labels).tolist(),
+            "model_path": model_path,
+        }
+        (output_dir / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+
+    # Training, resumed from the newest complete checkpoint if there is one
+    trainer = build_trainer(
+        model,
+        training_args,
+        train_data,
+        train_labels,
+        eval_data=eval_data,
+        device_pixels=device_pixels,
+        processor=processor,
+        callbacks=[EarlyStoppingCallback(eval_args.early_stopping_patience), *callbacks],
+    )
+    resume_from = training_args.resume_from_checkpoint
+    if resume_from is None and eval_args.resume:
+        resume_from = last_complete_checkpoint(output_dir)
+    if resume_from:
+        logger.warning("Resuming from %s", resume_from)
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    # Calibrate, evaluate, write the model folder and its card, push
+    for split in ("train", "validation"):
+        splits[split].reset_format()
+    finished = trainer.accelerator.unwrap_model(trainer.model)
+    return finalise(finished, processor, splits, model_path, (model_args, data_args, eval_args, training_args), trainer)
+
+
+def finalise(
+    model: PreTrainedModel,
+    processor,
+    splits: datasets.DatasetDict,
+    model_path: str,
+    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    trainer: Trainer,
+) -> dict[str, float]:
+    """calibrate -> evaluate -> save the model folder and plots -> probes -> card -> push."""
+    model_args, data_args, eval_args, training_args = arguments
+    output_dir = Path(training_args.output_dir)
+    batch = training_args.per_device_eval_batch_size
+    validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
+    test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
+
+    calibration = calibrate(model, validation, eval_args.target_sensitivity)
+    guard = ScopeGuard.fit(validation.scope)
+    evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
+    backbone = provenance(model_path)
+    hub_dataset = dataset_hub_id(data_args)
+    facts = {"backbone_description": str(backbone["description"]), "training_dataset": hub_dataset or data_args.dataset}
+    save_model_folder(output_dir, model, processor, calibration, guard, facts)
+    (output_dir / LICENSE_FILE).write_text(research_only_terms(), encoding="utf-8")
+    plot_results(output_dir, validation, test, calibration)
+
+    results = {
+        "temperature": calibration.temperature,
+        "threshold": calibration.threshold.value,
+        "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
+    }
+    for values in evaluation.by_split().values():
+        results |= values
+    baseline = {}
+    if eval_args.linear_probe:
+        baseline = probe_baseline(
+            load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
+        )
+        results |= baseline
+    for name, values in (
+        ("calibration", {k: results[k] for k in ("temperature", "threshold", "scope_guard_test_false_reject_rate")}),
+        *evaluation.by_split().items(),
+        ("probe", baseline),
+    ):
+        if values:
+            trainer.log_metrics(name, values)
+            trainer.save_metrics(name, strict_json(values), combined=True)
+
+    context = ModelCardContext(
+        evaluation=evaluation,
+        calibration=calibration,
+        baseline=baseline,
+        backbone=backbone,
+        base_model=_base_model(model_args.model_name_or_path, backbone),
+        dataset=data_args.dataset,
+        dataset_hub_id=hub_dataset,
+        split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
+        recipe=recipe_of(model_args, eval_args, training_args),
+        hardware=_hardware(),
+    )
+    render_model_card(context).save(output_dir / "README.md")
+    if eval_args.hub_repo_id:
+        push_model(output_dir, eval_args.hub_repo_id)
+    return results
+
+
+def recipe_of(
+    model_args: ModelArguments, eval_args: EvaluationArguments, training_args: CxrTrainingArguments
+) -> Recipe:
+    scheduler = training_args.lr_scheduler_type
+    return Recipe(
+        image_size=model_args.image_size,
+        trainable_blocks=model_args.trainable_blocks,
+        epochs=training_args.num_train_epochs,
+        batch_size=training_args.per_device_train_batch_size,
+        learning_rate=training_args.learning_rate,
+        scheduler=str(getattr(scheduler, "value", scheduler)),  # the enum's name would read "SchedulerType.COSINE"
+        weight_decay=training_args.weight_decay,
+        seed=training_args.seed,
+        precision="bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
+        early_stopping_patience=eval_args.early_stopping_patience,
+    )
+
+
+def _base_model(name_or_path: str, backbone: dict[str, object]) -> str | None:
+    """The Hub repo the weights derive from: recorded for an offline backbone, else the Hub id trained from."""
+    if "base_model" in backbone:
+        return backbone["base_model"]  # type: ignore[return-value]
+    return name_or_path if not Path(name_or_path).exists() and "/" in name_or_path else None
+
+
+def _hardware() -> str:
+    return f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"

@@ -1,0 +1,148 @@
+"""The Trainer and what it is built from: the model with a fresh head, the loss, the collator, the metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoModelForImageClassification,
+    EvalPrediction,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from covid_cxr.data.transforms import DevicePixels
+from covid_cxr.evaluation import load_cxr_metric
+from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
+from covid_cxr.modeling.inference import softmax
+
+
+class CxrTrainer(Trainer):
+    """Trainer that turns pre-decoded uint8 batches into model inputs on the device, and whose checkpoints
+    keep transformers 5.x weight names.
+
+    `save_pretrained` writes renamed weights (e.g. DINOv2's `attention.q_proj`) back in their 4.x names for
+    the Hub, but Trainer reloads checkpoints (resume, best model) with a plain `load_state_dict`, which then
+    silently skips those weights. Checkpoints saved in the model's own names reload exactly.
+    """
+
+    def __init__(self, *args, device_pixels: DevicePixels | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.device_pixels = device_pixels
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.device_pixels is not None:
+            inputs = {**inputs, "pixel_values": self.device_pixels(inputs["pixel_values"], train=model.training)}
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        model.save_pretrained = partial(type(model).save_pretrained, model, save_original_format=False)
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            del model.save_pretrained
+
+
+def load_model(model_path: str, **kwargs) -> PreTrainedModel:
+    """The backbone with a fresh two-class head (safetensors only); kwargs go to `from_pretrained`."""
+    return AutoModelForImageClassification.from_pretrained(
+        model_path,
+        num_labels=len(CLASS_NAMES),
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
+        ignore_mismatched_sizes=True,
+        use_safetensors=True,
+        **kwargs,
+    )
+
+
+def freeze_backbone(model: PreTrainedModel, trainable_blocks: int) -> None:
+    """Freeze the backbone except its last `trainable_blocks` blocks and whatever follows them (final norm)."""
+    if trainable_blocks < 0:
+        return
+    blocks = max((m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)), key=len)
+    keep = {id(p) for block in list(blocks)[len(blocks) - trainable_blocks :] for p in block.parameters()}
+    last_block_param = id(list(blocks[-1].parameters())[-1])
+    after_blocks = False
+    for parameter in model.base_model.parameters():
+        parameter.requires_grad = id(parameter) in keep or after_blocks
+        after_blocks = after_blocks or id(parameter) == last_block_param
+
+
+def class_weights(train_labels: np.ndarray) -> torch.Tensor:
+    """n / (2 x class count): each class carries half of the loss, so the minority class is not ignored."""
+    counts = np.bincount(train_labels, minlength=len(CLASS_NAMES))
+    return torch.tensor(len(train_labels) / (len(CLASS_NAMES) * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def weighted_cross_entropy(weights: torch.Tensor) -> Callable:
+    """Class-weighted cross-entropy, summed over the batch and divided by the number of images in the whole
+    optimizer step (`num_items_in_batch`, which Trainer counts over every accumulated micro-batch and rank).
+
+    Trainer does not divide a custom loss by the accumulation steps, so a per-micro-batch mean would make
+    gradients N times too large under `gradient_accumulation_steps=N`. Without `num_items_in_batch`
+    (evaluation) it is the mean over the batch.
+    """
+
+    def loss(outputs, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        logits = outputs["logits"].float()
+        per_image = F.cross_entropy(logits, labels, weight=weights.to(logits.device), reduction="none")
+        denominator = num_items_in_batch if num_items_in_batch is not None else len(labels)
+        if isinstance(denominator, torch.Tensor):
+            denominator = denominator.to(per_image.device)
+        return per_image.sum() / denominator
+
+    return loss
+
+
+def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+        "labels": torch.tensor([e["labels"] for e in examples]),
+    }
+
+
+def metrics_for_trainer() -> Callable[[EvalPrediction], dict[str, float]]:
+    """ROC AUC (the model-selection metric), accuracy and Brier score from the local `evaluate` module."""
+    metric = load_cxr_metric()
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        probabilities = softmax(prediction.predictions)[:, LABEL2ID["covid"]]
+        values = metric.compute(predictions=probabilities, references=prediction.label_ids, threshold=0.5)
+        return {k: values[k] for k in ("roc_auc", "accuracy", "brier")}
+
+    return compute
+
+
+def build_trainer(
+    model: PreTrainedModel,
+    args: TrainingArguments,
+    train_data: torch.utils.data.Dataset,
+    train_labels: np.ndarray,
+    *,
+    eval_data: torch.utils.data.Dataset | None = None,
+    device_pixels: DevicePixels | None = None,
+    processor=None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> CxrTrainer:
+    """The project's Trainer: class-weighted loss, its collator, and the metrics when there is eval data."""
+    return CxrTrainer(
+        model=model,
+        args=args,
+        data_collator=collate,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        device_pixels=device_pixels,
+        processing_class=processor,
+        compute_loss_func=weighted_cross_entropy(class_weights(train_labels)),
+        compute_metrics=metrics_for_trainer() if eval_data is not None else None,
+        callbacks=list(callbacks),
+    )

@@ -1,0 +1,128 @@
+"""The package as users get it: a wheel that holds and declares everything, and a layout whose imports point
+inward (data -> modeling -> evaluation -> cards -> training / serving)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "covid_cxr"
+# What each part of the package may import from the others (top-level leaves: labels, hub).
+ALLOWED = {
+    "labels": set(),
+    "hub": set(),
+    "data": {"labels"},
+    "modeling": {"labels", "data"},
+    "evaluation": {"labels"},
+    "cards": {"labels", "data", "modeling", "evaluation"},
+    "training": {"labels", "hub", "data", "modeling", "evaluation", "cards"},
+    "serving": {"labels", "hub", "data", "modeling", "evaluation", "cards"},
+}
+INSTALLED_CHECK = """
+import importlib, pkgutil, sys
+from pathlib import Path
+import covid_cxr
+assert Path(covid_cxr.__file__).is_relative_to(sys.argv[1]), covid_cxr.__file__
+modules = [m.name for m in pkgutil.walk_packages(covid_cxr.__path__, "covid_cxr.")]
+for name in modules:
+    importlib.import_module(name)
+from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card
+from covid_cxr.evaluation import load_cxr_metric
+from covid_cxr.evaluation.grouped import Evaluation
+from covid_cxr.modeling.backbones import mobilenet_tfjs
+from covid_cxr.modeling.calibration import Calibration, Threshold
+assert mobilenet_tfjs.READER.is_file()
+values = load_cxr_metric().compute(predictions=[0.2, 0.9, 0.7, 0.4], references=[0, 1, 1, 0], threshold=0.5)
+subsets = {"all": values, "mixed_sources": values}
+context = ModelCardContext(
+    evaluation=Evaluation(["ieee8023"], subsets, subsets, 0.01),
+    calibration=Calibration(1.3, Threshold(0.5, 0.9, 1.0, 1.0)),
+    baseline={},
+    backbone={"description": "test backbone"},
+    base_model="facebook/dinov2-small",
+    dataset="build/dataset",
+    dataset_hub_id="org/cxr",
+    split_sizes={"train": 2, "validation": 2, "test": 4},
+    recipe=Recipe(168, 2, 3.0, 32, 5e-4, "cosine", 0.05, 42, "fp32", 3),
+    hardware="CPU",
+)
+card = str(render_model_card(context))
+assert "Not a medical device" in card and "{{" not in card and "org/cxr" in card, card[:500]
+print(len(modules), "modules")
+"""
+
+
+def internal_imports(path: Path) -> set[str]:
+    """The covid_cxr sub-packages (or leaf modules) a file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        found |= {name.split(".")[1] for name in names if name.startswith("covid_cxr.")}
+    return found
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name != "covid_cxr"}
+
+
+def test_imports_point_inward() -> None:
+    offending = []
+    for path in PACKAGE.rglob("*.py"):
+        part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if part in ("__init__",):
+            continue
+        for target in internal_imports(path) - ALLOWED[part] - {part}:
+            offending.append(f"{path.relative_to(REPO_ROOT)} imports covid_cxr.{target}")
+    assert not offending
+
+
+@pytest.mark.slow
+def test_wheel_holds_and_declares_everything(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    for name in ("covid_cxr", "pyproject.toml", "README.md", "dataset_card.md", "model_card.md"):
+        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy
+        copy(REPO_ROOT / name, source / name, **({"symlinks": True} if copy is shutil.copytree else {}))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path, source], check=True)
+    wheel = next(tmp_path.glob("covid_cxr-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True)
+
+    env = {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    declared = {
+        re.split(r"[<>=!~ ;\[]", line.removeprefix("Requires-Dist: "))[0].lower().replace("_", "-")
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ")
+    }
+    providers = importlib.metadata.packages_distributions()
+    imported = set().union(*(third_party_imports(path) for path in PACKAGE.rglob("*.py")))
+    undeclared = {
+        name: providers.get(name)
+        for name in imported
+        if not {d.lower().replace("_", "-") for d in providers.get(name, [name])} & declared
+    }
+    assert not undeclared
