@@ -2,7 +2,7 @@
 input resolution, for the default recipe (pre-decoded data, last 2 blocks trained, batch 32).
 
 Each configuration is one bench.train_step process: pre-decoding time, images/s over a few steps, the
-projected epoch time at that size, and the process's peak memory. The reference (PIL) data path is measured
+projected epoch time at that size, and the process's peak memory. The PIL-loader data path is measured
 at x1 and x16 beside it: slower per image, but its memory does not grow with the dataset.
 """
 
@@ -36,7 +36,7 @@ def main() -> dict:
         return measure(recipe, size, args.batch, args, extra=extra)
 
     by_size = [run("ours", args.default_size, repeat) | {"recipe": "ours"} for repeat in args.repeats]
-    by_size += [run("reference", args.default_size, r) | {"recipe": "reference"} for r in (1, max(args.repeats))]
+    by_size += [run("pil-loader", args.default_size, r) | {"recipe": "pil-loader"} for r in (1, max(args.repeats))]
     by_resolution = [run("ours", size, 1) for size in args.sizes]
     for row in by_size + by_resolution:
         row["epoch_min"] = row["train_images"] / row["images_per_s"] / 60

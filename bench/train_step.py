@@ -3,8 +3,9 @@
 bench.train_throughput and bench.train_scaling run this once per configuration, each in its own process so
 that peak memory belongs to that configuration alone. Both recipes train the same model on the same data:
 
-  reference  the transformers image-classification example: fp32, PIL decode + augmentation in dataloader
-             workers (`set_transform`), Trainer defaults (AdamW, no compile)
+  pil-loader the transformers image-classification example's data path and precision: fp32, PIL decode +
+             augmentation in dataloader workers (`set_transform`), plain AdamW, no compile; with this project's
+             augmentation and loss (torchvision, which the example's transforms need, has no CPU-pin wheel)
   ours       images pre-decoded once to uint8 tensors and augmented on the device (covid_cxr.data.predecode),
              bf16 autocast where the device computes bf16 natively (CUDA), fused AdamW, SDPA attention;
              --compile adds torch.compile
@@ -35,7 +36,7 @@ from covid_cxr.training.arguments import DataArguments
 from covid_cxr.training.inputs import prepare_inputs
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 
-RECIPES = ("reference", "ours")
+RECIPES = ("pil-loader", "ours")
 
 
 class StepTimer(TrainerCallback):
@@ -142,7 +143,7 @@ def training_args(recipe: str, args: argparse.Namespace, output_dir: str) -> Tra
         use_cpu=not cuda,
         seed=0,
     )
-    if recipe == "reference":
+    if recipe == "pil-loader":
         return TrainingArguments(**common, dataloader_num_workers=args.workers)
     return TrainingArguments(
         **common,
@@ -160,11 +161,16 @@ def main() -> dict:
     parser.add_argument("--backbone", default="build/backbones/dinov2-small-imgfocus")
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--trainable_blocks", type=int, default=-1, help="-1: full fine-tune, as the reference.")
+    parser.add_argument("--trainable_blocks", type=int, default=-1, help="-1: full fine-tune.")
     parser.add_argument("--steps", type=int, default=10, help="Timed steps.")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed steps first (compile, allocator, workers).")
     parser.add_argument("--repeat", type=int, default=1, help="Train split repeated this many times (scaling).")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="Reference loader.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="Loader workers of the pil-loader recipe.",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (ours).")
     parser.add_argument("--output", default=None, help="Write the results as JSON here.")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
-"""Fine-tune throughput: the reference recipe against ours, same model, data and machine, in one run.
+"""Fine-tune throughput: the PIL-loader recipe against ours, same model, data and machine, in one run.
 
-For each input size, bench.train_step runs the transformers example's recipe and ours (see its --help) as
+For each input size, bench.train_step runs the PIL-loader recipe and ours (see its --help) as
 separate processes with the same batch size, full fine-tune; reports images/s, step time, loader wait, the
 device's busy share, MFU against the measured matmul ceiling, peak memory, and our speed-up.
 """
@@ -46,12 +46,12 @@ def main() -> dict:
 
     rows = []
     for size, batch in zip(args.sizes, args.batches, strict=True):
-        reference = measure("reference", size, batch, args)
+        baseline = measure("pil-loader", size, batch, args)
         variants = [("ours", measure("ours", size, batch, args))]
         if args.compile:
             variants.append(("ours + torch.compile", measure("ours", size, batch, args, extra=["--compile"])))
-        rows.append(reference | {"name": "reference", "speedup": 1.0})
-        rows += [r | {"name": name, "speedup": r["images_per_s"] / reference["images_per_s"]} for name, r in variants]
+        rows.append(baseline | {"name": "pil-loader", "speedup": 1.0})
+        rows += [r | {"name": name, "speedup": r["images_per_s"] / baseline["images_per_s"]} for name, r in variants]
     return report(machine() | {"rows": rows}, args.output)
 
 
