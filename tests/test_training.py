@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,9 +151,13 @@ def test_crashed_training_resumes_from_last_checkpoint(tmp_path: Path, backbone:
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(*args, callbacks=(Crash(),))
     assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "config.json").exists()
+    # a later save killed after the weights but before trainer_state.json
+    (tmp_path / "checkpoint-3").mkdir()
+    shutil.copy(tmp_path / "checkpoint-2" / "model.safetensors", tmp_path / "checkpoint-3")
     first = FirstStep()
     run(*args, callbacks=(first,))
-    assert first.first == 3  # steps 1-2 came from checkpoint-2
+    assert first.first == 3  # steps 1-2 came from checkpoint-2, not the half-written checkpoint-3
+    assert (tmp_path / "incomplete-checkpoint-3" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 4
 
 
