@@ -166,3 +166,16 @@ def test_rgba_png_is_flattened_on_black(real_pixels: np.ndarray) -> None:
     assert image.shape[-1] == 3
     assert image[:, : real_pixels.shape[1] // 2].max() == 0
     np.testing.assert_array_equal(image[:, -1, 0], real_pixels[:, -1])
+
+
+@pytest.mark.parametrize(("orientation", "stored"), [(6, Image.Transpose.ROTATE_90), (3, Image.Transpose.ROTATE_180)])
+def test_exif_orientation_is_applied(tmp_path: Path, real_jpeg: Path, orientation: int, stored) -> None:
+    upright = Image.open(real_jpeg).convert("L")
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the pixels are stored turned; every viewer shows them upright
+    path = tmp_path / "phone.jpg"
+    upright.transpose(stored).save(path, quality=95, exif=exif)
+    loaded = load_image(path)
+    assert loaded.image.size == upright.size and not loaded.native  # the build stores the upright pixels
+    difference = np.abs(np.asarray(loaded.image, dtype=int) - np.asarray(upright, dtype=int))
+    assert difference.mean() < 2  # JPEG re-encoding only; a turned image differs by tens of grey levels

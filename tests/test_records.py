@@ -128,3 +128,11 @@ def test_ieee8023_layout(tmp_path: Path, cxr_root: Path, metadata: list[dict[str
 )
 def test_view_family(view: str, family: str) -> None:
     assert view_family(view) == family
+
+
+def test_metadata_with_a_byte_order_mark_is_read(fixture_root: Path, tmp_path: Path) -> None:
+    shutil.copytree(fixture_root, tmp_path / "cxr")
+    metadata = tmp_path / "cxr" / "metadata.csv"
+    metadata.write_bytes(b"\xef\xbb\xbf" + metadata.read_bytes())  # as Excel saves "CSV UTF-8"
+    records, skipped = read_records(tmp_path / "cxr")
+    assert len(records) == 15 and not skipped

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -35,7 +35,7 @@ class LoadedImage:
 
     image: Image.Image  # mode "L" or "RGB", 8 bits per channel
     format: str  # "PNG", "JPEG" or "DICOM"
-    native: bool  # True when the file's own bytes already hold exactly `image` (8-bit L/RGB PNG or JPEG)
+    native: bool  # True when the file's own bytes already hold exactly `image` (8-bit L/RGB PNG or JPEG, upright)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -72,8 +72,11 @@ def load_image(
         raise ImageError(
             f"not a PNG, JPEG or DICOM file (content starts with {data[:8]!r}); convert it to one of these formats"
         )
-    image = _read_dicom(data) if fmt == "DICOM" else _read_raster(data, max_pixels)
-    native = fmt != "DICOM" and image.mode in ("L", "RGB")
+    if fmt == "DICOM":
+        image, upright = _read_dicom(data), True
+    else:
+        image, upright = _read_raster(data, max_pixels)
+    native = fmt != "DICOM" and image.mode in ("L", "RGB") and upright
     image = to_8bit(image)
     width, height = image.size
     if min(width, height) < min_size:
@@ -83,7 +86,9 @@ def load_image(
     return LoadedImage(image=image, format=fmt, native=native)
 
 
-def _read_raster(data: bytes, max_pixels: int) -> Image.Image:
+def _read_raster(data: bytes, max_pixels: int) -> tuple[Image.Image, bool]:
+    """The decoded image turned as its EXIF orientation says (as every viewer shows it), and whether the
+    stored pixels were already upright."""
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > max_pixels:
@@ -93,7 +98,8 @@ def _read_raster(data: bytes, max_pixels: int) -> Image.Image:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageError(f"truncated or corrupt image data ({err})") from err
-    return image
+    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
+    return (ImageOps.exif_transpose(image), False) if orientation not in (0, 1) else (image, True)
 
 
 def _read_dicom(data: bytes) -> Image.Image:

@@ -107,12 +107,12 @@ def read_records(
 
 
 def _read_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a BOM (Excel) is no column name
         return next(csv.reader(handle), [])
 
 
 def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a BOM (Excel) is no column name
         reader = csv.DictReader(handle)
         missing = sorted(set(required) - set(reader.fieldnames or []))
         if missing:
