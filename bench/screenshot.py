@@ -1,0 +1,45 @@
+"""Regenerate docs/space.png: the Space on the trained model, one test-split example analysed, in Chromium.
+
+python -m bench.screenshot --model build/model     (needs Debian's chromium, as the browser test does)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from covid_cxr.serving.launcher import running_app
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="build/model")
+    parser.add_argument("--dataset", default="build/dataset")
+    parser.add_argument("--output", default=str(REPO_ROOT / "docs" / "space.png"))
+    args = parser.parse_args()
+    env = {"MODEL": args.model, "DATASET": args.dataset}
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        running_app(REPO_ROOT / "space" / "app.py", env, REPO_ROOT, Path(folder) / "log") as (_, url),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="networkidle")
+        page.locator(".thumbnail-item").first.click()  # the first example of the gallery
+        page.locator("#decision").get_by_text("pattern suggested").wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # let the images render
+        page.screenshot(path=args.output, full_page=True)
+        browser.close()
+    print(f"{args.output} written")
+
+
+if __name__ == "__main__":
+    main()

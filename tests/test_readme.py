@@ -1,0 +1,13 @@
+"""The README's figures are the artefacts' figures: its results block is rendered from docs/results.json."""
+
+from __future__ import annotations
+
+import json
+
+from bench.readme_results import END, README, RESULTS_FILE, START, render
+
+
+def test_readme_results_block_matches_the_recorded_run() -> None:
+    text = README.read_text()
+    block = text[text.index(START) : text.index(END) + len(END)]
+    assert block == render(json.loads(RESULTS_FILE.read_text())), "run `make results` after `make train`"
