@@ -14,6 +14,10 @@ import os
 import platform
 from pathlib import Path
 
+import datasets
+
+from covid_cxr.evaluation.grouped import mixed_label_sources
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = REPO_ROOT / "docs" / "results.json"
 README = REPO_ROOT / "README.md"
@@ -27,7 +31,11 @@ def collect(model_dir: Path) -> dict[str, object]:
     """What the README shows, from the model folder's own files."""
     config = json.loads((model_dir / "config.json").read_text())
     run = json.loads((model_dir / "run_config.json").read_text())
+    splits = datasets.load_from_disk(run["data"]["dataset"])  # the data the model was trained and tested on
+    sources = [s for split in splits.values() for s in split["source"]]
+    labels = [label for split in splits.values() for label in split["label"]]
     return {
+        "mixed_sources": mixed_label_sources(sources, labels),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "metrics": json.loads((model_dir / "all_results.json").read_text()),
@@ -48,8 +56,7 @@ def _cell(value: object, pattern: str = "{:.3f}") -> str:
 
 def render(results: dict) -> str:
     m, config, recipe = results["metrics"], results["config"], results["recipe"]
-    sources = sorted(k[len("test_") : -len("_n")] for k in m if k.startswith("test_") and k.endswith("_n"))
-    mixed = [s for s in sources if s not in ("mixed_sources",) and m.get(f"test_{s}_roc_auc") is not None]
+    mixed = results["mixed_sources"]
     rows = [
         (f"**mixed-label sources ({' + '.join(mixed)})**", "test_mixed_sources_"),
         ("all sources", "test_"),
@@ -75,21 +82,30 @@ def render(results: dict) -> str:
         if "probe_source_accuracy" in m
         else ""
     )
+    threshold, target = _cell(config["decision_threshold"]), _cell(config["threshold_target_sensitivity"], "{:.0%}")
+    val_sens, val_spec = (
+        _cell(config["threshold_validation_sensitivity"]),
+        _cell(config["threshold_validation_specificity"]),
+    )
+    epochs = _cell(recipe["epochs"], "{:g}")
+    ece, temperature = _cell(m["test_ece"]), _cell(m["temperature"], "{:.2f}")
+    refused, minutes = (
+        _cell(m["scope_guard_test_false_reject_rate"], "{:.1%}"),
+        _cell(m["train_runtime"] / 60, "{:.1f}"),
+    )
     return f"""{START}
 ### Default CPU run ({results["date"]}, {results["machine"]})
 
-{config["backbone_description"]}; {recipe["image_size"]} px input, {blocks} backbone blocks + head trained,
-{_cell(recipe["epochs"], "{:g}")} epochs, batch {recipe["batch"]}, class-weighted loss, seed {recipe["seed"]}.
-Test split: {m["test_n"]} images of patients never seen in training. Threshold
-{_cell(config["decision_threshold"])} on the calibrated COVID-19 probability, chosen on validation for
-{_cell(config["threshold_target_sensitivity"], "{:.0%}")} sensitivity (validation: sensitivity
-{_cell(config["threshold_validation_sensitivity"])}, specificity {_cell(config["threshold_validation_specificity"])}).
+{config["backbone_description"]}; {recipe["image_size"]} px input; {blocks} backbone blocks + head
+trained; {epochs} epochs, batch {recipe["batch"]}, class-weighted loss, seed {recipe["seed"]}. Test split:
+{m["test_n"]} images of patients never seen in training. Threshold {threshold} on the calibrated COVID-19
+probability, chosen on validation for {target} sensitivity (validation: sensitivity {val_sens}, specificity
+{val_spec}).
 
 {chr(10).join(table)}
 
-Calibration: test ECE {_cell(m["test_ece"])} after temperature scaling (T = {_cell(m["temperature"], "{:.2f}")},
-fitted on validation). Scope guard: {_cell(m["scope_guard_test_false_reject_rate"], "{:.1%}")} of test X-rays
-refused.{probe} `Trainer` loop: {_cell(m["train_runtime"] / 60, "{:.1f}")} min.
+Calibration: test ECE {ece} after temperature scaling (T = {temperature}, fitted on validation). Scope guard:
+{refused} of test X-rays refused.{probe} `Trainer` loop: {minutes} min on this machine.
 {END}"""
 
 
