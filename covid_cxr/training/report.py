@@ -106,23 +106,25 @@ def save_model_folder(
     guard.save(output_dir)
 
 
-def plot_results(output_dir: Path, validation: ScoredSplit, test: ScoredSplit, calibration: Calibration) -> None:
-    """ROC curves (validation, test, test on the mixed-label sources) and the test confusion matrix."""
+def plot_results(
+    output_dir: Path, validation: ScoredSplit, test: ScoredSplit, calibration: Calibration, evaluation: Evaluation
+) -> None:
+    """ROC curves (validation, test, test on the mixed-label sources) with the test operating point, and the test
+    confusion matrix; the mixed-label sources and the operating point are the evaluation's own."""
     temperature, threshold = calibration.temperature, calibration.threshold.value
     val_probs, test_probs = validation.probabilities(temperature), test.probabilities(temperature)
-    mixed = np.isin(test.sources, mixed_label_sources(list(test.sources), list(test.labels)))
-    decisions = (test_probs >= threshold).astype(int)
-    tpr = decisions[test.labels == 1].mean() if (test.labels == 1).any() else math.nan
-    fpr = decisions[test.labels == 0].mean() if (test.labels == 0).any() else math.nan
+    mixed = np.isin(test.sources, evaluation.mixed_sources)
+    overall = evaluation.test["all"]
     plot_roc(
         {
             "validation": (validation.labels, val_probs),
             "test": (test.labels, test_probs),
             f"test, {MIXED}": (test.labels[mixed], test_probs[mixed]),
         },
-        (fpr, tpr),
+        (1 - overall["specificity"], overall["sensitivity"]),
         output_dir / "roc_curve.png",
     )
+    decisions = (test_probs >= threshold).astype(int)
     plot_confusion(test.labels, decisions, CLASS_NAMES, threshold, output_dir / "confusion_matrix.png")
 
 

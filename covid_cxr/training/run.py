@@ -128,7 +128,7 @@ def finalise(
     facts = {"backbone_description": str(backbone["description"]), "training_dataset": hub_dataset or data_args.dataset}
     save_model_folder(output_dir, model, processor, calibration, guard, facts)
     (output_dir / LICENSE_FILE).write_text(research_only_terms(), encoding="utf-8")
-    plot_results(output_dir, validation, test, calibration)
+    plot_results(output_dir, validation, test, calibration, evaluation)
 
     results = {
         "temperature": calibration.temperature,
