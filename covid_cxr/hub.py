@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def is_hub_id(name: str) -> bool:
+    """`org/name` that is not a local path: what from_pretrained and load_dataset would look up on the Hub."""
+    return bool(_HUB_ID.match(name)) and not Path(name).exists()
 
 
 def dataset_operations(

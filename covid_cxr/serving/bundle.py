@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
 from covid_cxr.cards.markdown import LICENSE_FILE
+from covid_cxr.hub import is_hub_id
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 
@@ -25,7 +25,6 @@ MODEL_FILES = (
     "roc_curve.png",
     "confusion_matrix.png",
 )
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def assemble(space_source: Path, output_dir: Path, model: str, dataset_dir: Path | None = None) -> Path:
@@ -51,7 +50,7 @@ def assemble(space_source: Path, output_dir: Path, model: str, dataset_dir: Path
         card.data.license_link = f"https://huggingface.co/{model}/blob/main/{LICENSE_FILE}"
         config = {}
     dataset = str(config.get("training_dataset", ""))
-    card.data.datasets = [dataset] if _HUB_ID.match(dataset) and not Path(dataset).exists() else []
+    card.data.datasets = [dataset] if is_hub_id(dataset) else []
     if dataset_dir is not None and (dataset_dir / "dataset_dict.json").is_file():
         examples = write_examples(dataset_dir, output_dir / "examples")
         attribution = (examples / ATTRIBUTION_FILE).read_text(encoding="utf-8").replace("# Example images", "")

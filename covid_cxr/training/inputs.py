@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import datasets
@@ -13,10 +12,9 @@ from covid_cxr.data.build import HUB_ID_FILE
 from covid_cxr.data.predecode import predecode
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.transforms import Augmentation, DevicePixels, eval_transform, train_transform
+from covid_cxr.hub import is_hub_id
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.training.arguments import DataArguments
-
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
@@ -42,7 +40,7 @@ def _load(dataset: str) -> datasets.DatasetDict:
     if Path(dataset).exists():
         return datasets.load_from_disk(dataset)
     hint = "build it with `make data` (python train/build_dataset.py --output_dir build/dataset)"
-    if not _HUB_ID.match(dataset):
+    if not is_hub_id(dataset):
         raise FileNotFoundError(f"dataset folder {dataset} not found: {hint}")
     try:
         return datasets.load_dataset(dataset)
@@ -60,7 +58,7 @@ def dataset_hub_id(data_args: DataArguments) -> str | None:
     recorded = Path(data_args.dataset) / HUB_ID_FILE
     if recorded.is_file():
         return recorded.read_text().strip()
-    return data_args.dataset if not Path(data_args.dataset).exists() and _HUB_ID.match(data_args.dataset) else None
+    return data_args.dataset if is_hub_id(data_args.dataset) else None
 
 
 def prepare_inputs(
