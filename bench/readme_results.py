@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.training.report import mixed_sources_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = REPO_ROOT / "docs" / "results.json"
@@ -32,10 +32,8 @@ def collect(model_dir: Path) -> dict[str, object]:
     config = json.loads((model_dir / "config.json").read_text())
     run = json.loads((model_dir / "run_config.json").read_text())
     splits = datasets.load_from_disk(run["data"]["dataset"])  # the data the model was trained and tested on
-    sources = [s for split in splits.values() for s in split["source"]]
-    labels = [label for split in splits.values() for label in split["label"]]
     return {
-        "mixed_sources": mixed_label_sources(sources, labels),
+        "mixed_sources": mixed_sources_of(splits),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "metrics": json.loads((model_dir / "all_results.json").read_text()),
@@ -57,22 +55,18 @@ def _cell(value: object, pattern: str = "{:.3f}") -> str:
 def render(results: dict) -> str:
     m, config, recipe = results["metrics"], results["config"], results["recipe"]
     mixed = results["mixed_sources"]
-    rows = [
-        (f"**mixed-label sources ({' + '.join(mixed)})**", "test_mixed_sources_"),
-        ("all sources", "test_"),
+    rows = [  # (name, prefix of the figures, prefix of the image count)
+        (f"**mixed-label sources ({' + '.join(mixed)})**", "test_mixed_sources_", "test_mixed_sources_"),
+        ("all sources", "test_", "test_"),
+        ("linear probe on frozen features, mixed-label sources", "probe_test_mixed_sources_", "test_mixed_sources_"),
+        ("linear probe on frozen features, all sources", "probe_test_", "test_"),
     ]
     table = ["| test subset | n | ROC AUC | sensitivity | specificity |", "|---|---:|---:|---:|---:|"]
-    for name, prefix in rows:
-        table.append(
-            f"| {name} | {m[prefix + 'n']} | {_cell(m[prefix + 'roc_auc'])} | {_cell(m[prefix + 'sensitivity'])} "
-            f"| {_cell(m[prefix + 'specificity'])} |"
-        )
-    for name, prefix in (("mixed-label sources", "probe_test_mixed_sources_"), ("all sources", "probe_test_")):
-        if f"{prefix}roc_auc" in m:
+    for name, prefix, count in rows:
+        if f"{prefix}roc_auc" in m:  # the probe rows exist only when the probes ran
             table.append(
-                f"| linear probe on frozen features, {name} | {m[rows[0 if 'mixed' in prefix else 1][1] + 'n']} | "
-                f"{_cell(m[prefix + 'roc_auc'])} | {_cell(m[prefix + 'sensitivity'])} | "
-                f"{_cell(m[prefix + 'specificity'])} |"
+                f"| {name} | {m[count + 'n']} | {_cell(m[prefix + 'roc_auc'])} | {_cell(m[prefix + 'sensitivity'])} "
+                f"| {_cell(m[prefix + 'specificity'])} |"
             )
     blocks = "all" if recipe["trainable_blocks"] < 0 else f"the last {recipe['trainable_blocks']}"
     probe = (

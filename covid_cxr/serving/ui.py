@@ -78,7 +78,7 @@ def build_demo(predictor: Predictor, examples: Path | None = None) -> gr.Blocks:
                 upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="filepath")
                 button = gr.Button("Analyse", variant="primary")
                 gallery = gr.Gallery(
-                    [(str(path), path.name.split("__")[0] + ", " + path.name.split("__")[1]) for path in listed],
+                    [(str(path), ", ".join(path.name.split("__")[:2])) for path in listed],
                     label="Test-split examples (true label, source): click one to analyse it",
                     columns=4,
                     height=220,

@@ -1,7 +1,6 @@
 """After training: calibrate -> evaluate -> write the model folder's artefacts -> the card -> the push.
 
-Each step is a function over small dataclasses, so each can be tested or reused (the quality benchmark
-scores folds with the same ones) without running the others.
+Each step is a function over small dataclasses, so each can be tested or reused without running the others.
 """
 
 from __future__ import annotations

@@ -130,27 +130,26 @@ def finalise(
     (output_dir / LICENSE_FILE).write_text(research_only_terms(), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
 
-    results = {
-        "temperature": calibration.temperature,
-        "threshold": calibration.threshold.value,
-        "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
-    }
-    for values in evaluation.by_split().values():
-        results |= values
     baseline = {}
     if eval_args.linear_probe:
         baseline = probe_baseline(
             load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
-        results |= baseline
-    for name, values in (
-        ("calibration", {k: results[k] for k in ("temperature", "threshold", "scope_guard_test_false_reject_rate")}),
-        *evaluation.by_split().items(),
-        ("probe", baseline),
-    ):
+    sections = {
+        "calibration": {
+            "temperature": calibration.temperature,
+            "threshold": calibration.threshold.value,
+            "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
+        },
+        **evaluation.by_split(),
+        "probe": baseline,
+    }
+    results: dict[str, float] = {}
+    for name, values in sections.items():
         if values:
             trainer.log_metrics(name, values)
             trainer.save_metrics(name, strict_json(values), combined=True)
+            results |= values
 
     context = ModelCardContext(
         evaluation=evaluation,
