@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,14 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from covid_cxr.data.imaging import ImageError, load_image, sniff_format
 
@@ -179,3 +188,103 @@ def test_exif_orientation_is_applied(tmp_path: Path, real_jpeg: Path, orientatio
     assert loaded.image.size == upright.size and not loaded.native  # the build stores the upright pixels
     difference = np.abs(np.asarray(loaded.image, dtype=int) - np.asarray(upright, dtype=int))
     assert difference.mean() < 2  # JPEG re-encoding only; a turned image differs by tens of grey levels
+
+
+def _variant(path: Path, **changes) -> bytes:
+    """The DICOM at `path` with some header values changed, as bytes."""
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_odd_but_readable_dicoms_are_read(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    path = write_dicom(tmp_path / "plain.dcm", real_pixels.astype(np.uint16) * 16)
+    plain = np.asarray(load_image(path).image)
+    zero_window = load_image(_variant(path, WindowCenter=2000, WindowWidth=0))  # viewers ignore such a window
+    np.testing.assert_array_equal(np.asarray(zero_window.image), plain)
+    no_preamble = load_image(path.read_bytes()[132:])  # some exporters omit the 128-byte preamble and "DICM"
+    assert sniff_format(path.read_bytes()[132:]) == "DICOM"
+    np.testing.assert_array_equal(np.asarray(no_preamble.image), plain)
+    dark = real_pixels < np.median(real_pixels)
+    one_bit = _variant(
+        path,
+        BitsAllocated=1,
+        BitsStored=1,
+        HighBit=0,
+        PixelData=np.packbits(dark.ravel(), bitorder="little").tobytes(),
+    )
+    np.testing.assert_array_equal(np.asarray(load_image(one_bit).image), dark * np.uint8(255))
+
+
+def test_broken_dicoms_get_their_true_reason(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    path = write_dicom(tmp_path / "plain.dcm", real_pixels.astype(np.uint16) * 16)
+    data = path.read_bytes()
+    cases = {
+        "pixel data cut": (data[: len(data) // 2], r"truncated DICOM: the file ends at byte [\d,]+ but its element"),
+        "header cut": (data[:400], "truncated DICOM"),
+        "lying header": (_variant(path, Rows=100, Columns=100), r"decodes to shape \(.*\), not the \(100, 100\)"),
+    }
+    for name, (content, reason) in cases.items():
+        with pytest.raises(ImageError, match=reason):
+            load_image(content)
+            pytest.fail(name)
+
+
+def test_truncated_compressed_dicom_says_so(cxr_root: Path) -> None:
+    data = next((cxr_root / "dicom").glob("*.dcm")).read_bytes()  # JPEG Baseline in undefined-length items
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def _size_bombs(tmp_path: Path, real_pixels: np.ndarray) -> dict[str, Path]:
+    """A deflated DICOM that inflates to 144 MB of pixels (140 KB on disk), and an RLE one declaring 65535 x 65535
+    (it would decode to 8.6 GB); each is far under the Space's 20 MB upload limit."""
+    path = write_dicom(tmp_path / "plain.dcm", real_pixels.astype(np.uint16) * 16)
+    deflated = pydicom.dcmread(path)
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    deflated.Rows = deflated.Columns = 12_000
+    deflated.BitsAllocated, deflated.BitsStored, deflated.HighBit = 8, 8, 7
+    deflated.PixelData = bytes(12_000 * 12_000)
+    deflated.save_as(tmp_path / "deflated.dcm")
+    rle = pydicom.dcmread(path)
+    rle.compress(RLELossless, encoding_plugin="pydicom")
+    rle.Rows = rle.Columns = 65_535
+    rle.save_as(tmp_path / "rle.dcm")
+    return {"deflated": tmp_path / "deflated.dcm", "rle": tmp_path / "rle.dcm"}
+
+
+MEMORY_PROBE = """
+import resource, sys
+from covid_cxr.data.imaging import ImageError, load_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_image(sys.argv[1])
+except ImageError as err:
+    print(err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_dicom_size_bombs_are_refused_before_decoding(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    for name, path in _size_bombs(tmp_path, real_pixels).items():
+        assert path.stat().st_size < 1_000_000, name
+        probe = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True)
+        reason, grown_mb = probe.stdout.splitlines()
+        assert "refused before decoding" in reason, (name, probe.stderr)
+        assert int(grown_mb) < 32, name  # peak memory growth while refusing, in MB
+
+
+def test_deflated_dicom_cannot_inflate_past_its_header(tmp_path: Path, real_pixels: np.ndarray) -> None:
+    ds = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", real_pixels.astype(np.uint16) * 16))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path / "honest.dcm")
+    np.testing.assert_array_equal(
+        np.asarray(load_image(tmp_path / "honest.dcm").image), np.asarray(load_image(tmp_path / "plain.dcm").image)
+    )
+    ds.PixelData = bytes(20_000_000)  # 100x lies about what the header declares (310 x 320 x 2 bytes)
+    ds.save_as(tmp_path / "liar.dcm")
+    with pytest.raises(ImageError, match=r"inflates past the [\d,]+ bytes its header allows"):
+        load_image(tmp_path / "liar.dcm")

@@ -11,22 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from covid_cxr.data.dicom import looks_like_dicom, read_dicom, scale_to_uint8
+from covid_cxr.data.errors import ImageError
 
 SUPPORTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
-RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
 DEFAULT_MIN_SIZE = 64
 DEFAULT_MAX_PIXELS = 50_000_000  # 7,000 x 7,000: above any real radiograph, below a decompression bomb
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-class ImageError(ValueError):
-    """A file that cannot be used as a chest radiograph; the message is the reason."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ def sniff_format(head: bytes) -> str | None:
         return "PNG"
     if head.startswith(_JPEG_MAGIC):
         return "JPEG"
-    if head[128:132] == b"DICM":
+    if looks_like_dicom(head):
         return "DICOM"
     return None
 
@@ -73,7 +68,7 @@ def load_image(
             f"not a PNG, JPEG or DICOM file (content starts with {data[:8]!r}); convert it to one of these formats"
         )
     if fmt == "DICOM":
-        image, upright = _read_dicom(data), True
+        image, upright = read_dicom(data, max_pixels), True
     else:
         image, upright = _read_raster(data, max_pixels)
     native = fmt != "DICOM" and image.mode in ("L", "RGB") and upright
@@ -102,44 +97,12 @@ def _read_raster(data: bytes, max_pixels: int) -> tuple[Image.Image, bool]:
     return (ImageOps.exif_transpose(image), False) if orientation not in (0, 1) else (image, True)
 
 
-def _read_dicom(data: bytes) -> Image.Image:
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError) as err:
-        raise ImageError(f"unreadable DICOM ({err})") from err
-    if "PixelData" not in ds:
-        raise ImageError("DICOM file holds no image (no PixelData element)")
-    modality = str(ds.get("Modality", "")).upper()
-    if modality not in RADIOGRAPH_MODALITIES:
-        raise ImageError(
-            f"DICOM modality {modality or 'missing'!r} is not a radiograph "
-            f"(expected one of {', '.join(sorted(RADIOGRAPH_MODALITIES))})"
-        )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageError(f"multi-frame DICOM ({frames} frames); export the single radiograph you want")
-    try:
-        pixels = ds.pixel_array
-    except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
-        raise ImageError(f"DICOM pixel data cannot be decoded ({err})") from err
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "RGB":
-        return Image.fromarray(_scale_to_uint8(pixels), mode="RGB")
-    if not photometric.startswith("MONOCHROME"):
-        raise ImageError(f"DICOM photometric interpretation {photometric!r} is not supported")
-    values = apply_voi_lut(apply_modality_lut(pixels, ds), ds).astype(np.float64)
-    scaled = _scale_to_uint8(values)
-    if photometric == "MONOCHROME1":  # high values are dark: invert so bone is bright, as in MONOCHROME2
-        scaled = 255 - scaled
-    return Image.fromarray(scaled, mode="L")
-
-
 def to_8bit(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit "L" or "RGB": 16-bit and float data min-max scaled, alpha put on black."""
     if image.mode in ("L", "RGB"):
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return Image.fromarray(_scale_to_uint8(np.asarray(image, dtype=np.float64)), mode="L")
+        return Image.fromarray(scale_to_uint8(np.asarray(image, dtype=np.float64)), mode="L")
     if image.mode in ("1", "LA", "P", "PA") and _is_grey(image):
         return _flatten_alpha(image.convert("LA"))
     return _flatten_alpha(image.convert("RGBA"))
@@ -158,14 +121,6 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     background = Image.new(base_mode, image.size, 0)
     background.paste(image.convert(base_mode), mask=image.getchannel("A"))
     return background
-
-
-def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
 def encode_png(image: Image.Image) -> bytes:
