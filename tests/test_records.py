@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from covid_cxr.data.records import MetadataError, detect_layout, read_records, view_family
+from covid_cxr.data.records import MetadataError, detect_layout, read_records, unreferenced_images, view_family
+from covid_cxr.labels import known_label_spellings
 
 
 def test_curated_layout_reads_every_real_image(cxr_root: Path, metadata: list[dict[str, str]]) -> None:
@@ -37,39 +38,48 @@ def test_missing_column_names_the_file(small_cxr: Path) -> None:
         read_records(small_cxr)
 
 
-def test_unknown_label_names_the_row(small_cxr: Path) -> None:
+def test_each_invalid_row_is_skipped_with_its_row_and_fix(fixture_root: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(fixture_root, tmp_path / "cxr")
+    outside = tmp_path / "outside.jpg"
+    images = sorted((root / "images").iterdir())
+    shutil.copy(images[3], outside)
+    (root / "images" / "link_inside.jpg").symlink_to(images[0].name)  # another name for an image in the folder
+    (root / "images" / "link_outside.jpg").symlink_to(outside)
+
     def edit(rows, fields):
-        rows[4]["label"] = "maybe"
+        rows[0]["label"] = "maybe"
+        rows[1]["file_name"] = "../../etc/passwd"
+        rows[2]["file_name"] = "images/nowhere.jpg"
+        rows[3]["file_name"] = "images/link_outside.jpg"
+        rows[4]["file_name"] = "images/link_inside.jpg"
+        rows[5]["view"] = "L"
         return rows, fields
 
-    _rewrite(small_cxr, edit)
-    with pytest.raises(MetadataError, match=r"row 6: unknown label 'maybe'"):
-        read_records(small_cxr)
+    _rewrite(root, edit)
+    records, skipped = read_records(root)
+    reasons = {s.path: s.reason for s in skipped if s.invalid_row}
+    assert reasons == {
+        "images/" + images[0].name: (
+            f"metadata.csv row 2: unknown label 'maybe'; use one of {known_label_spellings()}"
+        ),
+        "../../etc/passwd": f"metadata.csv row 3: path '../../etc/passwd' points outside the input folder; "
+        f"give it relative to {root}",
+        "images/nowhere.jpg": "metadata.csv row 4: file 'images/nowhere.jpg' does not exist",
+        "images/link_outside.jpg": f"metadata.csv row 5: 'images/link_outside.jpg' is a symbolic link to {outside}, "
+        "outside the input folder; copy the file into the folder",
+    }
+    assert [s.reason for s in skipped if not s.invalid_row] == ["view 'L' (lateral) not in --views PA,AP,frontal"]
+    assert len(records) == 15 - 5 and "images/link_inside.jpg" in {r.file_name for r in records}
 
 
-def test_path_outside_the_input_is_refused(small_cxr: Path) -> None:
-    def edit(rows, fields):
-        rows[0]["file_name"] = "../../etc/passwd"
-        return rows, fields
-
-    _rewrite(small_cxr, edit)
-    with pytest.raises(MetadataError, match="points outside"):
-        read_records(small_cxr)
-
-
-def test_lateral_view_and_missing_file_are_skipped_with_reasons(small_cxr: Path) -> None:
-    def edit(rows, fields):
-        rows[0]["view"] = "L"
-        rows[1]["file_name"] = "images/nowhere.jpg"
-        return rows, fields
-
-    n_rows = len(list(csv.DictReader((small_cxr / "metadata.csv").open())))
-    _rewrite(small_cxr, edit)
-    records, skipped = read_records(small_cxr)
-    reasons = {s.path: s.reason for s in skipped}
-    assert any("view 'L' (lateral) not in --views" in r for r in reasons.values())
-    assert reasons["images/nowhere.jpg"] == "file listed in metadata.csv does not exist"
-    assert len(records) == n_rows - 2
+def test_unreferenced_images_are_found(fixture_root: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(fixture_root, tmp_path / "cxr")
+    shutil.copy(next((root / "images").iterdir()), root / "images" / "forgotten.JPG")
+    (root / "notes.txt").write_text("not an image, so not listed")
+    records, skipped = read_records(root)
+    named = [r.file_name for r in records] + [s.path for s in skipped]
+    assert unreferenced_images(root, named) == ["images/forgotten.JPG"]
+    assert unreferenced_images(root, [f"./{name}" for name in named]) == ["images/forgotten.JPG"]
 
 
 def test_class_folders(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) -> None:

@@ -21,7 +21,15 @@ from transformers import HfArgumentParser
 
 from covid_cxr.cards.dataset import licence_terms, render_dataset_card
 from covid_cxr.cards.markdown import LICENSE_FILE
-from covid_cxr.data.build import HISTOGRAM_NAME, HUB_ID_FILE, REPORT_NAME, BuildConfig, build_dataset, write_report
+from covid_cxr.data.build import (
+    HISTOGRAM_NAME,
+    HUB_ID_FILE,
+    REPORT_NAME,
+    BuildConfig,
+    build_dataset,
+    summary,
+    write_report,
+)
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE
 from covid_cxr.data.records import DEFAULT_VIEWS, LAYOUTS
@@ -41,6 +49,10 @@ class DatasetArguments:
     pretty_name: str = field(default="COVID-19 chest X-rays (frontal, curated)", metadata={"help": "Card title."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id (org/name) to push the dataset to."})
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Exit with status 1 (after writing everything) when any metadata row is invalid."},
+    )
 
 
 @dataclass
@@ -88,11 +100,7 @@ def main() -> None:
     (output_dir / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
 
     print(counts_table(records_frame(result.records, result.splits)).to_string())
-    print(f"\nKept {len(result.records)} images; skipped {len(result.skipped)} (see {output_dir / REPORT_NAME}).")
-    for skipped in result.skipped[:20]:
-        print(f"  skipped {skipped.path}: {skipped.reason}")
-    if len(result.skipped) > 20:
-        print(f"  ... and {len(result.skipped) - 20} more in {output_dir / REPORT_NAME}")
+    print(summary(result, output_dir / REPORT_NAME))
     print(f"Dataset, card and report written to {output_dir}/")
 
     if data_args.push_to_hub:
@@ -102,6 +110,8 @@ def main() -> None:
             push_dataset(operations, data_args.push_to_hub, data_args.private)
         (output_dir / HUB_ID_FILE).write_text(data_args.push_to_hub + "\n")
         print(f"Pushed to https://huggingface.co/datasets/{data_args.push_to_hub}")
+    if data_args.strict and result.invalid_rows:
+        sys.exit(f"--strict: {len(result.invalid_rows)} metadata row(s) are invalid (listed above); fix them")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ only hashes and running histograms), and the write streams the stored bytes thro
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, load_image
-from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records
+from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records, unreferenced_images
 from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
@@ -45,6 +46,7 @@ FEATURES = datasets.Features(
 REPORT_NAME = "build_report.json"
 HISTOGRAM_NAME = "intensity_histogram.png"
 HUB_ID_FILE = "hub_repo_id.txt"  # written after a push, so a model card can name the dataset by its Hub id
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +71,11 @@ class BuildResult:
     near_duplicates: list[dict[str, object]]
     histograms: IntensityHistograms
     dataset: datasets.DatasetDict
+    unreferenced: list[str]  # image files under the input folder that no metadata row names
+
+    @property
+    def invalid_rows(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.invalid_row]
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ def _scan_one(args: tuple[Path, int]) -> _Scan | str:
         loaded = load_image(path, min_size=min_size)
     except ImageError as err:
         return str(err)
+    except Exception as err:  # a fault in this code or a library, not in the file: skip it, keep the traceback
+        logger.exception("unexpected error while reading %s", path)
+        return f"unexpected error while reading the file ({type(err).__name__}: {err}); please report it"
     return _Scan(pixel_sha1(loaded.image), perceptual_hash(loaded.image), intensity_density(loaded.image))
 
 
@@ -197,11 +207,13 @@ def build_dataset(config: BuildConfig) -> BuildResult:
         {"a": records[i].file_name, "b": records[j].file_name, "hamming_bits": d, "split": splits[i]}
         for i, j, d in pairs
     ]
-    return BuildResult(records, splits, skipped, near_duplicates, histograms, dataset)
+    unreferenced = unreferenced_images(config.input_dir, [r.file_name for r in records] + [s.path for s in skipped])
+    return BuildResult(records, splits, skipped, near_duplicates, histograms, dataset, unreferenced)
 
 
 def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
-    """Every skipped file with its reason, every near-duplicate pair, the split counts and the settings."""
+    """Every skipped file with its reason, every unreferenced image file, every near-duplicate pair, the split
+    counts and the settings."""
     reasons = Counter(_reason_kind(s.reason) for s in result.skipped)
     report = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
@@ -209,6 +221,9 @@ def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
         "skipped_count": len(result.skipped),
         "skipped_by_reason": dict(reasons.most_common()),
         "skipped": [asdict(s) for s in result.skipped],
+        "invalid_row_count": len(result.invalid_rows),
+        "unreferenced_count": len(result.unreferenced),
+        "unreferenced": result.unreferenced,
         "near_duplicate_pairs": result.near_duplicates,
         "split_sizes": {split: result.dataset[split].num_rows for split in SPLIT_NAMES},
     }
@@ -220,3 +235,20 @@ def _reason_kind(reason: str) -> str:
     for marker in (" (", ":", " of "):
         reason = reason.split(marker)[0]
     return reason
+
+
+def summary(result: BuildResult, report: Path, shown: int = 20) -> str:
+    """What the console shows after a build: invalid rows in full, other skips and unreferenced files up to
+    `shown` each; the report holds every one."""
+    lines = [f"\nKept {len(result.records)} images; skipped {len(result.skipped)} (all listed in {report})."]
+    lines += [f"  invalid row, skipped {s.path}: {s.reason}" for s in result.invalid_rows]
+    others = [s for s in result.skipped if not s.invalid_row]
+    lines += [f"  skipped {s.path}: {s.reason}" for s in others[:shown]]
+    if len(others) > shown:
+        lines.append(f"  ... and {len(others) - shown} more skipped files in {report}")
+    if result.unreferenced:
+        lines.append(f"{len(result.unreferenced)} image file(s) are named by no metadata row and were not used:")
+        lines += [f"  {name}" for name in result.unreferenced[:shown]]
+        if len(result.unreferenced) > shown:
+            lines.append(f"  ... and {len(result.unreferenced) - shown} more in {report}")
+    return "\n".join(lines)

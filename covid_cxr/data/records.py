@@ -8,14 +8,16 @@ Three layouts are read:
   filename, folder, license``), so a clone of that public repository can be pointed at directly;
 * ``folders``: one sub-folder per class (``covid/``, ``non_covid/``, ...).
 
-Problems with the metadata itself (missing columns, unknown labels) raise :class:`MetadataError` naming the
-file and row: guessing would silently mislabel data. Rows that are valid but unusable (a CT image, a lateral
-view, a missing file) become :class:`Skipped` entries with their reason.
+A metadata file that cannot be read as a whole (missing columns, class folders with unknown names) raises
+:class:`MetadataError`. Every row is judged on its own: a wrong row (unknown label, a path that escapes the input
+folder, a missing file) becomes a :class:`Skipped` entry marked ``invalid_row``, with the row number and the fix,
+and a valid but unusable one (a CT image, a lateral view) a plain :class:`Skipped` entry; the rest is built.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ LAYOUTS: tuple[str, ...] = ("auto", "curated", "ieee8023", "folders")
 
 
 class MetadataError(ValueError):
-    """The metadata cannot be trusted as given; the message names the file and row."""
+    """The metadata as a whole cannot be read; the message names the file and what is missing."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ImageRecord:
 class Skipped:
     path: str
     reason: str
+    invalid_row: bool = False  # the metadata itself is wrong (not just an image the dataset does not want)
 
 
 def view_family(view: str) -> str:
@@ -122,11 +125,21 @@ def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
         return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
 
 
-def _label_or_error(raw: str, path: Path, row_number: int) -> str:
-    label = normalise_label(raw)
-    if label is None:
-        raise MetadataError(f"{path}, row {row_number}: unknown label {raw!r}; use one of {known_label_spellings()}")
-    return label
+def _row_problem(root: Path, relative: str, raw_label: str | None = None) -> str | None:
+    """Why a metadata row cannot be used as written (None when it can): escaping path, missing file, bad label."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return f"path {relative!r} points outside the input folder; give it relative to {root}"
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        return (
+            f"{relative!r} is a symbolic link to {os.path.realpath(path)}, outside the input folder; "
+            "copy the file into the folder"
+        )
+    if not path.is_file():
+        return f"file {relative!r} does not exist"
+    if raw_label is not None and normalise_label(raw_label) is None:
+        return f"unknown label {raw_label!r}; use one of {known_label_spellings()}"
+    return None
 
 
 def _read_curated(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
@@ -135,15 +148,14 @@ def _read_curated(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
     records: list[ImageRecord] = []
     skipped: list[Skipped] = []
     for number, row in enumerate(rows, start=2):  # row 1 is the header
-        path = _inside(root, row["file_name"], metadata, number)
-        if not path.is_file():
-            skipped.append(Skipped(row["file_name"], "file listed in metadata.csv does not exist"))
+        if problem := _row_problem(root, row["file_name"], row["label"]):
+            skipped.append(Skipped(row["file_name"], f"metadata.csv row {number}: {problem}", invalid_row=True))
             continue
         records.append(
             ImageRecord(
-                path=path,
+                path=root / row["file_name"],
                 file_name=row["file_name"],
-                label=_label_or_error(row["label"], metadata, number),
+                label=normalise_label(row["label"]),
                 patient_id=row["patient_id"],
                 source=row["source"],
                 view=row["view"],
@@ -172,13 +184,12 @@ def _read_ieee8023(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
         if not finding or finding.lower() == "todo":
             skipped.append(Skipped(file_name, f"finding {finding!r} gives no label (row {number})"))
             continue
-        path = _inside(root, file_name, metadata, number)
-        if not path.is_file():
-            skipped.append(Skipped(file_name, "file listed in metadata.csv does not exist"))
+        if problem := _row_problem(root, file_name):
+            skipped.append(Skipped(file_name, f"metadata.csv row {number}: {problem}", invalid_row=True))
             continue
         records.append(
             ImageRecord(
-                path=path,
+                path=root / file_name,
                 file_name=file_name,
                 label="covid" if "covid-19" in finding.lower() else "non_covid",
                 patient_id=f"ieee8023-{row['patientid']}" if row["patientid"] else "",
@@ -219,9 +230,14 @@ def _read_folders(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
     return records, skipped
 
 
-def _inside(root: Path, relative: str, metadata: Path, row_number: int) -> Path:
-    """Resolve a metadata path, refusing any that escapes the input folder."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise MetadataError(f"{metadata}, row {row_number}: path {relative!r} points outside {root}")
-    return path
+def unreferenced_images(root: Path, named: Iterable[str]) -> list[str]:
+    """Image files under ``root`` that no record or skipped row names: a metadata.csv that forgot them would
+    otherwise shrink the dataset silently."""
+    known = {os.path.normpath(name) for name in named}
+    return sorted(
+        relative
+        for path in root.rglob("*")
+        if path.suffix.lower() in SUPPORTED_SUFFIXES
+        and path.is_file()
+        and os.path.normpath(relative := path.relative_to(root).as_posix()) not in known
+    )
