@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pydicom
 import pytest
-import requests
 from gradio_client import Client, handle_file
 from PIL import Image
 from transformers import pipeline
@@ -54,6 +57,11 @@ def xray(small_dataset: Path, tmp_path_factory) -> Path:
     return path
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
 def scores(result) -> dict[str, float]:
     return {entry["label"]: entry["confidence"] for entry in result[0]["confidences"]}
 
@@ -73,7 +81,7 @@ def test_decision_follows_the_stored_threshold(client: Client, server: str, xray
     covid = scores(result)["covid"]
     expected = "**COVID-19 pattern suggested**" if covid >= threshold else "**No COVID-19 pattern suggested**"
     assert expected in result[1] and f"{threshold:.3f}" in result[1]
-    config = requests.get(server + "config", timeout=10).json()
+    config = json.loads(fetch(server + "config"))
     labels = [c["props"] for c in config["components"] if c.get("type") == "label"]
     assert labels and all(props["show_heading"] is False for props in labels)  # no class name above the decision
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
@@ -82,7 +90,7 @@ def test_decision_follows_the_stored_threshold(client: Client, server: str, xray
 
 
 def test_examples_are_thumbnails(server: str) -> None:
-    config = requests.get(server + "config", timeout=10).json()
+    config = json.loads(fetch(server + "config"))
     galleries = [c["props"] for c in config["components"] if c.get("type") == "gallery"]
     assert len(galleries) == 1 and galleries[0]["visible"] is True
     assert len(galleries[0]["value"]) >= 2  # the test-split examples, shown as images
@@ -141,13 +149,13 @@ def test_bad_inputs_get_readable_errors_and_the_app_keeps_serving(client: Client
 
 
 def test_upload_size_is_bounded(server: str) -> None:
-    config = requests.get(server + "config", timeout=10).json()
+    config = json.loads(fetch(server + "config"))
     assert config["max_file_size"] == 20 * 1024 * 1024
 
 
 def test_missing_model_says_which_command_makes_one(tmp_path: Path) -> None:
     with running_app(APP, app_env(str(tmp_path / "no-model-here")), REPO_ROOT, tmp_path / "log") as (_, url):
-        config = requests.get(url + "config", timeout=10).text
+        config = fetch(url + "config")
         assert "No trained model found" in config and "make train" in config
 
 
@@ -213,3 +221,60 @@ def test_browser_upload_click_and_read_the_result(browser, server: str, xray: Pa
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "space_browser.png"), full_page=True)
     page.close()
+
+
+def test_identical_file_from_many_clients_at_once(server: str, xray: Path) -> None:
+    """Identical uploads at the same moment once shared one output file that Gradio rewrote while another client
+    downloaded it; now every answer has its own, complete, result images."""
+    users, rounds = 8, 3
+    barrier, failures = threading.Barrier(users), []
+
+    def user() -> None:
+        client = Client(server, verbose=False)
+        for _ in range(rounds):
+            barrier.wait()
+            try:
+                _, _, seen, heatmap = client.predict(handle_file(str(xray)), api_name="/predict")
+                for path in (seen, heatmap):
+                    Image.open(path).load()
+            except Exception as err:  # every failure is collected, so one cannot hide another
+                failures.append(repr(err))
+
+    threads = [threading.Thread(target=user) for _ in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_uploads_are_deleted_patient_tags_never_shown_and_refusals_log_one_line(
+    trained: tuple[Path, dict], small_dataset: Path, tmp_path: Path, xray: Path
+) -> None:
+    cache, log, lifetime = tmp_path / "gradio-cache", tmp_path / "space.log", 2
+    tagged = write_dicom(tmp_path / "tagged.dcm", np.asarray(Image.open(xray), dtype=np.uint16) * 16)
+    ct = write_dicom(tmp_path / "ct.dcm", np.asarray(Image.open(xray), dtype=np.uint16), modality="CT")
+    for path in (tagged, ct):
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Doe^Jane", "MRN-4711", "19500101"
+        ds.save_as(path)
+    env = app_env(str(trained[0]), small_dataset) | {"GRADIO_TEMP_DIR": str(cache), "FILE_LIFETIME_S": str(lifetime)}
+    with running_app(APP, env, REPO_ROOT, log) as (_, url):
+        client = Client(url, verbose=False)
+        examples = set(cache.rglob("*.jpg"))  # the gallery's thumbnails, kept for as long as the app runs
+        shown = [json.dumps(client.predict(handle_file(str(path)), api_name="/predict")) for path in (xray, tagged)]
+        with pytest.raises(Exception, match="not a radiograph") as refused:
+            client.predict(handle_file(str(ct)), api_name="/predict")
+        shown.append(str(refused.value))
+        assert {p.name for p in cache.rglob("*") if p.is_file()} >= {"xray.png", "tagged.dcm", "ct.dcm"}
+        deadline = time.time() + 20 * lifetime
+        while {p for p in cache.rglob("*") if p.is_file()} != examples and time.time() < deadline:
+            time.sleep(0.5)
+        assert {p for p in cache.rglob("*") if p.is_file()} == examples  # uploads and results gone
+        for example in examples:  # and the thumbnails still served
+            assert urllib.request.urlopen(f"{url}gradio_api/file={example}", timeout=10).status == 200
+    server_log = log.read_text()
+    for secret in ("Doe", "Jane", "MRN-4711", "19500101"):
+        assert not any(secret in text for text in shown) and secret not in server_log
+    assert server_log.count("refused an upload: Could not read this file: DICOM modality 'CT'") == 1
+    assert "Traceback" not in server_log

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
-from covid_cxr.serving.ui import build_demo, missing_model_demo
+from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo
 
 logger = logging.getLogger(__name__)
 MODEL_ID_FILE = "MODEL_ID"
@@ -57,7 +57,8 @@ def main(app_dir: Path) -> None:
     examples = examples_folder(app_dir) if folder else None
     if folder is None:
         print(f"No trained model at {model}: run `make train`, or set MODEL to a model folder or Hub id.")
-    demo = build_demo(Predictor(folder), examples) if folder else missing_model_demo(model)
+    lifetime = int(os.environ.get("FILE_LIFETIME_S", FILE_LIFETIME_S))  # how long uploads and results are kept
+    demo = build_demo(Predictor(folder), examples, lifetime) if folder else missing_model_demo(model)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT", "7860")),

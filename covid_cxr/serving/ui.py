@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from covid_cxr.data.imaging import ImageError
 from covid_cxr.serving.examples import example_files
@@ -17,6 +20,17 @@ DISCLAIMER = (
     "**Research demo, not a medical device.** Do not use it to diagnose, screen, triage or treat anyone. "
     "It was trained on a small public collection in which the label is tied to the hospital an image came from."
 )
+FILE_LIFETIME_S = 120  # uploads and result images older than this are deleted (checked every half of it)
+
+
+def privacy_markdown(lifetime_s: int) -> str:
+    """What happens to an upload, said where the upload is made."""
+    minutes = max(1, round(lifetime_s * 1.5 / 60))
+    return (
+        f"**Your upload** is analysed on this server and deleted, with the result images, within about {minutes} "
+        "minute(s); nothing is kept or used for training. Of a DICOM file only the pixels are read: patient "
+        "tags are never shown or logged. Names burned into the pixels stay visible to you: prefer anonymised images."
+    )
 
 
 def _format(value: object, pattern: str = "{:.3f}") -> str:
@@ -46,37 +60,64 @@ def decision_markdown(covid_probability: float, detected: bool, predictor: Predi
     )
 
 
-def make_predict(predictor: Predictor):
-    def predict(file_path: str | None):
+def refusal(message: str) -> gr.Error:
+    """An expected refusal: one log line (no file name, which may name the patient) and no traceback."""
+    logger.info("refused an upload: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def save_output(image: Image.Image | None, folder: Path, name: str) -> str | None:
+    """Each answer gets its own file, written under a temporary name and renamed into place: identical requests
+    never share an output path, and no download ever sees a half-written file. Files in Gradio's cache folder
+    are served as they are and deleted by its `delete_cache` schedule."""
+    if image is None:
+        return None
+    final = folder / f"covid-cxr-{name}-{uuid.uuid4().hex}.png"
+    staging = final.with_name(f".{final.name}.part")
+    image.save(staging, format="PNG")
+    os.replace(staging, final)
+    return str(final)
+
+
+def make_predict(predictor: Predictor, output_dir: Path):
+    def predict(file: bytes | str | None):
         """Classify one chest X-ray file (PNG, JPEG or DICOM): probabilities, decision, image seen, heat map."""
-        if not file_path:
-            raise gr.Error("Upload a chest X-ray first (PNG, JPEG or DICOM).")
+        if file is None:
+            raise refusal("Upload a chest X-ray first (PNG, JPEG or DICOM).")
         try:
-            result = predictor.analyse(file_path)
+            result = predictor.analyse(file)
         except ImageError as err:
-            raise gr.Error(f"Could not read this file: {err}.") from None
+            raise refusal(f"Could not read this file: {err}.") from None
         except OutOfScope as err:
-            raise gr.Error(f"This does not look like a frontal chest radiograph: {err}. No score is given.") from None
+            raise refusal(f"This does not look like a frontal chest radiograph: {err}. No score is given.") from None
         except Exception:
-            logger.exception("prediction failed for %s", file_path)
+            logger.exception("prediction failed")  # no file name: it may name the patient
             raise gr.Error(
                 "Unexpected error while analysing this image; it has been logged. Try another file."
             ) from None
         decision = decision_markdown(result.covid_probability, result.covid_detected, predictor)
-        return result.probabilities, decision, result.seen, result.heatmap
+        output_dir.mkdir(parents=True, exist_ok=True)
+        seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
+        return result.probabilities, decision, seen, heat
 
     return predict
 
 
-def build_demo(predictor: Predictor, examples: Path | None = None) -> gr.Blocks:
+def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
     listed = example_files(examples) if examples is not None else []
-    with gr.Blocks(title="covid-cxr: COVID-19 chest X-ray research demo") as demo:
+    with gr.Blocks(
+        title="covid-cxr: COVID-19 chest X-ray research demo",
+        delete_cache=(max(file_lifetime_s // 2, 1), file_lifetime_s),
+    ) as demo:
         gr.Markdown("# COVID-19 on chest X-rays: research demo")
         gr.Markdown(DISCLAIMER)
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="filepath")
+                # binary: the bytes are analysed in memory (type="filepath" leaves an empty temporary file behind
+                # on every request in Gradio 6)
+                upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="binary")
                 button = gr.Button("Analyse", variant="primary")
+                gr.Markdown(privacy_markdown(file_lifetime_s))
                 gallery = gr.Gallery(
                     [(str(path), ", ".join(path.name.split("__")[:2])) for path in listed],
                     label="Test-split examples (true label, source): click one to analyse it",
@@ -92,12 +133,12 @@ def build_demo(predictor: Predictor, examples: Path | None = None) -> gr.Blocks:
                 # bars only: a heading would name the likelier class, which can differ from the decision
                 label = gr.Label(label="Calibrated probability", num_top_classes=2, show_heading=False)
                 with gr.Row():
-                    seen = gr.Image(label="Image as the model saw it", type="pil", interactive=False, height=320)
+                    seen = gr.Image(label="Image as the model saw it", type="filepath", interactive=False, height=320)
                     heat = gr.Image(
-                        label="Where the model looked (Grad-CAM)", type="pil", interactive=False, height=320
+                        label="Where the model looked (Grad-CAM)", type="filepath", interactive=False, height=320
                     )
         outputs = [label, decision, seen, heat]
-        predict = make_predict(predictor)
+        predict = make_predict(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
         button.click(predict, inputs=upload, outputs=outputs, api_name="predict")
 
         def predict_example(event: gr.SelectData):
