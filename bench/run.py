@@ -37,6 +37,31 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
+def load_section(load: dict, model: str) -> str:
+    columns = ["requests", "answered", "scored", "refused_by_scope_guard", "errors", "requests_per_s"]
+    columns += ["latency_p50_s", "latency_p95_s", "server_rss_before_mb", "server_rss_after_mb"]
+    rows = [
+        [name, *(load[key][c] for c in columns)]
+        for name, key in (("distinct files", "distinct"), ("one identical file", "identical"))
+    ]
+    header = ["round", "requests", "answered", "scored", "refused", "errors", "req/s", "p50 s", "p95 s"]
+    header += ["RSS before MB", "RSS after MB"]
+    return f"""## Space under load
+
+`space/app.py` on 127.0.0.1 (queue concurrency 2), {load["users"]} concurrent `gradio_client` users, measured
+{load["date"]} on {load["machine"]}. *Distinct files*: {load["requests_per_user"]} requests per user, each a
+different real test X-ray ({load["distinct_images"]} distinct files). *One identical file*: every user sends the
+same X-ray at the same moment, {load["rounds"]} rounds. An answer counts only when both of its result images
+download complete; *refused*: the scope guard's readable refusal. Latency includes queueing.
+
+{table(header, rows)}
+
+Files the server held in its Gradio cache right after the run: {load["server_files_at_end"]}; after
+{2 * load["file_lifetime_s"]} s with `FILE_LIFETIME_S={load["file_lifetime_s"]}`: {load["server_files_after_lifetime"]}
+(the gallery's example thumbnails, kept while the app runs). Tracebacks in the server log:
+{load["tracebacks_in_server_log"]}. Command: `python -m bench.load_space --model {model}`."""
+
+
 def render(results: dict[str, dict], model: str) -> str:
     inference, build = results["inference"], results["dataset_build"]
     guard, load = results["scope_guard"], results["load_space"]
@@ -94,15 +119,7 @@ scikit-image sample images, blank frames, a text page, a cropped strip of an X-r
 
 Command: `python -m bench.scope_guard --model {model}`.
 
-## Space under load
-
-{load["users"]} concurrent `gradio_client` users x {load["requests_per_user"]} requests, each a different
-real test X-ray, against `space/app.py` on 127.0.0.1 (queue concurrency 2):
-answered {load["answered"]}/{load["users"] * load["requests_per_user"]} (scored {load["scored"]}, refused by
-the scope guard {load["refused_by_scope_guard"]}, errors {len(load["errors"])}), {load["requests_per_s"]:.1f}
-requests/s, latency p50 {load["latency_p50_s"]:.2f} s and p95 {load["latency_p95_s"]:.2f} s (queueing
-included), server memory {load["server_rss_before_mb"]:.0f} MB before and {load["server_rss_after_mb"]:.0f} MB
-after. Command: `python -m bench.load_space --model {model}`.
+{load_section(load, model)}
 
 {training_sections(results["train_throughput"], results["train_scaling"])}"""
 
@@ -247,7 +264,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="build/model")
     parser.add_argument("--reuse", nargs="*", default=[], choices=BENCHES, help="Keep these results/*.json.")
+    parser.add_argument(
+        "--only", choices=list(SECTIONS), help="Run this benchmark alone and replace only its section of RESULTS.md."
+    )
     args = parser.parse_args()
+    if args.only:
+        replace_section(SECTIONS[args.only](run(args.only, ["--model", args.model]), args.model))
+        return
     results = {
         name: json.loads((RESULTS_DIR / f"{name}.json").read_text())
         if name in args.reuse
@@ -256,6 +279,20 @@ def main() -> None:
     }
     (BENCH_DIR / "RESULTS.md").write_text(render(results, args.model))
     print(f"Wrote {BENCH_DIR / 'RESULTS.md'}")
+
+
+SECTIONS = {"load_space": load_section}  # benchmarks whose section can be refreshed on its own
+
+
+def replace_section(section: str) -> None:
+    """Swap the section with the same `## ` heading in RESULTS.md for `section`."""
+    path = BENCH_DIR / "RESULTS.md"
+    text = path.read_text()
+    heading = section.splitlines()[0]
+    start = text.index(heading + "\n")
+    end = text.find("\n## ", start + len(heading))
+    path.write_text(text[:start] + section + ("\n" + text[end:] if end != -1 else "\n"))
+    print(f"Replaced '{heading}' in {path}")
 
 
 if __name__ == "__main__":

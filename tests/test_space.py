@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import pipeline
 
 from covid_cxr.serving.bundle import assemble
+from covid_cxr.serving.cleanup import sweep
 from covid_cxr.serving.examples import example_files
 from covid_cxr.serving.launcher import running_app
 from tests.conftest import REPO_ROOT
@@ -278,3 +279,17 @@ def test_uploads_are_deleted_patient_tags_never_shown_and_refusals_log_one_line(
         assert not any(secret in text for text in shown) and secret not in server_log
     assert server_log.count("refused an upload: Could not read this file: DICOM modality 'CT'") == 1
     assert "Traceback" not in server_log
+
+
+def test_sweep_deletes_old_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    kept, old, new = tmp_path / "example" / "thumb.jpg", tmp_path / "upload" / "xray.dcm", tmp_path / "result.png"
+    for path in (kept, old):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    time.sleep(1.2)
+    new.write_bytes(b"x")
+    assert sweep(tmp_path, 1.0, keep=frozenset({kept})) == 1
+    assert kept.is_file() and new.is_file() and not old.exists()
+    time.sleep(1.2)  # a folder goes once it has been empty for a lifetime: an upload may be about to land in it
+    assert sweep(tmp_path, 1.0, keep=frozenset({kept})) == 1
+    assert kept.is_file() and not new.exists() and not old.parent.exists()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import signal
+import sys
+import tempfile
 from pathlib import Path
 
+from covid_cxr.serving.cleanup import start_sweeper
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
 from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo
@@ -50,6 +56,18 @@ def examples_folder(app_dir: Path) -> Path | None:
     return write_examples(dataset, dataset.parent / f"{dataset.name}-examples")
 
 
+def private_cache() -> Path:
+    """A cache folder of this process's own under $GRADIO_TEMP_DIR (Gradio's default: the system temp folder),
+    so that sweeping it never touches another app's files; removed when the app exits."""
+    parent = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir()))
+    parent.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="covid-cxr-space-", dir=parent))
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by every Gradio Blocks created from here on
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server runs atexit too
+    return cache
+
+
 def main(app_dir: Path) -> None:
     logging.basicConfig(level=logging.INFO)
     model = model_location(app_dir)
@@ -58,7 +76,9 @@ def main(app_dir: Path) -> None:
     if folder is None:
         print(f"No trained model at {model}: run `make train`, or set MODEL to a model folder or Hub id.")
     lifetime = int(os.environ.get("FILE_LIFETIME_S", FILE_LIFETIME_S))  # how long uploads and results are kept
+    cache = private_cache()
     demo = build_demo(Predictor(folder), examples, lifetime) if folder else missing_model_demo(model)
+    start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")))  # what exists now: the example thumbnails
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT", "7860")),

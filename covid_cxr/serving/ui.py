@@ -20,7 +20,7 @@ DISCLAIMER = (
     "**Research demo, not a medical device.** Do not use it to diagnose, screen, triage or treat anyone. "
     "It was trained on a small public collection in which the label is tied to the hospital an image came from."
 )
-FILE_LIFETIME_S = 120  # uploads and result images older than this are deleted (checked every half of it)
+FILE_LIFETIME_S = 120  # uploads and result images older than this are deleted (serving.cleanup, every half of it)
 
 
 def privacy_markdown(lifetime_s: int) -> str:
@@ -69,7 +69,7 @@ def refusal(message: str) -> gr.Error:
 def save_output(image: Image.Image | None, folder: Path, name: str) -> str | None:
     """Each answer gets its own file, written under a temporary name and renamed into place: identical requests
     never share an output path, and no download ever sees a half-written file. Files in Gradio's cache folder
-    are served as they are and deleted by its `delete_cache` schedule."""
+    are served as they are, and swept away with the uploads (serving.cleanup)."""
     if image is None:
         return None
     final = folder / f"covid-cxr-{name}-{uuid.uuid4().hex}.png"
@@ -105,10 +105,7 @@ def make_predict(predictor: Predictor, output_dir: Path):
 
 def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
     listed = example_files(examples) if examples is not None else []
-    with gr.Blocks(
-        title="covid-cxr: COVID-19 chest X-ray research demo",
-        delete_cache=(max(file_lifetime_s // 2, 1), file_lifetime_s),
-    ) as demo:
+    with gr.Blocks(title="covid-cxr: COVID-19 chest X-ray research demo") as demo:
         gr.Markdown("# COVID-19 on chest X-rays: research demo")
         gr.Markdown(DISCLAIMER)
         with gr.Row():
