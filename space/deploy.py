@@ -22,6 +22,7 @@ class DeployArguments:
     model: str = field(default="build/model", metadata={"help": "Model folder to ship, or a Hub model id."})
     output_dir: str = field(default="build/space", metadata={"help": "Where the Space folder is assembled."})
     dataset: str = field(default="build/dataset", metadata={"help": "Dataset whose test split gives examples."})
+    lungs: str = field(default="build/lungs", metadata={"help": "Lung segmenter to ship (make lungs), if it exists."})
     space_id: str | None = field(default=None, metadata={"help": "Space repo id (org/name) to push to."})
     private: bool = field(default=False, metadata={"help": "Create the Space as private."})
     dry_run: bool = field(default=False, metadata={"help": "Assemble only; push nothing."})
@@ -29,7 +30,7 @@ class DeployArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(DeployArguments).parse_args_into_dataclasses()
-    folder = assemble(HERE, Path(args.output_dir), args.model, Path(args.dataset))
+    folder = assemble(HERE, Path(args.output_dir), args.model, Path(args.dataset), Path(args.lungs))
     print(f"Space assembled in {folder}/")
     if args.dry_run or not args.space_id:
         print("Dry run: nothing pushed." if args.dry_run else "No --space_id given: nothing pushed.")

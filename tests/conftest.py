@@ -24,7 +24,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_ROOT = REPO_ROOT / "tests" / "fixtures" / "cxr"
-SLOW_FIXTURES = {"cxr_root", "metadata", "small_cxr", "backbone", "small_dataset", "trained"}
+SLOW_FIXTURES = {
+    "cxr_root",
+    "metadata",
+    "small_cxr",
+    "backbone",
+    "small_dataset",
+    "trained",
+    "lung_data",
+    "lungs_folder",
+}
 CARD_DATASET_ID = "test-org/covid-cxr-data"  # what the tiny runs' cards name as their dataset
 CXR_ROOT = Path(os.environ.get("COVID_CXR_DATA", REPO_ROOT.parent / "shared" / "cxr"))
 
@@ -129,3 +138,28 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory, cxr_root: Path, meta
 def trained(tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("model")
     return output, run(*tiny_run_arguments(backbone, small_dataset, output))
+
+
+@pytest.fixture(scope="session")
+def lung_data(cxr_root: Path, backbone: Path):
+    """A segmenter (224 px input, head untrained) and 40 masked images of 40 patients with their patch tokens."""
+    from covid_cxr.lungs.fitting import read_mask, read_pairs, token_features
+    from covid_cxr.lungs.segmenter import LungSegmenter
+
+    by_patient = {p.patient_id: p for p in read_pairs(cxr_root.parent / "cxr-lung-masks", cxr_root)}
+    chosen = list(by_patient.values())[:40]
+    segmenter = LungSegmenter.from_backbone(backbone, image_size=224)
+    features = token_features(segmenter, [p.image for p in chosen])
+    return segmenter, chosen, features, [read_mask(p.mask) for p in chosen]
+
+
+@pytest.fixture(scope="session")
+def lungs_folder(lung_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """That segmenter fitted on all 40 masks and saved, as `make lungs` saves one."""
+    from covid_cxr.lungs.fitting import TARGET_SCALE, fit_head, mask_targets
+
+    segmenter, _, features, masks = lung_data
+    fit_head(segmenter, features, mask_targets(masks, features.shape[-1] * TARGET_SCALE))
+    folder = tmp_path_factory.mktemp("lungs")
+    segmenter.save_pretrained(folder)
+    return folder

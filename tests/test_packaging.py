@@ -24,9 +24,10 @@ ALLOWED = {
     "data": {"labels"},
     "modeling": {"labels", "data"},
     "evaluation": {"labels"},
+    "lungs": {"data"},
     "cards": {"labels", "data", "modeling", "evaluation"},
-    "training": {"labels", "hub", "data", "modeling", "evaluation", "cards"},
-    "serving": {"labels", "hub", "data", "modeling", "evaluation", "cards"},
+    "training": {"labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
+    "serving": {"labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
 }
 INSTALLED_CHECK = """
 import importlib, pkgutil, sys

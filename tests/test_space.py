@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -35,9 +36,10 @@ def app_env(model: str | None, dataset: Path | None = None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(trained: tuple[Path, dict], small_dataset: Path, tmp_path_factory) -> Iterator[str]:
+def server(trained: tuple[Path, dict], small_dataset: Path, lungs_folder: Path, tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("logs") / "space.log"
-    with running_app(APP, app_env(str(trained[0]), small_dataset), REPO_ROOT, log) as (_, url):
+    env = app_env(str(trained[0]), small_dataset) | {"LUNGS": str(lungs_folder)}
+    with running_app(APP, env, REPO_ROOT, log) as (_, url):
         yield url
 
 
@@ -74,6 +76,10 @@ def test_real_xray_gets_probabilities_and_a_decision(client: Client, xray: Path)
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     assert "threshold" in result[1] and "pattern suggested" in result[1]
     assert Image.open(result[2]).size == Image.open(result[3]).size
+    share = re.search(r"(\d+)% of the model's attention is on the lungs \(outlined in green\)", result[1])
+    assert share and 0 <= int(share[1]) <= 100
+    seen = np.asarray(Image.open(result[2]).convert("RGB")).reshape(-1, 3)
+    assert ((seen == (0, 255, 0)).all(axis=1)).any()  # the lung outline is drawn on the image the model saw
 
 
 def test_decision_follows_the_stored_threshold(client: Client, server: str, xray: Path, trained) -> None:

@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 from transformers import PreTrainedModel
 
 from covid_cxr.modeling.scope_guard import scope_features
@@ -45,9 +46,21 @@ def grad_cam(
     return outputs.logits.detach().float().numpy(), scope_features(outputs.hidden_states), cam.numpy()
 
 
+def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] heat map resized (bilinear) to an image's (width, height)."""
+    return np.asarray(Image.fromarray(np.float32(cam), mode="F").resize(size, Image.Resampling.BILINEAR))
+
+
 def overlay(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """The heat map, upsampled and coloured (jet), blended over the image the model saw."""
-    heat = Image.fromarray(np.uint8(cam * 255)).resize(image.size, Image.Resampling.BILINEAR)
-    coloured = matplotlib.colormaps["jet"](np.asarray(heat) / 255.0)[..., :3]
+    coloured = matplotlib.colormaps["jet"](np.clip(upsample(cam, image.size), 0, 1))[..., :3]
     base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return Image.fromarray(np.uint8(255 * ((1 - alpha) * base + alpha * coloured)))
+
+
+def outline(image: Image.Image, mask: np.ndarray, colour: tuple[int, int, int] = (0, 255, 0)) -> Image.Image:
+    """The mask's boundary (2 px) drawn over an image of the mask's size."""
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
+    pixels = np.array(image.convert("RGB"))
+    pixels[edge] = colour
+    return Image.fromarray(pixels)

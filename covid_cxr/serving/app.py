@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from covid_cxr.lungs.segmenter import CONFIG_NAME as LUNGS_CONFIG
+from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.serving.cleanup import start_sweeper
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
@@ -29,6 +31,16 @@ def model_location(app_dir: Path) -> str:
     if (app_dir / MODEL_ID_FILE).is_file():
         return (app_dir / MODEL_ID_FILE).read_text().strip()
     return "build/model"
+
+
+def lung_segmenter(app_dir: Path) -> LungSegmenter | None:
+    """$LUNGS, else the segmenter shipped beside the app, else build/lungs (`make lungs`); None when there is
+    none: the Space then works without lung outlines and attention shares."""
+    for folder in (os.environ.get("LUNGS"), app_dir / "lungs", "build/lungs"):
+        if folder and (Path(folder) / LUNGS_CONFIG).is_file():
+            return LungSegmenter.from_pretrained(folder)
+    logger.info("no lung segmenter found: run `make lungs` for lung outlines and attention shares")
+    return None
 
 
 def fetch_model_folder(model: str) -> str | None:
@@ -77,7 +89,11 @@ def main(app_dir: Path) -> None:
         print(f"No trained model at {model}: run `make train`, or set MODEL to a model folder or Hub id.")
     lifetime = int(os.environ.get("FILE_LIFETIME_S", FILE_LIFETIME_S))  # how long uploads and results are kept
     cache = private_cache()
-    demo = build_demo(Predictor(folder), examples, lifetime) if folder else missing_model_demo(model)
+    demo = (
+        build_demo(Predictor(folder, lung_segmenter(app_dir)), examples, lifetime)
+        if folder
+        else missing_model_demo(model)
+    )
     start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")))  # what exists now: the example thumbnails
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

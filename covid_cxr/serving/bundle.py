@@ -10,6 +10,7 @@ from huggingface_hub import SpaceCard
 
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
+from covid_cxr.lungs.segmenter import CONFIG_NAME as LUNGS_CONFIG
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 
@@ -27,12 +28,14 @@ MODEL_FILES = (
 )
 
 
-def assemble(space_source: Path, output_dir: Path, model: str, dataset_dir: Path | None = None) -> Path:
+def assemble(
+    space_source: Path, output_dir: Path, model: str, dataset_dir: Path | None = None, lungs: Path | None = None
+) -> Path:
     """Write a self-contained Space into ``output_dir`` (replaced), from the app files in ``space_source``.
 
-    A local model folder is copied into ``model/``; a Hub id is written to MODEL_ID so the Space loads it from
-    the Hub. The Space card names the model and its training dataset when they are on the Hub, links the
-    model's terms, and attributes the example images.
+    A local model folder is copied into ``model/`` (a lung segmenter folder into ``lungs/``); a Hub id is written
+    to MODEL_ID so the Space loads it from the Hub. The Space card names the model and its training dataset when
+    they are on the Hub, links the model's terms, and attributes the example images.
     """
     if output_dir.exists():
         shutil.rmtree(output_dir)
@@ -40,6 +43,8 @@ def assemble(space_source: Path, output_dir: Path, model: str, dataset_dir: Path
     for name in ("app.py", "requirements.txt"):
         shutil.copy(space_source / name, output_dir / name)
     shutil.copytree(PACKAGE_ROOT, output_dir / "covid_cxr", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if lungs is not None and (lungs / LUNGS_CONFIG).is_file():  # the lung segmenter, for outlines and attention
+        shutil.copytree(lungs, output_dir / "lungs")
     card = SpaceCard.load(space_source / "README.md")
     if Path(model).is_dir():
         config = _copy_model(Path(model), output_dir / "model")

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from covid_cxr.data.imaging import load_image
-from covid_cxr.modeling.heatmap import grad_cam, overlay
+from covid_cxr.lungs.measures import attention_share
+from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.modeling.heatmap import grad_cam, outline, overlay, upsample
 from covid_cxr.modeling.inference import CovidClassifier, load_folder, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason, scope_features
 
@@ -28,15 +30,17 @@ class Prediction:
     probabilities: dict[str, float]
     covid_probability: float
     covid_detected: bool
-    seen: Image.Image  # the image as the model saw it (resized and cropped)
+    seen: Image.Image  # the image as the model saw it (resized and cropped), lung fields outlined when known
     heatmap: Image.Image | None
+    lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
 
 
 class Predictor(CovidClassifier):
     """A trained model folder ready to serve: the classifier plus its scope guard and card facts."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, lungs: LungSegmenter | None = None) -> None:
         self.folder = Path(folder)
+        self.lungs = lungs
         super().__init__(*load_folder(self.folder))
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
@@ -79,6 +83,10 @@ class Predictor(CovidClassifier):
         row = softmax(logits)[0]
         probabilities = {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)}
         covid = float(row[self.positive])
-        return Prediction(
-            probabilities, covid, covid >= self.threshold, seen, overlay(seen, cams[0]) if cams is not None else None
-        )
+        if cams is None:
+            return Prediction(probabilities, covid, covid >= self.threshold, seen, None)
+        shown, share = seen, None
+        if self.lungs is not None:  # the lung fields outlined on the image seen, and the heat's share inside them
+            (lungs,) = self.lungs.masks([seen])
+            shown, share = outline(seen, lungs), attention_share(upsample(cams[0], seen.size), lungs)
+        return Prediction(probabilities, covid, covid >= self.threshold, shown, overlay(seen, cams[0]), share)

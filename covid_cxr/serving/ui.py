@@ -12,7 +12,7 @@ from PIL import Image
 
 from covid_cxr.data.imaging import ImageError
 from covid_cxr.serving.examples import example_files
-from covid_cxr.serving.predictor import OutOfScope, Predictor
+from covid_cxr.serving.predictor import OutOfScope, Prediction, Predictor
 
 logger = logging.getLogger(__name__)
 ACCEPTED = [".png", ".jpg", ".jpeg", ".dcm", ".dicom"]
@@ -49,15 +49,25 @@ def model_facts_markdown(predictor: Predictor) -> str:
     )
 
 
-def decision_markdown(covid_probability: float, detected: bool, predictor: Predictor) -> str:
-    """The decision at the stored threshold (not at 0.5: a probability of 0.4 may be above it)."""
+def decision_markdown(result: Prediction, predictor: Predictor) -> str:
+    """The decision at the stored threshold (not at 0.5: a probability of 0.4 may be above it), and where the
+    model's attention lay: a score driven from outside the lungs says more about the hospital than the patient."""
     facts = predictor.facts()
-    verdict = "**COVID-19 pattern suggested**" if detected else "**No COVID-19 pattern suggested**"
-    return (
-        f"## {verdict}\n\nCOVID-19 probability {covid_probability:.3f} vs decision threshold "
+    verdict = "**COVID-19 pattern suggested**" if result.covid_detected else "**No COVID-19 pattern suggested**"
+    text = (
+        f"## {verdict}\n\nCOVID-19 probability {result.covid_probability:.3f} vs decision threshold "
         f"{predictor.threshold:.3f} (validation sensitivity {_format(facts['validation_sensitivity'])}, specificity "
         f"{_format(facts['validation_specificity'])}). A research output, not a diagnosis."
     )
+    if result.lung_attention is None:
+        return text
+    text += f"\n\n{result.lung_attention:.0%} of the model's attention is on the lungs (outlined in green)."
+    if result.lung_attention < 0.5:
+        text += (
+            " **The model looked mostly outside the lungs: the score may reflect the hospital or the film, "
+            "not the lungs.**"
+        )
+    return text
 
 
 def refusal(message: str) -> gr.Error:
@@ -95,7 +105,7 @@ def make_predict(predictor: Predictor, output_dir: Path):
             raise gr.Error(
                 "Unexpected error while analysing this image; it has been logged. Try another file."
             ) from None
-        decision = decision_markdown(result.covid_probability, result.covid_detected, predictor)
+        decision = decision_markdown(result, predictor)
         output_dir.mkdir(parents=True, exist_ok=True)
         seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
         return result.probabilities, decision, seen, heat

@@ -1,0 +1,62 @@
+"""Write a lung-field mask for every PNG, JPEG and DICOM file of a folder.
+
+    python -m covid_cxr.lungs --model build/lungs --input_dir DIR --output_dir OUT
+
+Each mask is OUT/<stem>.png: mode L, 0 (background) or 255 (lung), with the input image's width and height.
+Files that cannot be read are listed with the reason and skipped; the exit status is 0 unless nothing was read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from covid_cxr.data.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
+from covid_cxr.lungs.segmenter import LungSegmenter
+
+
+def write_masks(segmenter: LungSegmenter, input_dir: Path, output_dir: Path) -> tuple[int, dict[str, str]]:
+    """Masks for every supported file directly in `input_dir`; returns (written, {file name: why skipped})."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
+    written, skipped = 0, {}
+    stems: set[str] = set()
+    for path in tqdm(files, desc="Lung masks", unit="img"):
+        if path.stem in stems:
+            skipped[path.name] = f"another file is also named {path.stem}.*: its mask would overwrite that one"
+            continue
+        stems.add(path.stem)
+        try:
+            image = load_image(path).image
+        except ImageError as err:
+            skipped[path.name] = str(err)
+            continue
+        (mask,) = segmenter.masks([image])
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(output_dir / f"{path.stem}.png")
+        written += 1
+    return written, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m covid_cxr.lungs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="build/lungs", help="Segmenter folder (make lungs).")
+    parser.add_argument("--input_dir", required=True, type=Path, help="Folder of PNG, JPEG or DICOM files.")
+    parser.add_argument("--output_dir", required=True, type=Path, help="Where to write <stem>.png masks.")
+    args = parser.parse_args(argv)
+    segmenter = LungSegmenter.from_pretrained(args.model)
+    written, skipped = write_masks(segmenter, args.input_dir, args.output_dir)
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    print(f"Wrote {written} mask(s) to {args.output_dir}/; skipped {len(skipped)}.")
+    return 0 if written or not skipped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""A lung-field segmenter: a small convolutional head on the patch tokens of a frozen DINOv2 backbone.
+
+The backbone is the classifier's offline default, kept frozen, so the head (15k weights) trains in a
+minute on a CPU from features computed once. The image is squashed to a square (no crop), so a mask covers the
+whole film and maps back to any input size. The backbone is stored in bf16 (half the bytes; the head was fitted
+on features of the same rounded weights) beside the head, as safetensors with a JSON config: no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Dinov2Config, Dinov2Model
+
+CONFIG_NAME = "lung_segmenter.json"
+WEIGHTS_NAME = "lung_segmenter.safetensors"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    backbone: dict  # Dinov2Config.to_dict() of the frozen backbone
+    image_size: int = 336  # 24 x 24 patch tokens of 14 px
+    layers: tuple[int, ...] = (6, 12)  # hidden states whose patch tokens are concatenated (0 = embeddings)
+    hidden: int = 16
+    threshold: float = 0.5
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    trained_on: dict = field(default_factory=dict)  # what the head was fitted on, for the README and the card
+
+
+class LungHead(nn.Module):
+    """Patch tokens (B, C, h, w) to lung logits on the same grid."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(hidden, 1, 1),
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.layers(tokens)
+
+
+class LungSegmenter(nn.Module):
+    def __init__(self, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = Dinov2Model(Dinov2Config.from_dict(config.backbone)).eval().requires_grad_(False)
+        self.head = LungHead(self.backbone.config.hidden_size * len(config.layers), config.hidden)
+
+    @classmethod
+    def from_backbone(cls, backbone_dir: str | Path, **options) -> LungSegmenter:
+        """A new segmenter (untrained head) on a DINOv2 model folder, its weights rounded to bf16 as stored."""
+        backbone = Dinov2Model.from_pretrained(backbone_dir, use_safetensors=True)
+        segmenter = cls(SegmenterConfig(backbone=backbone.config.to_dict(), **options))
+        rounded = {k: v.to(torch.bfloat16).float() for k, v in backbone.state_dict().items()}
+        segmenter.backbone.load_state_dict(rounded)
+        return segmenter
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> LungSegmenter:
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"no lung segmenter in {folder} (no {CONFIG_NAME}); run `make lungs`")
+        raw = json.loads((folder / CONFIG_NAME).read_text())
+        config = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        segmenter = cls(config)
+        state = {k: v.float() for k, v in load_file(folder / WEIGHTS_NAME).items()}
+        segmenter.load_state_dict(state)
+        return segmenter.eval()
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.to(torch.bfloat16) if k.startswith("backbone.") else v for k, v in self.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, folder / WEIGHTS_NAME)
+        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+
+    def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
+        """Each image squashed to image_size x image_size, RGB, normalised as the backbone was trained."""
+        size = self.config.image_size
+        arrays = [np.asarray(i.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)) for i in images]
+        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.config.image_mean)[:, None, None]
+        std = torch.tensor(self.config.image_std)[:, None, None]
+        return (pixels - mean) / std
+
+    @torch.no_grad()
+    def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The chosen layers' patch tokens laid on their grid: (B, C x layers, h, w)."""
+        hidden = self.backbone(pixel_values=pixel_values, output_hidden_states=True).hidden_states
+        side = pixel_values.shape[-1] // self.backbone.config.patch_size
+        grids = [
+            hidden[i][:, 1:, :].transpose(1, 2).reshape(len(pixel_values), -1, side, side) for i in self.config.layers
+        ]
+        return torch.cat(grids, dim=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tokens(pixel_values))
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """Per image, the lung probability at the image's own width and height (float32 in [0, 1])."""
+        logits = self(self.pixel_values(images))
+        return [
+            torch.sigmoid(nn.functional.interpolate(logit[None], size=(image.height, image.width), mode="bilinear"))[
+                0, 0
+            ].numpy()
+            for logit, image in zip(logits, images, strict=True)
+        ]
+
+    def masks(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """Per image, the boolean lung mask at the image's own size."""
+        return [p >= self.config.threshold for p in self.probabilities(images)]
