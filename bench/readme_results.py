@@ -103,8 +103,9 @@ Calibration: test ECE {ece} after temperature scaling (T = {temperature}, fitted
 {END}"""
 
 
-def replace_block(text: str, block: str) -> str:
-    start, end = text.index(START), text.index(END) + len(END)
+def replace_block(text: str, block: str, start_marker: str = START, end_marker: str = END) -> str:
+    """`text` with the part from `start_marker` to `end_marker` (both included) replaced by `block`."""
+    start, end = text.index(start_marker), text.index(end_marker) + len(end_marker)
     return text[:start] + block + text[end:]
 
 

@@ -46,9 +46,7 @@ def test_cli_writes_one_binary_mask_per_readable_input(lung_data, lungs_folder: 
     (inputs / "broken.png").write_bytes(b"not an image")
     (inputs / "notes.txt").write_text("ignored: not an image type")
     assert (
-        lungs_cli(
-            ["--model", str(lungs_folder), "--input_dir", str(inputs), "--output_dir", str(tmp_path / "out")]
-        )
+        lungs_cli(["--model", str(lungs_folder), "--input_dir", str(inputs), "--output_dir", str(tmp_path / "out")])
         == 0
     )
     written = sorted((tmp_path / "out").iterdir())

@@ -96,16 +96,13 @@ def fit_head(
     head.eval()
 
 
-@torch.no_grad()
 def scores(
     segmenter: LungSegmenter, features: torch.Tensor, masks: list[np.ndarray]
 ) -> tuple[list[float], list[float]]:
     """Dice and IoU of the thresholded prediction against each mask, at the mask's own size."""
     dices, ious = [], []
     for feature, mask in zip(features, masks, strict=True):
-        logit = segmenter.head(feature[None].float())
-        probability = torch.sigmoid(nn.functional.interpolate(logit, size=mask.shape, mode="bilinear"))[0, 0]
-        predicted = probability.numpy() >= segmenter.config.threshold
+        predicted = segmenter.decode(feature, mask.shape) >= segmenter.config.threshold
         dices.append(dice(predicted, mask))
         ious.append(iou(predicted, mask))
     return dices, ious

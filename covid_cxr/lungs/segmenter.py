@@ -35,6 +35,11 @@ class SegmenterConfig:
     trained_on: dict = field(default_factory=dict)  # what the head was fitted on, for the README and the card
 
 
+def holds_segmenter(folder: str | Path) -> bool:
+    """Whether `folder` holds a saved segmenter (what `make lungs` writes)."""
+    return (Path(folder) / CONFIG_NAME).is_file()
+
+
 class LungHead(nn.Module):
     """Patch tokens (B, C, h, w) to lung logits on the same grid."""
 
@@ -71,7 +76,7 @@ class LungSegmenter(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> LungSegmenter:
         folder = Path(folder)
-        if not (folder / CONFIG_NAME).is_file():
+        if not holds_segmenter(folder):
             raise FileNotFoundError(f"no lung segmenter in {folder} (no {CONFIG_NAME}); run `make lungs`")
         raw = json.loads((folder / CONFIG_NAME).read_text())
         config = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
@@ -106,19 +111,16 @@ class LungSegmenter(nn.Module):
         ]
         return torch.cat(grids, dim=1)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.tokens(pixel_values))
-
     @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """One image's patch tokens (C, h, w) to its lung probability at `size` (height, width), float32 in [0, 1]."""
+        logit = self.head(tokens[None].float())
+        return torch.sigmoid(nn.functional.interpolate(logit, size=size, mode="bilinear"))[0, 0].numpy()
+
     def probabilities(self, images: list[Image.Image]) -> list[np.ndarray]:
-        """Per image, the lung probability at the image's own width and height (float32 in [0, 1])."""
-        logits = self(self.pixel_values(images))
-        return [
-            torch.sigmoid(nn.functional.interpolate(logit[None], size=(image.height, image.width), mode="bilinear"))[
-                0, 0
-            ].numpy()
-            for logit, image in zip(logits, images, strict=True)
-        ]
+        """Per image, the lung probability at the image's own width and height."""
+        tokens = self.tokens(self.pixel_values(images))
+        return [self.decode(t, (image.height, image.width)) for t, image in zip(tokens, images, strict=True)]
 
     def masks(self, images: list[Image.Image]) -> list[np.ndarray]:
         """Per image, the boolean lung mask at the image's own size."""

@@ -11,8 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from covid_cxr.lungs.segmenter import CONFIG_NAME as LUNGS_CONFIG
-from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.serving.cleanup import start_sweeper
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
@@ -37,7 +36,7 @@ def lung_segmenter(app_dir: Path) -> LungSegmenter | None:
     """$LUNGS, else the segmenter shipped beside the app, else build/lungs (`make lungs`); None when there is
     none: the Space then works without lung outlines and attention shares."""
     for folder in (os.environ.get("LUNGS"), app_dir / "lungs", "build/lungs"):
-        if folder and (Path(folder) / LUNGS_CONFIG).is_file():
+        if folder and holds_segmenter(folder):
             return LungSegmenter.from_pretrained(folder)
     logger.info("no lung segmenter found: run `make lungs` for lung outlines and attention shares")
     return None

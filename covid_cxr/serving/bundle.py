@@ -10,7 +10,7 @@ from huggingface_hub import SpaceCard
 
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
-from covid_cxr.lungs.segmenter import CONFIG_NAME as LUNGS_CONFIG
+from covid_cxr.lungs.segmenter import holds_segmenter
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 
@@ -43,7 +43,7 @@ def assemble(
     for name in ("app.py", "requirements.txt"):
         shutil.copy(space_source / name, output_dir / name)
     shutil.copytree(PACKAGE_ROOT, output_dir / "covid_cxr", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if lungs is not None and (lungs / LUNGS_CONFIG).is_file():  # the lung segmenter, for outlines and attention
+    if lungs is not None and holds_segmenter(lungs):  # the lung segmenter, for outlines and attention
         shutil.copytree(lungs, output_dir / "lungs")
     card = SpaceCard.load(space_source / "README.md")
     if Path(model).is_dir():
