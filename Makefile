@@ -6,6 +6,7 @@ DATA ?= ../shared/cxr
 MODEL ?= build/model
 PORT ?= 7860
 BACKBONE ?= dinov2-small-imgfocus
+LUNG_FOCUS ?=
 SPACE_ID ?=
 MASKS ?= ../shared/cxr-lung-masks
 MASK_IMAGES ?= ../shared/cxr
@@ -14,7 +15,7 @@ MASK_IMAGES ?= ../shared/cxr
 DATA_CODE := $(wildcard covid_cxr/*.py covid_cxr/data/*.py covid_cxr/cards/*.py)
 BACKBONE_CODE := $(wildcard covid_cxr/modeling/backbones/*)
 TRAIN_CODE := $(DATA_CODE) $(wildcard covid_cxr/modeling/*.py covid_cxr/evaluation/*.py covid_cxr/evaluation/*/*.py \
-	covid_cxr/training/*.py)
+	covid_cxr/training/*.py covid_cxr/lungs/*.py)
 DATASET_DIR ?= build/dataset
 DATASET := $(DATASET_DIR)/dataset_dict.json
 DATA_STAMP ?= build/data-input.txt
@@ -57,7 +58,7 @@ $(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
 	$(BIN)/python train/convert_backbone.py --name $(BACKBONE) --output_root build/backbones --force
 
 lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
-$(LUNGS): $(BACKBONE_DIR) $(wildcard covid_cxr/lungs/*.py) train/train_lungs.py
+$(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py train/train_lungs.py
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
 		--backbone build/backbones/$(BACKBONE)
 
@@ -65,9 +66,11 @@ lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and the README's lung 
 	$(BIN)/python -m bench.lungs --model build/lungs --images $(MASK_IMAGES)
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
-$(TRAINED): $(DATASET) $(BACKBONE_DIR) $(TRAIN_CODE) train/finetune.py model_card.md
+# The lung segmenter (for the card's attention share and LUNG_FOCUS=1) is built first when its masks are there.
+$(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
+		model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
-		--model_name_or_path build/backbones/$(BACKBONE)
+		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus)
 
 results: $(TRAINED) ## docs/results.json and the README's results block, from the trained model's artefacts
 	$(BIN)/python -m bench.readme_results --model $(MODEL)
@@ -79,9 +82,9 @@ space-deploy: ## assemble build/space/ and push it to the Space $(SPACE_ID) (DRY
 	$(BIN)/python space/deploy.py --model $(MODEL) --output_dir build/space $(if $(SPACE_ID),--space_id $(SPACE_ID)) \
 		$(if $(DRY_RUN),--dry_run)
 
-demo: data backbone train space ## dataset -> backbone -> fine-tune -> Space, each skipped when up to date
+demo: data backbone train space ## dataset -> backbone -> (lung fields) -> fine-tune -> Space, each skipped when up to date
 
-bench: $(TRAINED) ## benchmarks into bench/RESULTS.md (not timed tests)
+bench: $(TRAINED) $(LUNGS) ## benchmarks into bench/RESULTS.md (not timed tests; the lung-focus one trains 4 models)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --model $(MODEL)
 
 clean:

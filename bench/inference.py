@@ -1,7 +1,8 @@
 """CPU inference latency and throughput, with the test ROC AUC each path keeps.
 
 Paths: transformers `pipeline()` (batch 1 and 8), the Space's predict function with and without the Grad-CAM
-heat map, and int8 dynamic quantisation of the linear layers (a faster path that must not lose AUC).
+heat map (with the lung segmenter when one is found, as the Space runs, and once without it), and int8 dynamic
+quantisation of the linear layers (a faster path that must not lose AUC).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transformers import pipeline
 
 from bench.common import machine, percentile, report, test_split, timed
 from covid_cxr.data.transforms import processor_size
+from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.serving.predictor import Predictor
 
@@ -37,6 +39,7 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="build/model")
     parser.add_argument("--dataset", default="build/dataset")
+    parser.add_argument("--lungs", default="build/lungs", help="Lung segmenter the Space rows use, when present.")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--output", default=None, help="Write the results as JSON here.")
     args = parser.parse_args()
@@ -50,7 +53,8 @@ def main() -> dict:
         image.save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
 
-    predictor = Predictor(args.model)
+    lungs = LungSegmenter.from_pretrained(args.lungs) if holds_segmenter(args.lungs) else None
+    predictor = Predictor(args.model, lungs)  # as the Space runs it
     classifier = pipeline("image-classification", model=args.model, device="cpu")
     fp32 = softmax(run_model(predictor.model, predictor.processor, test["image"], 32).logits)[:, 1]
     auc = float(roc_auc_score(labels, fp32))
@@ -84,6 +88,16 @@ def main() -> dict:
             auc,
         )
     )
+    if lungs is not None:
+        bare = Predictor(args.model)
+        rows.append(
+            latency_row(
+                "Space predict, with Grad-CAM, without the lung segmenter",
+                timed(lambda: bare.analyse(encoded[next(counter) % 8], heatmap=True), args.repeats),
+                1,
+                auc,
+            )
+        )
     rows.append(
         latency_row(
             "int8 dynamic quantisation (model only)",
@@ -105,6 +119,7 @@ def main() -> dict:
         "model": args.model,
         "input_px": processor_size(predictor.processor),
         "threads": torch.get_num_threads(),
+        "lungs": args.lungs if lungs else None,
         "rows": rows,
     }
     return report(result, args.output)

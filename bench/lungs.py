@@ -38,7 +38,8 @@ def sanity_pass(segmenter: LungSegmenter, root: Path) -> tuple[list[dict], dict[
     records, samples = [], defaultdict(list)
     for row in tqdm(rows, desc="Lung masks", unit="img"):
         image = load_image(root / row["file_name"]).image
-        (mask,) = segmenter.masks([image])
+        (probability,) = segmenter.probabilities([image])
+        mask = probability >= segmenter.config.threshold
         records.append(
             {
                 "file_name": row["file_name"],
@@ -46,7 +47,7 @@ def sanity_pass(segmenter: LungSegmenter, root: Path) -> tuple[list[dict], dict[
                 "label": row["label"],
                 "lung_share": round(float(mask.mean()), 4),
                 "components": components(mask),
-                "implausible": implausible_lungs(mask),
+                "implausible": implausible_lungs(probability, segmenter.config.threshold),
             }
         )
         if len(samples[row["source"], row["label"]]) < 2:

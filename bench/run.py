@@ -12,8 +12,17 @@ from pathlib import Path
 from bench.common import RESULTS_DIR
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("dataset_build", "inference", "scope_guard", "load_space", "train_throughput", "train_scaling")
-MODEL_BENCHES = ("inference", "scope_guard", "load_space")  # the others measure training or the dataset build
+BENCHES = (
+    "dataset_build",
+    "inference",
+    "scope_guard",
+    "lung_attention",
+    "load_space",
+    "lung_focus",
+    "train_throughput",
+    "train_scaling",
+)
+MODEL_BENCHES = ("inference", "scope_guard", "lung_attention", "load_space")  # the others train their own models
 COVIDX_IMAGES = 30_000
 H100_BF16_DENSE_TFLOPS = 989  # NVIDIA's datasheet figure (SXM), used only for the labelled estimate below
 ASSUMED_MFU = 0.35  # the issue's target; an assumption until measured on a GPU
@@ -62,6 +71,102 @@ Files the server held in its Gradio cache right after the run: {load["server_fil
 {load["tracebacks_in_server_log"]}. Command: `python -m bench.load_space --model {model}`."""
 
 
+def inference_section(inference: dict, model: str) -> str:
+    rows = [
+        [r["path"], r["batch"], r["p50_ms"], r["p95_ms"], r["images_per_s"], r["test_roc_auc"]]
+        for r in inference["rows"]
+    ]
+    return f"""## CPU inference (model `{model}`, {inference["input_px"]} px input, {inference["threads"]} threads)
+
+Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path.
+Measured {inference["date"]}.
+
+{table(["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC"], rows)}
+
+Command: `python -m bench.inference --model {model}`. *Space predict* is the Space's whole answer: file decoding,
+the scope guard, the lung fields (the segmenter's own backbone pass, at 224 px{
+        ", `" + inference["lungs"] + "`" if inference.get("lungs") else "; none was found for this run"
+    }) and, where named, Grad-CAM, whose backward pass only runs from the logits to the last hidden state."""
+
+
+def guard_section(guard: dict, model: str) -> str:
+    lungs = guard.get("lung_check_alone")
+    lung_text = ""
+    if lungs:
+        rejects, caught = lungs["false_rejects"], lungs["caught"]
+        lung_text = f"""
+
+The lung-field check on its own (no plausible lung fields on the image as the model sees it; `{guard["lungs"]}`)
+refuses {rejects["refused"]} of the {guard["test_xrays"]} test X-rays ({100 * rejects["rate"]:.1f}%) and catches
+{caught["refused"]} of the {guard["non_xrays"]} non-X-rays ({100 * caught["rate"]:.0f}%): it is a third layer behind the
+pixel and feature checks, not a replacement for them. Test X-rays it refuses:
+{", ".join(f"`{name}`" for name in rejects["examples"]) or "none"}.
+
+{table(["image", "lung check alone"], [[name, verdict] for name, verdict in lungs["per_image"].items()])}"""
+    return f"""## Space scope guard
+
+The whole guard as the Space runs it: pixel checks, feature distance{", lung fields" if lungs else ""}. Measured
+{guard["date"]}. False rejects on the {guard["test_xrays"]} real test X-rays: **{guard["false_rejects"]}
+({100 * guard["false_reject_rate"]:.1f}%)**. Caught among {guard["non_xrays"]} non-X-ray images (all
+scikit-image sample images, blank frames, a text page, a cropped strip of an X-ray):
+**{guard["caught"]} ({100 * guard["catch_rate"]:.0f}%)**.
+
+{table(["image", "verdict"], [[name, verdict] for name, verdict in guard["per_image"].items()])}{lung_text}
+
+Command: `python -m bench.scope_guard --model {model}`."""
+
+
+def attention_section(attention: dict, model: str) -> str:
+    rows = [
+        [r["source"], r["label"], r["images"], r["mean"], r["median"], f"{r['q1']:.2f}-{r['q3']:.2f}", r["below_half"]]
+        for r in attention["rows"]
+    ]
+    return f"""## Where the model looks: Grad-CAM heat inside the lungs (test split)
+
+Model `{model}`, lung fields from `{attention["lungs"]}`; measured {attention["date"]} on {attention["machine"]}.
+The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per image of the test split.
+
+{table(["source", "label", "images", "mean", "median", "quartiles", "share of images below 0.5"], rows)}
+
+![Share of the heat inside the lungs, per source and label](results/lung_attention.png)
+
+Command: `python -m bench.lung_attention --model {model}`."""
+
+
+def focus_section(focus: dict) -> str:
+    rows = [
+        [
+            r["arm"],
+            r["seed"],
+            f"{r['mixed_roc_auc']:.3f} ({r['mixed_ci95'][0]:.3f}-{r['mixed_ci95'][1]:.3f})",
+            r["test_mixed_sources_sensitivity"],
+            r["test_mixed_sources_specificity"],
+            r["test_roc_auc"],
+            r["test_lung_attention_mean"],
+            r["test_mixed_sources_lung_attention_mean"],
+            r["test_lung_attention_below_half"],
+        ]
+        for r in focus["rows"]
+    ]
+    header = ["recipe", "seed", "mixed-label ROC AUC (95% CI)", "mixed sens.", "mixed spec.", "all-source AUC"]
+    header += ["heat in lungs", "heat in lungs, mixed", "images below 0.5"]
+    n_mixed = focus["rows"][0]["n_mixed"]
+    return f"""## Training-time lung focus (`--lung_focus`) against the default ({focus["machine"]})
+
+The default CPU recipe trained with and without `--lung_focus` (everything outside the dilated lung fields
+blurred in training images only), seeds {", ".join(map(str, focus["seeds"]))}, same splits; measured
+{focus["date"]}. Scored on the test split once per run: ROC AUC on its {n_mixed} mixed-label images
+({", ".join(focus["mixed_sources"])}) with a patient-bootstrap 95% CI, sensitivity and specificity there at the
+run's own validation threshold, and the mean share of the Grad-CAM heat inside the lungs.
+
+{table(header, rows)}
+
+A difference inside the intervals (and inside the spread between seeds) is not an improvement. The focus costs
+one pass of the lung segmenter over the train split, cached beside the dataset for later runs; training itself
+runs at the same speed. Command: `python -m bench.lung_focus` (trains {2 * len(focus["seeds"])} models, about 10
+minutes each on this CPU)."""
+
+
 def render(results: dict[str, dict], model: str) -> str:
     inference, build = results["inference"], results["dataset_build"]
     guard, load = results["scope_guard"], results["load_space"]
@@ -74,22 +179,7 @@ time to a trained model, scaling on GPUs) have not been run: no GPU was lent to 
 training benchmarks run unchanged on a GPU (`python -m bench.train_throughput` picks CUDA, bf16, batch 64
 and adds a torch.compile row) and print the same tables.
 
-## CPU inference (model `{model}`, {inference["input_px"]} px input, {inference["threads"]} threads)
-
-Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path.
-
-{
-        table(
-            ["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC"],
-            [
-                [r["path"], r["batch"], r["p50_ms"], r["p95_ms"], r["images_per_s"], r["test_roc_auc"]]
-                for r in inference["rows"]
-            ],
-        )
-    }
-
-Command: `python -m bench.inference --model {model}`. The Space's predict includes file decoding, the scope
-guard and (fourth row) Grad-CAM, whose backward pass only runs from the logits to the last hidden state.
+{inference_section(inference, model)}
 
 ## Dataset build
 
@@ -108,18 +198,13 @@ exact duplicates. Peak memory stays flat because images are decoded one at a tim
 (peak RSS is the largest over the build processes run so far, so the second row is an upper bound).
 Command: `python -m bench.dataset_build`.
 
-## Space scope guard
+{guard_section(guard, model)}
 
-False rejects on the {guard["test_xrays"]} real test X-rays: **{guard["false_rejects"]}
-({100 * guard["false_reject_rate"]:.1f}%)**. Caught among {guard["non_xrays"]} non-X-ray images (all
-scikit-image sample images, blank frames, a text page, a cropped strip of an X-ray):
-**{guard["caught"]} ({100 * guard["catch_rate"]:.0f}%)**.
-
-{table(["image", "verdict"], [[name, verdict] for name, verdict in guard["per_image"].items()])}
-
-Command: `python -m bench.scope_guard --model {model}`.
+{attention_section(results["lung_attention"], model)}
 
 {load_section(load, model)}
+
+{focus_section(results["lung_focus"])}
 
 {training_sections(results["train_throughput"], results["train_scaling"])}"""
 
@@ -269,7 +354,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.only:
-        replace_section(SECTIONS[args.only](run(args.only, ["--model", args.model]), args.model))
+        extra = ["--model", args.model] if args.only in MODEL_BENCHES else []
+        replace_section(SECTIONS[args.only](run(args.only, extra), args.model))
         return
     results = {
         name: json.loads((RESULTS_DIR / f"{name}.json").read_text())
@@ -281,14 +367,23 @@ def main() -> None:
     print(f"Wrote {BENCH_DIR / 'RESULTS.md'}")
 
 
-SECTIONS = {"load_space": load_section}  # benchmarks whose section can be refreshed on its own
+SECTIONS = {  # benchmarks whose section can be refreshed on its own
+    "inference": inference_section,
+    "scope_guard": guard_section,
+    "lung_attention": attention_section,
+    "load_space": load_section,
+    "lung_focus": lambda focus, _model: focus_section(focus),
+}
 
 
 def replace_section(section: str) -> None:
-    """Swap the section with the same `## ` heading in RESULTS.md for `section`."""
+    """Swap the section with the same `## ` heading in RESULTS.md for `section` (a new one goes in before the
+    training benchmarks)."""
     path = BENCH_DIR / "RESULTS.md"
     text = path.read_text()
     heading = section.splitlines()[0]
+    if heading + "\n" not in text:  # a new section: before the training benchmarks
+        text = text.replace("\n## Fine-tune throughput", f"\n{heading}\n\n## Fine-tune throughput", 1)
     start = text.index(heading + "\n")
     end = text.find("\n## ", start + len(heading))
     path.write_text(text[:start] + section + ("\n" + text[end:] if end != -1 else "\n"))

@@ -97,8 +97,11 @@ def small_cxr(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) ->
     return write_subset(pick_subset(metadata), cxr_root, tmp_path / "cxr")
 
 
-def tiny_run_arguments(backbone: Path, dataset: Path, output_dir: Path, **training) -> tuple:
-    """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised."""
+def tiny_run_arguments(
+    backbone: Path, dataset: Path, output_dir: Path, lungs: Path | None = None, lung_focus: bool = False, **training
+) -> tuple:
+    """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised (the lung
+    attention share and `--lung_focus` only with a segmenter folder, `lungs`)."""
     defaults = dict(
         output_dir=str(output_dir),
         max_steps=2,
@@ -115,8 +118,8 @@ def tiny_run_arguments(backbone: Path, dataset: Path, output_dir: Path, **traini
     )
     return (
         ModelArguments(model_name_or_path=str(backbone), image_size=56, trainable_blocks=2),
-        DataArguments(dataset=str(dataset), dataset_hub_id=CARD_DATASET_ID),
-        EvaluationArguments(target_sensitivity=0.9),
+        DataArguments(dataset=str(dataset), dataset_hub_id=CARD_DATASET_ID, lung_focus=lung_focus),
+        EvaluationArguments(target_sensitivity=0.9, lung_segmenter=str(lungs) if lungs else None),
         CxrTrainingArguments(**(defaults | training)),
     )
 
@@ -135,9 +138,11 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory, cxr_root: Path, meta
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path) -> tuple[Path, dict]:
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path, lungs_folder: Path
+) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("model")
-    return output, run(*tiny_run_arguments(backbone, small_dataset, output))
+    return output, run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder))
 
 
 @pytest.fixture(scope="session")

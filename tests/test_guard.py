@@ -33,3 +33,26 @@ def test_feature_threshold_is_the_leave_one_out_quantile(tmp_path: Path) -> None
     assert loaded.threshold == pytest.approx(guard.threshold) and loaded.k == 5
     np.testing.assert_allclose(loaded.scores(in_scope[:5]), guard.scores(in_scope[:5]), rtol=1e-5)
     assert ScopeGuard.load(tmp_path / "nowhere") is None
+
+
+def test_lung_check_refuses_a_grey_photo_the_other_layers_let_through(trained, lungs_folder: Path, cxr_root) -> None:
+    """The third layer on its own: with the feature check switched off, a grey photograph (scikit-image's
+    camera man) still passes the pixel checks, and only the lung fields rule it out; real X-rays are scored."""
+    import io
+
+    from skimage import data
+
+    from covid_cxr.lungs.segmenter import LungSegmenter
+    from covid_cxr.serving.predictor import OutOfScope, Predictor
+
+    predictor = Predictor(trained[0], LungSegmenter.from_pretrained(lungs_folder))
+    predictor.guard = None
+    photo = Image.fromarray(data.camera())
+    assert pixel_reason(photo) is None
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    with pytest.raises(OutOfScope, match="no plausible lung fields"):
+        predictor.analyse(buffer.getvalue(), heatmap=False)
+    for name in ("ieee8023", "nih_cxr14"):
+        path = next(p for p in sorted((cxr_root / "images").glob(f"{name}__*")))
+        assert predictor.analyse(path).lung_attention is not None

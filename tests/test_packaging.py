@@ -24,7 +24,7 @@ ALLOWED = {
     "data": {"labels"},
     "modeling": {"labels", "data"},
     "evaluation": {"labels"},
-    "lungs": {"data"},
+    "lungs": {"data", "modeling", "evaluation"},
     "cards": {"labels", "data", "modeling", "evaluation"},
     "training": {"labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
     "serving": {"labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
@@ -49,6 +49,11 @@ context = ModelCardContext(
     evaluation=Evaluation(["ieee8023"], subsets, subsets, 0.01),
     calibration=Calibration(1.3, Threshold(0.5, 0.9, 1.0, 1.0)),
     baseline={},
+    lung_attention={
+        "test_lung_attention_mean": 0.8,
+        "test_mixed_sources_lung_attention_mean": 0.7,
+        "test_lung_attention_below_half": 0.1,
+    },
     backbone={"description": "test backbone"},
     base_model="facebook/dinov2-small",
     dataset="build/dataset",
@@ -59,6 +64,7 @@ context = ModelCardContext(
 )
 card = str(render_model_card(context))
 assert "Not a medical device" in card and "{{" not in card and "org/cxr" in card, card[:500]
+assert "80% of the\\nmodel's attention is on the lungs" in card, card
 print(len(modules), "modules")
 """
 

@@ -80,9 +80,12 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
         "eval_ece",
         "probe_test_roc_auc",
         "probe_source_accuracy",
+        "test_lung_attention_mean",
     ):
         assert key in all_results, key
     assert 0.0 <= all_results["probe_source_accuracy"] <= 1.0
+    assert 0.0 <= all_results["test_lung_attention_below_half"] <= 1.0
+    assert 0.0 < all_results["test_lung_attention_mean"] < 1.0
     card = (output / "README.md").read_text()
     meta = ModelCard.load(output / "README.md").data
     assert meta.pipeline_tag == "image-classification" and meta.datasets == [CARD_DATASET_ID]
@@ -91,6 +94,7 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     assert meta.base_model == "facebook/dinov2-small"  # the offline default's lineage
     assert "(cosine)" in card and "SchedulerType" not in card
     assert f"{results['test_roc_auc']:.3f}" in card and "Not a medical device" in card
+    assert f"{100 * results['test_lung_attention_mean']:.0f}% of the\nmodel's attention is on the lungs" in card
     assert "{{" not in card
     for figure in ("roc_curve.png", "confusion_matrix.png"):
         assert Image.open(output / figure).size[0] > 300

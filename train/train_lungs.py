@@ -39,7 +39,7 @@ class LungArguments:
     images: str = field(default="../shared/cxr", metadata={"help": "Curated image folder the masks belong to."})
     backbone: str = field(default="dinov2-small-imgfocus", metadata={"help": "Offline backbone name or DINOv2 folder."})
     output_dir: str = field(default="build/lungs", metadata={"help": "Where to save the segmenter."})
-    image_size: int = field(default=336, metadata={"help": "Square input side (a multiple of 14)."})
+    image_size: int = field(default=224, metadata={"help": "Square input side (a multiple of 14)."})
     folds: int = field(default=5, metadata={"help": "Patient-grouped cross-validation folds (0: skip)."})
 
 

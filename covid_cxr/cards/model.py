@@ -28,6 +28,7 @@ class Recipe:
     seed: int
     precision: str
     early_stopping_patience: int
+    lung_focus: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ModelCardContext:
     evaluation: Evaluation
     calibration: Calibration
     baseline: dict[str, float]  # frozen-feature probe figures; empty when the probes were not run
+    lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
     dataset: str  # what was trained on: a local folder or a Hub id
@@ -101,6 +103,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         temperature=context.calibration.temperature,
         threshold=context.calibration.threshold,
         baseline=context.baseline,
+        lung_attention=context.lung_attention,
         backbone=context.backbone,
         dataset=context.dataset_hub_id or context.dataset,
         counts=context.split_sizes,

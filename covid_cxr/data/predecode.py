@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from transformers import BaseImageProcessor
 
+from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
 from covid_cxr.data.transforms import processor_size
 
 TRAIN_MARGIN = 8 / 7  # stored train side / model input side: room for the random crop at ~1:1 resampling
@@ -26,10 +27,15 @@ def train_side(input_side: int) -> int:
     return round(input_side * TRAIN_MARGIN)
 
 
-def decode_for_training(images: list[Image.Image], input_side: int) -> np.ndarray:
-    """The whole image, squashed to a square with margin for the random crop (as the PIL augmentation does)."""
+def decode_for_training(
+    images: list[Image.Image], input_side: int, lung_masks: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """The whole image, squashed to a square with margin for the random crop (as the PIL augmentation does);
+    blurred outside the lungs when their masks (of the squashed image) are given."""
     side = train_side(input_side)
     grey = [np.asarray(image.convert("L").resize((side, side), Image.Resampling.BICUBIC)) for image in images]
+    if lung_masks is not None:
+        grey = [blur_outside(pixels, np.asarray(mask, bool)) for pixels, mask in zip(grey, lung_masks, strict=True)]
     return np.stack(grey)[:, None]
 
 
@@ -87,25 +93,32 @@ def predecode(
     train: bool,
     num_proc: int | None = None,
     desc: str = "Pre-decoding",
+    lung_focus: bool = False,
 ) -> PixelDataset:
-    """Decode a split once (cached by `datasets` beside it) for training (`train`) or for evaluation."""
+    """Decode a split once (cached by `datasets` beside it) for training (`train`) or for evaluation.
+
+    `lung_focus` (training only) blurs each image outside its `lung_mask` column (covid_cxr.lungs.dataset_masks).
+    """
+    if lung_focus and not train:
+        raise ValueError("lung focus is for training only: evaluation sees whole images, as pipeline() does")
     input_side = processor_size(processor)
     side = train_side(input_side) if train else input_side
+    columns = ["image", "label", MASK_COLUMN] if lung_focus else ["image", "label"]
 
     def decode(batch: dict) -> dict:
         if train:
-            return {"pixels": decode_for_training(batch["image"], input_side)}
+            return {"pixels": decode_for_training(batch["image"], input_side, batch.get(MASK_COLUMN))}
         return {"pixels": decode_for_evaluation(batch["image"], processor)}
 
     features = datasets.Features(
         {"pixels": datasets.Array3D((1, side, side), "uint8"), "label": split.features["label"]}
     )
-    decoded = split.select_columns(["image", "label"]).map(
+    decoded = split.select_columns(columns).map(
         decode,
         batched=True,
         batch_size=64,
         num_proc=num_proc,
-        remove_columns=["image"],
+        remove_columns=[c for c in columns if c != "label"],
         features=features,
         desc=f"{desc} at {side} px",
     )

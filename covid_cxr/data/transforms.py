@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 from transformers import BaseImageProcessor
 
+from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -58,8 +60,9 @@ def set_processor_size(processor: BaseImageProcessor, side: int) -> None:
         processor.size = {"height": side, "width": side}
 
 
-def train_transform(processor: BaseImageProcessor, augmentation: Augmentation) -> Callable:
-    """`set_transform` function for training: augmented PIL images -> normalised tensors.
+def train_transform(processor: BaseImageProcessor, augmentation: Augmentation, lung_focus: bool = False) -> Callable:
+    """`set_transform` function for training: augmented PIL images -> normalised tensors (blurred outside the
+    lungs first with `lung_focus`, from the batch's `lung_mask` column).
 
     Each batch seeds its own `random.Random` from torch's generator, which Trainer seeds (and checkpoints) and
     DataLoader re-seeds per worker and per epoch: a Random captured here would be copied into every worker,
@@ -69,7 +72,10 @@ def train_transform(processor: BaseImageProcessor, augmentation: Augmentation) -
 
     def transform(batch: dict) -> dict:
         rng = random.Random(int(torch.randint(0, 2**62, ())))
-        images = [augmentation(image, size, rng) for image in batch["image"]]
+        images = batch["image"]
+        if lung_focus:
+            images = [blur_image_outside(image, mask) for image, mask in zip(images, batch[MASK_COLUMN], strict=True)]
+        images = [augmentation(image, size, rng) for image in images]
         pixels = processor(images, do_resize=False, do_center_crop=False, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixels, "labels": batch["label"]}
 

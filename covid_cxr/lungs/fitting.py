@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from covid_cxr.data.imaging import load_image
+from covid_cxr.evaluation.bootstrap import patient_bootstrap
 from covid_cxr.lungs.measures import dice, iou
 from covid_cxr.lungs.segmenter import LungSegmenter
 
@@ -110,15 +111,7 @@ def scores(
 
 def bootstrap_ci(values: np.ndarray, groups: np.ndarray, rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the mean, resampling patients (not images: a patient's films are not independent)."""
-    rng = np.random.default_rng(seed)
-    unique = np.unique(groups)
-    members = [np.flatnonzero(groups == g) for g in unique]
-    means = [
-        values[np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])].mean()
-        for _ in range(rounds)
-    ]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    return patient_bootstrap(lambda idx: float(values[idx].mean()), groups, rounds, seed)
 
 
 def cross_validate(

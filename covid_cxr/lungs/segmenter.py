@@ -26,7 +26,7 @@ WEIGHTS_NAME = "lung_segmenter.safetensors"
 @dataclass(frozen=True)
 class SegmenterConfig:
     backbone: dict  # Dinov2Config.to_dict() of the frozen backbone
-    image_size: int = 336  # 24 x 24 patch tokens of 14 px
+    image_size: int = 224  # 16 x 16 patch tokens of 14 px
     layers: tuple[int, ...] = (6, 12)  # hidden states whose patch tokens are concatenated (0 = embeddings)
     hidden: int = 16
     threshold: float = 0.5

@@ -43,7 +43,7 @@ def grad_cam(
     weights = _as_grid(gradients, pixel_values, model).mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * grid).sum(dim=1))
     cam = cam / cam.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]
-    return outputs.logits.detach().float().numpy(), scope_features(outputs.hidden_states), cam.numpy()
+    return outputs.logits.detach().float().cpu().numpy(), scope_features(outputs.hidden_states), cam.cpu().numpy()
 
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -53,6 +53,14 @@ def run_model(
     return Outputs(torch.cat(logits).numpy(), features, np.concatenate(middle) if scope else None)
 
 
+def seen_images(pixel_values: torch.Tensor, processor: BaseImageProcessor) -> list[Image.Image]:
+    """The model's input (n, 3, h, w), un-normalised back to 8-bit RGB images: what the model saw."""
+    mean = np.asarray(processor.image_mean)[:, None, None]
+    std = np.asarray(processor.image_std)[:, None, None]
+    pixels = np.clip((pixel_values.float().cpu().numpy() * std + mean) * 255, 0, 255).astype(np.uint8)
+    return [Image.fromarray(image.transpose(1, 2, 0)) for image in pixels]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

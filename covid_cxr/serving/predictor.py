@@ -1,5 +1,9 @@
 """The Space's predictor: one chest X-ray file in; calibrated probabilities, the decision at the stored threshold,
-the scope check and the Grad-CAM overlay out."""
+the scope check and the Grad-CAM overlay out.
+
+The scope check has three layers: the pixels (colour, blank, aspect ratio), the model's features (unlike the
+validation X-rays), and, with a lung segmenter, the lung fields (none plausible on the image the model saw).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ import torch
 from PIL import Image
 
 from covid_cxr.data.imaging import load_image
-from covid_cxr.lungs.measures import attention_share
+from covid_cxr.lungs.attention import lung_share
+from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
-from covid_cxr.modeling.heatmap import grad_cam, outline, overlay, upsample
-from covid_cxr.modeling.inference import CovidClassifier, load_folder, softmax
+from covid_cxr.modeling.heatmap import grad_cam, outline, overlay
+from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_images, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason, scope_features
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -58,35 +63,38 @@ class Predictor(CovidClassifier):
             "test_mixed_roc_auc": self.results.get("test_mixed_sources_roc_auc"),
         }
 
-    def _seen(self, image: Image.Image) -> tuple[Image.Image, torch.Tensor]:
-        pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
-        mean = np.asarray(self.processor.image_mean)[:, None, None]
-        std = np.asarray(self.processor.image_std)[:, None, None]
-        seen = np.clip((pixels[0].numpy() * std + mean) * 255, 0, 255).astype(np.uint8).transpose(1, 2, 0)
-        return Image.fromarray(seen), pixels
-
     def analyse(self, source: str | Path | bytes, heatmap: bool = True) -> Prediction:
         """Raise ImageError (unreadable file) or OutOfScope (not a frontal CXR); else return the analysis."""
         image = load_image(source, max_bytes=MAX_UPLOAD_BYTES).image
-        reason = pixel_reason(image)
-        if reason:
+        if reason := pixel_reason(image):
             raise OutOfScope(reason)
-        seen, pixels = self._seen(image)
-        if heatmap:
-            logits, features, cams = grad_cam(self.model, pixels, self.positive)
-        else:
-            with torch.no_grad():
-                outputs = self.model(pixel_values=pixels, output_hidden_states=True)
-            logits, features, cams = outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None
+        pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        (seen,) = seen_images(pixels, self.processor)
+        logits, features, cams = self._forward(pixels, heatmap)
         if self.guard is not None and (reason := self.guard.reason(features[0])):
             raise OutOfScope(reason)
+        lungs = None
+        if self.lungs is not None:
+            (probability,) = self.lungs.probabilities([seen])
+            if reason := implausible_lungs(probability, self.lungs.config.threshold):
+                raise OutOfScope(reason)
+            lungs = probability >= self.lungs.config.threshold
         row = softmax(logits)[0]
         probabilities = {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)}
         covid = float(row[self.positive])
-        if cams is None:
-            return Prediction(probabilities, covid, covid >= self.threshold, seen, None)
-        shown, share = seen, None
-        if self.lungs is not None:  # the lung fields outlined on the image seen, and the heat's share inside them
-            (lungs,) = self.lungs.masks([seen])
-            shown, share = outline(seen, lungs), attention_share(upsample(cams[0], seen.size), lungs)
-        return Prediction(probabilities, covid, covid >= self.threshold, shown, overlay(seen, cams[0]), share)
+        return Prediction(
+            probabilities,
+            covid,
+            covid >= self.threshold,
+            seen if lungs is None else outline(seen, lungs),
+            None if cams is None else overlay(seen, cams[0]),
+            None if cams is None or lungs is None else lung_share(cams[0], lungs),
+        )
+
+    def _forward(self, pixels: torch.Tensor, heatmap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Logits, scope features and (with `heatmap`) the Grad-CAM maps of one forward pass."""
+        if heatmap:
+            return grad_cam(self.model, pixels, self.positive)
+        with torch.no_grad():
+            outputs = self.model(pixel_values=pixels, output_hidden_states=True)
+        return outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None

@@ -61,6 +61,14 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for pre-decoding (datasets.map num_proc)."}
     )
+    lung_focus: bool = field(
+        default=False,
+        metadata={
+            "help": "Blur everything outside the dilated lung fields of the training images (masks predicted once "
+            "by --lung_segmenter and cached beside the dataset), so the model has little but the lungs to learn "
+            "from; validation, test and inference still see whole images."
+        },
+    )
 
 
 @dataclass
@@ -69,6 +77,14 @@ class EvaluationArguments:
 
     target_sensitivity: float = field(default=0.90, metadata={"help": "Validation sensitivity the threshold targets."})
     linear_probe: bool = field(default=True, metadata={"help": "Fit the frozen-feature label and source probes."})
+    lung_segmenter: str | None = field(
+        default="build/lungs",
+        metadata={
+            "help": "Lung segmenter folder (`make lungs`): the card then reports the share of the Grad-CAM heat "
+            "inside the lung fields on the test split, and --lung_focus takes its masks from it. Without one "
+            "the share is left out."
+        },
+    )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
     hub_repo_id: str | None = field(

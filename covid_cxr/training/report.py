@@ -18,6 +18,8 @@ from covid_cxr.evaluation.grouped import MIXED, Evaluation, grouped_metrics, mix
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
+from covid_cxr.lungs.attention import lung_attention
+from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.calibration import Calibration, choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -154,3 +156,21 @@ def probe_baseline(
     }
     shortcut = source_probe(features["train"], list(splits["train"]["source"]), features["test"], sources)
     return flat | {f"probe_{k}": v for k, v in shortcut.items()}
+
+
+def lung_attention_summary(
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    test: datasets.Dataset,
+    lungs: LungSegmenter,
+    mixed_sources: list[str],
+) -> dict[str, float]:
+    """How much of the COVID-19 Grad-CAM heat lies inside the lung fields on the test split: the mean share,
+    overall and on the mixed-label sources, and the share of images where most of it lies outside."""
+    shares = lung_attention(model, processor, test["image"], lungs, POSITIVE, desc="Lung attention (test)")
+    mixed = np.isin(test["source"], mixed_sources)
+    return {
+        "test_lung_attention_mean": float(shares.mean()),
+        "test_mixed_sources_lung_attention_mean": float(shares[mixed].mean()) if mixed.any() else math.nan,
+        "test_lung_attention_below_half": float((shares < 0.5).mean()),
+    }

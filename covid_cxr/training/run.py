@@ -20,6 +20,7 @@ from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
 from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.hub import push_model
+from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
@@ -29,6 +30,7 @@ from covid_cxr.training.report import (
     ScoredSplit,
     calibrate,
     evaluate,
+    lung_attention_summary,
     mixed_sources_of,
     plot_results,
     probe_baseline,
@@ -60,7 +62,9 @@ def run(
     model = load_model(model_path)
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
-    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)
+    found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
+    lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
+    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args, lungs)
 
     # The resolved configuration, beside the outputs
     if training_args.process_index == 0:
@@ -102,7 +106,8 @@ def run(
     for split in ("train", "validation"):
         splits[split].reset_format()
     finished = trainer.accelerator.unwrap_model(trainer.model)
-    return finalise(finished, processor, splits, model_path, (model_args, data_args, eval_args, training_args), trainer)
+    arguments = (model_args, data_args, eval_args, training_args)
+    return finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
 
 
 def finalise(
@@ -112,8 +117,9 @@ def finalise(
     model_path: str,
     arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
     trainer: Trainer,
+    lungs: LungSegmenter | None = None,
 ) -> dict[str, float]:
-    """calibrate -> evaluate -> save the model folder and plots -> probes -> card -> push."""
+    """calibrate -> evaluate -> save the model folder and plots -> probes -> lung attention -> card -> push."""
     model_args, data_args, eval_args, training_args = arguments
     output_dir = Path(training_args.output_dir)
     batch = training_args.per_device_eval_batch_size
@@ -135,6 +141,11 @@ def finalise(
         baseline = probe_baseline(
             load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
+    attention = {}
+    if lungs is not None:
+        attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
+    else:
+        logger.warning("No lung segmenter in %s: the card leaves out the attention share", eval_args.lung_segmenter)
     sections = {
         "calibration": {
             "temperature": calibration.temperature,
@@ -143,6 +154,7 @@ def finalise(
         },
         **evaluation.by_split(),
         "probe": baseline,
+        "lung_attention": attention,
     }
     results: dict[str, float] = {}
     for name, values in sections.items():
@@ -155,12 +167,13 @@ def finalise(
         evaluation=evaluation,
         calibration=calibration,
         baseline=baseline,
+        lung_attention=attention,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),
         dataset=data_args.dataset,
         dataset_hub_id=hub_dataset,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
-        recipe=recipe_of(model_args, eval_args, training_args),
+        recipe=recipe_of(model_args, data_args, eval_args, training_args),
         hardware=_hardware(),
     )
     render_model_card(context).save(output_dir / "README.md")
@@ -170,7 +183,10 @@ def finalise(
 
 
 def recipe_of(
-    model_args: ModelArguments, eval_args: EvaluationArguments, training_args: CxrTrainingArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    eval_args: EvaluationArguments,
+    training_args: CxrTrainingArguments,
 ) -> Recipe:
     scheduler = training_args.lr_scheduler_type
     return Recipe(
@@ -184,6 +200,7 @@ def recipe_of(
         seed=training_args.seed,
         precision="bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
         early_stopping_patience=eval_args.early_stopping_patience,
+        lung_focus=data_args.lung_focus,
     )
 
 

@@ -1,0 +1,92 @@
+"""Where the trained model looks, per source and label: the share of its COVID-19 Grad-CAM heat inside the lung
+fields, on every image of the test split. Writes the table's figures (JSON) and a box plot per source x label.
+
+A hospital recogniser puts its heat on labels, borders and corners; a model reading the lungs keeps it inside.
+The share is a coarse guide (Grad-CAM has one value per 14 px patch), not proof of what the model uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS_DIR, machine, report, test_split
+from covid_cxr.lungs.attention import lung_attention
+from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.modeling.inference import CovidClassifier
+
+PLOT = RESULTS_DIR / "lung_attention.png"
+
+
+def spread(values: np.ndarray) -> dict[str, float]:
+    return {
+        "images": len(values),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "q1": float(np.percentile(values, 25)),
+        "q3": float(np.percentile(values, 75)),
+        "below_half": float((values < 0.5).mean()),
+    }
+
+
+def summarise(shares: np.ndarray, sources: list[str], labels: list[str]) -> list[dict[str, object]]:
+    """One row per source x label, then one for the whole split."""
+    keys = list(zip(sources, labels, strict=True))
+    rows = [
+        {"source": source, "label": label, **spread(shares[[k == (source, label) for k in keys]])}
+        for source, label in sorted(set(keys))
+    ]
+    return [*rows, {"source": "all", "label": "both", **spread(shares)}]
+
+
+def box_plot(shares: np.ndarray, sources: list[str], labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = defaultdict(list)
+    for share, source, label in zip(shares, sources, labels, strict=True):
+        groups[f"{source}\n{label}"].append(share)
+    names = sorted(groups)
+    figure, axis = plt.subplots(figsize=(1.3 * len(names) + 1, 3.6))
+    axis.boxplot([groups[n] for n in names], tick_labels=names)
+    axis.axhline(0.5, color="tab:red", linestyle="--", linewidth=1, label="half the heat")
+    axis.set_ylabel("share of Grad-CAM heat inside the lungs")
+    axis.set_ylim(0, 1)
+    axis.set_title("Test split: where the model's attention lies")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="build/model")
+    parser.add_argument("--lungs", default="build/lungs", help="Lung segmenter folder (`make lungs`).")
+    parser.add_argument("--dataset", default="build/dataset")
+    parser.add_argument("--output", default=None, help="Write the results as JSON here.")
+    args = parser.parse_args()
+    classifier = CovidClassifier.from_pretrained(args.model)
+    test = test_split(args.dataset)
+    shares = lung_attention(
+        classifier.model,
+        classifier.processor,
+        test["image"],
+        LungSegmenter.from_pretrained(args.lungs),
+        classifier.positive,
+    )
+    names = test.features["label"].names
+    sources, labels = list(test["source"]), [names[i] for i in test["label"]]
+    RESULTS_DIR.mkdir(exist_ok=True)
+    box_plot(shares, sources, labels, PLOT)
+    result = {**machine(), "model": args.model, "lungs": args.lungs, "rows": summarise(shares, sources, labels)}
+    return report(result, args.output)
+
+
+if __name__ == "__main__":
+    main()

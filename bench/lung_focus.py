@@ -1,0 +1,94 @@
+"""Does `--lung_focus` help? The default recipe trained with and without it, over several seeds, on the same
+splits; each run scored on the test split's mixed-label sources (ROC AUC with a patient-bootstrap 95% CI) and on
+where its attention lies (share of the Grad-CAM heat inside the lungs, from the run's own metrics).
+
+Each run is `train/finetune.py` in its own process (about 10 minutes on 2 CPU cores); a finished run
+(`all_results.json` present) is reused, so an interrupted benchmark picks up where it stopped. Delete
+--output_root to start afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from bench.common import machine, report
+from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_ci
+from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.modeling.inference import CovidClassifier, run_model, softmax
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARMS = {"default": [], "lung focus": ["--lung_focus"]}
+KEPT = (
+    "test_roc_auc",
+    "test_mixed_sources_sensitivity",
+    "test_mixed_sources_specificity",
+    "test_lung_attention_mean",
+    "test_mixed_sources_lung_attention_mean",
+    "test_lung_attention_below_half",
+)
+
+
+def train(output_dir: Path, seed: int, extra: list[str], args: argparse.Namespace) -> None:
+    """Train one run unless it has finished before."""
+    if (output_dir / "all_results.json").is_file():
+        return
+    command = [sys.executable, "train/finetune.py", "--dataset", args.dataset, "--output_dir", str(output_dir)]
+    command += ["--model_name_or_path", args.backbone, "--lung_segmenter", args.lungs, "--seed", str(seed)]
+    command += ["--linear_probe", "false", *extra]
+    subprocess.run(command, check=True, cwd=REPO_ROOT)
+
+
+def mixed_auc(model_dir: Path, test: datasets.Dataset, mixed_sources: list[str]) -> dict[str, object]:
+    """ROC AUC on the mixed-label test images with its patient-bootstrap interval."""
+    classifier = CovidClassifier.from_pretrained(model_dir)
+    scores = softmax(run_model(classifier.model, classifier.processor, test["image"], desc=model_dir.name).logits)
+    mixed = np.isin(test["source"], mixed_sources)
+    labels, covid = np.asarray(test["label"])[mixed], scores[mixed, classifier.positive]
+    patients = np.asarray(test["patient_id"])[mixed]
+    return {
+        "n_mixed": int(mixed.sum()),
+        "mixed_roc_auc": roc_auc(labels, covid),
+        "mixed_ci95": roc_auc_ci(labels, covid, patients),
+    }
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="build/dataset")
+    parser.add_argument("--backbone", default="build/backbones/dinov2-small-imgfocus")
+    parser.add_argument("--lungs", default="build/lungs", help="Lung segmenter folder (`make lungs`).")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--output_root", default="build/bench/lung_focus")
+    parser.add_argument("--output", default=None, help="Write the results as JSON here.")
+    args = parser.parse_args()
+    splits = datasets.load_from_disk(args.dataset)
+    everything = datasets.concatenate_datasets([splits[s].select_columns(["source", "label"]) for s in splits])
+    mixed_sources = mixed_label_sources(everything["source"], everything["label"])
+    rows = []
+    for seed in args.seeds:
+        for arm, extra in ARMS.items():
+            output_dir = Path(args.output_root) / f"{arm.replace(' ', '_')}-seed{seed}"
+            train(output_dir, seed, extra, args)
+            results = json.loads((output_dir / "all_results.json").read_text())
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    **mixed_auc(output_dir, splits["test"], mixed_sources),
+                    **{key: results.get(key) for key in KEPT},
+                    "trainer_minutes": results["train_runtime"] / 60,
+                }
+            )
+    result = {**machine(), "mixed_sources": mixed_sources, "seeds": args.seeds, "rows": rows}
+    return report(result, args.output)
+
+
+if __name__ == "__main__":
+    main()

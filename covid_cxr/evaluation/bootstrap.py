@@ -1,0 +1,39 @@
+"""Confidence intervals that respect patients: resample whole patients, never single images.
+
+A patient's films are not independent (same body, often the same day and machine), so resampling images would
+give intervals that are too narrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def patient_bootstrap(
+    statistic: Callable[[np.ndarray], float], groups: np.ndarray, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of `statistic(indices)` over resamples of the patients in `groups` (one entry per
+    image). Resamples where the statistic is undefined (NaN, e.g. AUC on one class) are left out."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    values = np.array(
+        [
+            statistic(np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))]))
+            for _ in range(rounds)
+        ]
+    )
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, NaN when only one class is present."""
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def roc_auc_ci(labels: np.ndarray, scores: np.ndarray, patients: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
+    """Patient-bootstrap 95% interval of the ROC AUC."""
+    return patient_bootstrap(lambda idx: roc_auc(labels[idx], scores[idx]), np.asarray(patients), rounds)
