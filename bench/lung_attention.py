@@ -1,5 +1,6 @@
 """Where the trained model looks, per source and label: the share of its COVID-19 Grad-CAM heat inside the lung
-fields, on every image of the test split. Writes the table's figures (JSON) and a box plot per source x label.
+fields, on every image of the test split. Writes the table's figures (JSON) and a box plot per source x label
+(docs/lung_attention.png).
 
 A hospital recogniser puts its heat on labels, borders and corners; a model reading the lungs keeps it inside.
 The share is a coarse guide (Grad-CAM has one value per 14 px patch), not proof of what the model uses.
@@ -13,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS_DIR, machine, report, test_split
+from bench.common import machine, report, test_split
 from covid_cxr.lungs.attention import lung_attention
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import CovidClassifier
 
-PLOT = RESULTS_DIR / "lung_attention.png"
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "lung_attention.png"  # images live in docs/
 
 
 def spread(values: np.ndarray) -> dict[str, float]:
@@ -82,7 +83,6 @@ def main() -> dict:
     )
     names = test.features["label"].names
     sources, labels = list(test["source"]), [names[i] for i in test["label"]]
-    RESULTS_DIR.mkdir(exist_ok=True)
     box_plot(shares, sources, labels, PLOT)
     result = {**machine(), "model": args.model, "lungs": args.lungs, "rows": summarise(shares, sources, labels)}
     return report(result, args.output)

@@ -128,7 +128,7 @@ The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per im
 
 {table(["source", "label", "images", "mean", "median", "quartiles", "share of images below 0.5"], rows)}
 
-![Share of the heat inside the lungs, per source and label](results/lung_attention.png)
+![Share of the heat inside the lungs, per source and label](../docs/lung_attention.png)
 
 Command: `python -m bench.lung_attention --model {model}`."""
 
