@@ -20,8 +20,8 @@ import numpy as np
 
 from bench.common import machine, report
 from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_ci
-from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.modeling.inference import CovidClassifier, run_model, softmax
+from covid_cxr.training.report import mixed_sources_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"default": [], "lung focus": ["--lung_focus"]}
@@ -69,8 +69,7 @@ def main() -> dict:
     parser.add_argument("--output", default=None, help="Write the results as JSON here.")
     args = parser.parse_args()
     splits = datasets.load_from_disk(args.dataset)
-    everything = datasets.concatenate_datasets([splits[s].select_columns(["source", "label"]) for s in splits])
-    mixed_sources = mixed_label_sources(everything["source"], everything["label"])
+    mixed_sources = mixed_sources_of(splits)
     rows = []
     for seed in args.seeds:
         for arm, extra in ARMS.items():

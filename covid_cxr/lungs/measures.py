@@ -43,9 +43,7 @@ def implausible_lungs(probability: np.ndarray, threshold: float = 0.5) -> str | 
         return f"no plausible lung fields found (the lung finder is unsure over {unsure:.0%} of the image)"
     mask = probability >= threshold
     share = float(mask.mean())
-    if share < 0.08:
-        return f"no plausible lung fields found (lungs would cover {share:.0%} of the image)"
-    if share > 0.75:
+    if not 0.08 <= share <= 0.75:
         return f"no plausible lung fields found (lungs would cover {share:.0%} of the image)"
     half = mask.shape[1] // 2
     left, right = mask[:, :half].mean(), mask[:, half:].mean()
