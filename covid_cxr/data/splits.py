@@ -59,10 +59,18 @@ def assign_splits(
     fold_counts = np.maximum(np.round(np.asarray(fractions) * n_folds).astype(int), (np.asarray(fractions) > 0))
     fold_counts[0] = n_folds - fold_counts[1:].sum()
     fold_to_split = np.repeat(np.arange(len(SPLIT_NAMES)), fold_counts)
+    return [SPLIT_NAMES[fold_to_split[fold]] for fold in deal_folds(strata_array, groups, n_folds, seed)]
+
+
+def deal_folds(strata: Sequence[str], groups: np.ndarray, n_folds: int, seed: int = 42) -> np.ndarray:
+    """Deal the groups into `n_folds` folds that each mirror the strata; returns the fold index of every image.
+
+    The splits are made of whole folds, and cross-validation uses the folds themselves, so both keep a patient
+    (and its near-duplicates) on one side."""
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    split_of = np.empty(len(strata), dtype=int)
+    fold_of = np.empty(len(strata), dtype=int)
     with warnings.catch_warnings():  # small strata (5 figure1 negatives) cannot fill 20 folds; that is expected
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        for fold, (_, test_index) in enumerate(splitter.split(np.zeros(len(strata)), strata_array, groups)):
-            split_of[test_index] = fold_to_split[fold]
-    return [SPLIT_NAMES[i] for i in split_of]
+        for fold, (_, test_index) in enumerate(splitter.split(np.zeros(len(strata)), np.asarray(strata), groups)):
+            fold_of[test_index] = fold
+    return fold_of

@@ -14,7 +14,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, EarlyStoppingCallback, PreTrainedModel, Trainer, TrainerCallback
+from transformers import (
+    AutoImageProcessor,
+    BaseImageProcessor,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+)
 
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
@@ -51,19 +58,40 @@ def run(
     callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict[str, float]:
     """Train, calibrate, evaluate and save; returns the flat metrics on the main process (empty elsewhere)."""
-    output_dir = Path(training_args.output_dir)
-
-    # Data and model
-    model_path = resolve_backbone(model_args.model_name_or_path, Path(model_args.backbone_dir))
     splits = load_splits(data_args)
+    found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
+    lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
+    trainer, processor, model_path = fit(model_args, data_args, eval_args, training_args, splits, lungs, callbacks)
+    if not trainer.is_world_process_zero():
+        return {}
+
+    # Calibrate, evaluate, write the model folder and its card, push
+    for split in ("train", "validation"):
+        splits[split].reset_format()
+    finished = trainer.accelerator.unwrap_model(trainer.model)
+    arguments = (model_args, data_args, eval_args, training_args)
+    return finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
+
+
+def fit(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    eval_args: EvaluationArguments,
+    training_args: CxrTrainingArguments,
+    splits: datasets.DatasetDict,
+    lungs: LungSegmenter | None = None,
+    callbacks: tuple[TrainerCallback, ...] = (),
+) -> tuple[Trainer, BaseImageProcessor, str]:
+    """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), resuming from the newest
+    complete checkpoint; returns the trainer holding the best model, the processor and the backbone's path."""
+    output_dir = Path(training_args.output_dir)
+    model_path = resolve_backbone(model_args.model_name_or_path, Path(model_args.backbone_dir))
     processor = AutoImageProcessor.from_pretrained(model_path)
     if model_args.image_size:
         set_processor_size(processor, model_args.image_size)
     model = load_model(model_path)
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
-    found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
-    lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
     train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args, lungs)
 
     # The resolved configuration, beside the outputs
@@ -99,15 +127,7 @@ def run(
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
-    if not trainer.is_world_process_zero():
-        return {}
-
-    # Calibrate, evaluate, write the model folder and its card, push
-    for split in ("train", "validation"):
-        splits[split].reset_format()
-    finished = trainer.accelerator.unwrap_model(trainer.model)
-    arguments = (model_args, data_args, eval_args, training_args)
-    return finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
+    return trainer, processor, model_path
 
 
 def finalise(
@@ -173,7 +193,7 @@ def finalise(
         dataset=data_args.dataset,
         dataset_hub_id=hub_dataset,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
-        recipe=recipe_of(model_args, data_args, eval_args, training_args),
+        recipe=recipe_of(*arguments),
         hardware=_hardware(),
     )
     render_model_card(context).save(output_dir / "README.md")
