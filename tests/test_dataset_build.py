@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from covid_cxr.data.build import REPORT_NAME, BuildConfig, build_dataset
+from covid_cxr.evaluation.cross_validation import dataset_folds
 from tests.conftest import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "train" / "build_dataset.py"
@@ -54,6 +55,34 @@ def test_full_build_counts_and_no_patient_leak(full_build: Path, metadata: list[
     assert not patients["validation"] & patients["test"]
     report = json.loads((full_build / REPORT_NAME).read_text())
     assert report["kept"] == len(metadata) and report["skipped"] == []
+
+
+def test_cross_validation_folds_keep_patients_and_near_duplicates_together(
+    full_build: Path, metadata: list[dict[str, str]]
+) -> None:
+    ds = datasets.load_from_disk(str(full_build))
+    whole = datasets.concatenate_datasets([ds[split] for split in ds])
+    folds = dataset_folds(whole, n_folds=5)
+    fold_of = dict(zip(whole["file_name"], folds.tolist(), strict=True))
+    near_dup_groups: dict[str, set[int]] = {}
+    for row in metadata:
+        if row["near_dup_group"]:
+            near_dup_groups.setdefault(row["near_dup_group"], set()).add(fold_of[row["file_name"]])
+    assert near_dup_groups  # the real data does exercise the near-duplicate rule
+    assert all(len(seen) == 1 for seen in near_dup_groups.values())
+    report = json.loads((full_build / REPORT_NAME).read_text())
+    for pair in report["near_duplicate_pairs"]:  # detected ones (none left in the curated set)
+        assert fold_of[pair["a"]] == fold_of[pair["b"]]
+    for key in ("patient_id", "patient_group"):
+        folds_of: dict[str, set[int]] = {}
+        for value, fold in zip(whole[key], folds.tolist(), strict=True):
+            if value:
+                folds_of.setdefault(value, set()).add(fold)
+        assert all(len(seen) == 1 for seen in folds_of.values()), key
+    sizes = Counter(folds.tolist())
+    assert len(sizes) == 5 and max(sizes.values()) < 1.3 * min(sizes.values())
+    groups_per_split = {split: set(ds[split]["patient_group"]) for split in ds}
+    assert not groups_per_split["train"] & groups_per_split["test"]
 
 
 def test_card_numbers_match_the_built_dataset(full_build: Path) -> None:

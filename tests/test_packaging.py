@@ -23,7 +23,7 @@ ALLOWED = {
     "hub": set(),
     "data": {"labels"},
     "modeling": {"labels", "data"},
-    "evaluation": {"labels"},
+    "evaluation": {"labels", "data", "modeling"},
     "lungs": {"data", "modeling", "evaluation"},
     "cards": {"labels", "data", "modeling", "evaluation"},
     "training": {"labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
@@ -54,6 +54,9 @@ context = ModelCardContext(
         "test_mixed_sources_lung_attention_mean": 0.7,
         "test_lung_attention_below_half": 0.1,
     },
+    cross_validation={"cv_folds": 5.0, "cv_mixed_sources_n": 463.0, "cv_mixed_sources_roc_auc": 0.7,
+                      "cv_mixed_sources_roc_auc_low": 0.6, "cv_mixed_sources_roc_auc_high": 0.8, "cv_n": 2086.0,
+                      "cv_roc_auc": 0.95, "cv_roc_auc_low": 0.94, "cv_roc_auc_high": 0.96},
     backbone={"description": "test backbone"},
     base_model="facebook/dinov2-small",
     dataset="build/dataset",
@@ -65,6 +68,7 @@ context = ModelCardContext(
 card = str(render_model_card(context))
 assert "Not a medical device" in card and "{{" not in card and "org/cxr" in card, card[:500]
 assert "80% of the\\nmodel's attention is on the lungs" in card, card
+assert "Cross-validated: mixed-label ROC AUC 0.700 (95% CI 0.600-0.800), 5-fold" in card, card
 print(len(modules), "modules")
 """
 

@@ -19,3 +19,12 @@ def test_readme_lung_block_matches_the_recorded_report() -> None:
     text = README.read_text()
     block = text[text.index(lungs.START) : text.index(lungs.END) + len(lungs.END)]
     assert block == lungs.render(json.loads(lungs.RESULTS_FILE.read_text())), "run `make lungs-report`"
+
+
+def test_readme_quality_block_matches_the_yardstick() -> None:
+    from bench import quality
+
+    text = README.read_text()
+    block = text[text.index(quality.START) : text.index(quality.END) + len(quality.END)]
+    result = json.loads((quality.RESULTS_DIR / "quality.json").read_text())
+    assert block == quality.readme_block(result), "run `make quality`"

@@ -37,6 +37,7 @@ class ModelCardContext:
     calibration: Calibration
     baseline: dict[str, float]  # frozen-feature probe figures; empty when the probes were not run
     lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
+    cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
     dataset: str  # what was trained on: a local folder or a Hub id
@@ -104,6 +105,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         threshold=context.calibration.threshold,
         baseline=context.baseline,
         lung_attention=context.lung_attention,
+        cross_validation=context.cross_validation,
         backbone=context.backbone,
         dataset=context.dataset_hub_id or context.dataset,
         counts=context.split_sizes,

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, load_image
 from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records, unreferenced_images
-from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids
+from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
 
@@ -34,6 +34,7 @@ FEATURES = datasets.Features(
         "image": datasets.Image(),
         "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
         "patient_id": datasets.Value("string"),
+        "patient_group": datasets.Value("string"),
         "source": datasets.Value("string"),
         "view": datasets.Value("string"),
         "sex": datasets.Value("string"),
@@ -144,12 +145,15 @@ def _stored_bytes(record: ImageRecord, min_size: int, max_size: int | None) -> b
     return encode_png(image)
 
 
-def _examples(records: list[ImageRecord], min_size: int, max_size: int | None) -> Iterator[dict[str, object]]:
-    for record in records:
+def _examples(
+    records: list[ImageRecord], groups: list[str], min_size: int, max_size: int | None
+) -> Iterator[dict[str, object]]:
+    for record, group in zip(records, groups, strict=True):
         yield {
             "image": {"bytes": _stored_bytes(record, min_size, max_size), "path": Path(record.file_name).name},
             "label": record.label,
             "patient_id": record.patient_id,
+            "patient_group": group,
             "source": record.source,
             "view": record.view,
             "sex": record.sex,
@@ -161,18 +165,28 @@ def _examples(records: list[ImageRecord], min_size: int, max_size: int | None) -
 
 
 def write_dataset(
-    records: list[ImageRecord], splits: list[str], output_dir: Path, min_size: int, max_size: int | None
+    records: list[ImageRecord],
+    splits: list[str],
+    groups: list[str],
+    output_dir: Path,
+    min_size: int,
+    max_size: int | None,
 ) -> datasets.DatasetDict:
     """Stream every split into Arrow files and save the DatasetDict under ``output_dir``."""
     parts = {}
     with tempfile.TemporaryDirectory(prefix="covid-cxr-build-") as cache_dir:
         for split in SPLIT_NAMES:
-            chosen = [r for r, s in zip(records, splits, strict=True) if s == split]
+            chosen = [i for i, s in enumerate(splits) if s == split]
             parts[split] = datasets.Dataset.from_generator(
                 _examples,
                 features=FEATURES,
                 cache_dir=cache_dir,
-                gen_kwargs={"records": chosen, "min_size": min_size, "max_size": max_size},
+                gen_kwargs={
+                    "records": [records[i] for i in chosen],
+                    "groups": [groups[i] for i in chosen],
+                    "min_size": min_size,
+                    "max_size": max_size,
+                },
                 split=datasets.NamedSplit(split),
             )
         dataset = datasets.DatasetDict(parts)
@@ -202,7 +216,8 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     for record, scan in zip(records, scans, strict=True):
         histograms.add(record.source, record.label, scan.density)
 
-    dataset = write_dataset(records, splits, config.output_dir, config.min_size, config.max_size)
+    named_groups = group_names(groups, [r.file_name for r in records])
+    dataset = write_dataset(records, splits, named_groups, config.output_dir, config.min_size, config.max_size)
     near_duplicates = [
         {"a": records[i].file_name, "b": records[j].file_name, "hamming_bits": d, "split": splits[i]}
         for i, j, d in pairs

@@ -45,6 +45,14 @@ def group_ids(keys: Sequence[Iterable[str]], links: Iterable[tuple[int, int]] = 
     return np.array([union.find(i) for i in range(len(keys))])
 
 
+def group_names(groups: np.ndarray, names: Sequence[str]) -> list[str]:
+    """Name every group after its first member (e.g. a file name), so the group is readable in a dataset column."""
+    first: dict[int, str] = {}
+    for group, name in zip(groups.tolist(), names, strict=True):
+        first.setdefault(group, name)
+    return [first[group] for group in groups.tolist()]
+
+
 def assign_splits(
     strata: Sequence[str], groups: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42
 ) -> list[str]:

@@ -37,3 +37,15 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def roc_auc_ci(labels: np.ndarray, scores: np.ndarray, patients: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
     """Patient-bootstrap 95% interval of the ROC AUC."""
     return patient_bootstrap(lambda idx: roc_auc(labels[idx], scores[idx]), np.asarray(patients), rounds)
+
+
+def roc_auc_difference_ci(
+    labels: np.ndarray, scores: np.ndarray, baseline: np.ndarray, patients: np.ndarray, rounds: int = 2000
+) -> tuple[float, float]:
+    """Paired patient-bootstrap 95% interval of AUC(scores) - AUC(baseline) on the same images: a change is a
+    gain only when the whole interval lies above zero."""
+
+    def change(idx: np.ndarray) -> float:
+        return roc_auc(labels[idx], scores[idx]) - roc_auc(labels[idx], baseline[idx])
+
+    return patient_bootstrap(change, np.asarray(patients), rounds)

@@ -19,9 +19,12 @@ def _probe() -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
 
 
-def label_probe(train_x: np.ndarray, train_y: np.ndarray, *eval_x: np.ndarray) -> list[np.ndarray]:
-    """Fit on train features; return P(covid) for each evaluation feature matrix."""
-    probe = _probe().fit(train_x, train_y)
+def label_probe(
+    train_x: np.ndarray, train_y: np.ndarray, *eval_x: np.ndarray, sample_weight: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Fit on train features (class-balanced, times `sample_weight` if given); return P(covid) for each
+    evaluation feature matrix."""
+    probe = _probe().fit(train_x, train_y, logisticregression__sample_weight=sample_weight)
     return [probe.predict_proba(x)[:, 1] for x in eval_x]
 
 

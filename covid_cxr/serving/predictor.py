@@ -61,6 +61,10 @@ class Predictor(CovidClassifier):
             "validation_specificity": getattr(config, "threshold_validation_specificity", None),
             "test_roc_auc": self.results.get("test_roc_auc"),
             "test_mixed_roc_auc": self.results.get("test_mixed_sources_roc_auc"),
+            "cv_mixed_roc_auc": self.results.get("cv_mixed_sources_roc_auc"),
+            "cv_mixed_roc_auc_low": self.results.get("cv_mixed_sources_roc_auc_low"),
+            "cv_mixed_roc_auc_high": self.results.get("cv_mixed_sources_roc_auc_high"),
+            "cv_folds": self.results.get("cv_folds"),
         }
 
     def analyse(self, source: str | Path | bytes, heatmap: bool = True) -> Prediction:

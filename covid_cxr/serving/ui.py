@@ -37,13 +37,25 @@ def _format(value: object, pattern: str = "{:.3f}") -> str:
     return pattern.format(value) if isinstance(value, (int, float)) else "n/a"
 
 
+def _cross_validated(facts: dict[str, object]) -> str:
+    """The mixed-label figure of k-fold cross-validation: steadier than one test split of ~70 images."""
+    if facts["cv_mixed_roc_auc"] is None:
+        return ""
+    return (
+        f"**Mixed-label ROC AUC {_format(facts['cv_mixed_roc_auc'])} (95% CI {_format(facts['cv_mixed_roc_auc_low'])}"
+        f"-{_format(facts['cv_mixed_roc_auc_high'])}), {facts['cv_folds']:.0f}-fold cross-validation** of this "
+        "recipe.  \n"
+    )
+
+
 def model_facts_markdown(predictor: Predictor) -> str:
     facts = predictor.facts()
     return (
         f"**Model**: {facts['backbone']}, fine-tuned on `{facts['dataset']}`.  \n"
         f"**Test ROC AUC**: {_format(facts['test_roc_auc'])} on all sources, "
         f"**{_format(facts['test_mixed_roc_auc'])} on the sources holding both classes** (the honest figure).  \n"
-        f"**Decision threshold**: {facts['threshold']:.3f} on the COVID-19 probability; on validation it gave "
+        + _cross_validated(facts)
+        + f"**Decision threshold**: {facts['threshold']:.3f} on the COVID-19 probability; on validation it gave "
         f"sensitivity {_format(facts['validation_sensitivity'])} and specificity "
         f"{_format(facts['validation_specificity'])}."
     )

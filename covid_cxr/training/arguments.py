@@ -85,6 +85,13 @@ class EvaluationArguments:
             "the share is left out."
         },
     )
+    cross_validation_report: str | None = field(
+        default="bench/results/quality.json",
+        metadata={
+            "help": "The quality yardstick's result (`make quality`): when its cross-validated recipe is this run's, "
+            "the card and the Space quote its mixed-label ROC AUC and CI beside the test split's."
+        },
+    )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
     hub_repo_id: str | None = field(

@@ -5,14 +5,17 @@ Each step is a function over small dataclasses, so each can be tested or reused 
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 from transformers import BaseImageProcessor, PreTrainedModel
 
+from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import MIXED, Evaluation, grouped_metrics, mixed_label_sources
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
@@ -25,6 +28,7 @@ from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
 
 POSITIVE = LABEL2ID["covid"]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,3 +178,21 @@ def lung_attention_summary(
         "test_mixed_sources_lung_attention_mean": float(shares[mixed].mean()) if mixed.any() else math.nan,
         "test_lung_attention_below_half": float((shares < 0.5).mean()),
     }
+
+
+def cross_validated(report: str | None, recipe: Recipe, backbone: str) -> dict[str, float]:
+    """The yardstick's cross-validated figures (bench/results/quality.json) when they measured this very recipe
+    (the seed aside) on this backbone; empty, with a warning, when they measured another one."""
+    if not report or not Path(report).is_file():
+        return {}
+    headline = json.loads(Path(report).read_text())["headline"]
+    measured = {key: value for key, value in headline.get("recipe", {}).items() if key != "seed"}
+    ours = {key: value for key, value in asdict(recipe).items() if key != "seed"}
+    if measured != ours or headline.get("backbone") != backbone:
+        logger.warning("%s cross-validated another recipe or backbone: the card leaves its figures out", report)
+        return {}
+    figures = {"cv_folds": float(headline["folds"])}
+    for subset, prefix in ((MIXED, "cv_mixed_sources_"), ("all", "cv_")):
+        metrics = headline["metrics"][subset]
+        figures |= {f"{prefix}{key}": float(metrics[key]) for key in ("n", "roc_auc", "roc_auc_low", "roc_auc_high")}
+    return figures

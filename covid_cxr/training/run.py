@@ -36,6 +36,7 @@ from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_input
 from covid_cxr.training.report import (
     ScoredSplit,
     calibrate,
+    cross_validated,
     evaluate,
     lung_attention_summary,
     mixed_sources_of,
@@ -161,6 +162,8 @@ def finalise(
         baseline = probe_baseline(
             load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
+    recipe = recipe_of(*arguments)
+    cross_validation = cross_validated(eval_args.cross_validation_report, recipe, str(backbone["description"]))
     attention = {}
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
@@ -175,6 +178,7 @@ def finalise(
         **evaluation.by_split(),
         "probe": baseline,
         "lung_attention": attention,
+        "cross_validation": cross_validation,
     }
     results: dict[str, float] = {}
     for name, values in sections.items():
@@ -188,12 +192,13 @@ def finalise(
         calibration=calibration,
         baseline=baseline,
         lung_attention=attention,
+        cross_validation=cross_validation,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),
         dataset=data_args.dataset,
         dataset_hub_id=hub_dataset,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
-        recipe=recipe_of(*arguments),
+        recipe=recipe,
         hardware=_hardware(),
     )
     render_model_card(context).save(output_dir / "README.md")

@@ -1,0 +1,28 @@
+"""Intensity normalisation of a radiograph: none, global histogram equalisation, or CLAHE.
+
+Hospitals differ in exposure, detector and post-processing, and a classifier can learn those differences instead
+of the disease. Equalising the grey-level histogram (globally, or per tile with CLAHE) removes part of them.
+CLAHE comes from scikit-image, which is in the ``dev`` extra while no shipped recipe uses it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageOps
+from skimage import exposure
+
+INTENSITY_METHODS: tuple[str, ...] = ("none", "histogram", "clahe")
+CLAHE_CLIP = 0.01  # scikit-image's default contrast limit
+
+
+def normalise_intensity(image: Image.Image, method: str) -> Image.Image:
+    """The image as a grey 8-bit image with the chosen normalisation ("none" only converts to grey)."""
+    if method not in INTENSITY_METHODS:
+        raise ValueError(f"unknown intensity normalisation {method!r}; choose one of {list(INTENSITY_METHODS)}")
+    grey = image.convert("L")
+    if method == "histogram":
+        return ImageOps.equalize(grey)
+    if method == "clahe":
+        equalised = exposure.equalize_adapthist(np.asarray(grey), clip_limit=CLAHE_CLIP)
+        return Image.fromarray(np.round(equalised * 255).astype(np.uint8))
+    return grey

@@ -1,0 +1,20 @@
+"""Per-image weights that stop the commonest source x label strata from dominating training.
+
+Most negatives come from one hospital (NIH) and most positives from others, so a plain class balance still lets
+a model learn the hospital. Giving every source x label stratum the same total weight makes the small
+mixed-label strata (ieee8023 and figure1 negatives) count as much as the NIH negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def source_label_weights(sources: Sequence[str], labels: Sequence[int]) -> np.ndarray:
+    """One weight per image, equal total weight per stratum, mean weight 1."""
+    strata = np.asarray([f"{source}/{label}" for source, label in zip(sources, labels, strict=True)])
+    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[inverse]
+    return weights * len(weights) / weights.sum()

@@ -1,0 +1,63 @@
+"""The fine-tune as a cross-validation recipe: one Trainer run per round, each in its own resumable folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+
+from covid_cxr.evaluation.cross_validation import Recipe
+from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.modeling.inference import run_model, softmax
+from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.report import POSITIVE
+from covid_cxr.training.run import fit
+
+SCORES = "round_scores.npz"
+
+
+def finetune_recipe(
+    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    dataset: datasets.Dataset,
+    output_root: Path,
+    lungs: LungSegmenter | None = None,
+) -> Recipe:
+    """Fine-tune round k into ``output_root/round-k`` and score its validation and test parts.
+
+    A finished round's scores (and the CPU seconds it took) are kept in ``round_scores.npz`` and its checkpoints
+    removed, so an interrupted cross-validation resumes at the round it was in (and, through the Trainer, at that
+    round's last checkpoint)."""
+    model_args, data_args, eval_args, training_args = arguments
+
+    def recipe(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        folder = output_root / f"round-{k}"
+        scores = folder / SCORES
+        key = Hasher.hash(dataset.select(test)["file_name"])  # a rebuilt or reordered dataset starts afresh
+        if scores.is_file():
+            saved = np.load(scores)
+            if str(saved["test_key"]) == key:
+                return saved["validation"], saved["test"]
+        start = time.process_time()
+        splits = datasets.DatasetDict(train=dataset.select(train), validation=dataset.select(validation))
+        round_args = dataclasses.replace(training_args, output_dir=str(folder))
+        trainer, processor, _ = fit(model_args, data_args, eval_args, round_args, splits, lungs)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        batch = training_args.per_device_eval_batch_size
+        val_probs, test_probs = (
+            softmax(run_model(model, processor, dataset.select(part)["image"], batch, desc=f"Round {k} {name}").logits)[
+                :, POSITIVE
+            ]
+            for name, part in (("validation", validation), ("test", test))
+        )
+        cpu_seconds = time.process_time() - start
+        np.savez(scores, validation=val_probs, test=test_probs, test_key=key, cpu_seconds=cpu_seconds)
+        for checkpoint in folder.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        return val_probs, test_probs
+
+    return recipe

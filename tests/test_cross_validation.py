@@ -1,0 +1,129 @@
+"""The cross-validation yardstick: every image scored once by a model that never saw its patient group, with
+thresholds and intervals that behave."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from covid_cxr.cards.model import Recipe
+from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
+from covid_cxr.evaluation.cross_validation import OutOfFold, dataset_folds, fold_roles, summarise
+from covid_cxr.evaluation.grouped import MIXED
+from covid_cxr.training.report import cross_validated
+
+
+def toy_dataset(n_groups: int = 60, films: int = 2, seed: int = 0) -> datasets.Dataset:
+    """Patients with a few films each, from a single-class source and a mixed-label one."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        source = "mixed" if g % 2 else "one_class"
+        label = int(rng.integers(2)) if source == "mixed" else 0
+        rows += [{"patient_group": f"g{g}", "source": source, "label": label} for _ in range(films)]
+    return datasets.Dataset.from_list(rows)
+
+
+def test_rounds_partition_the_images_and_never_share_a_group() -> None:
+    dataset = toy_dataset()
+    folds = dataset_folds(dataset, n_folds=5)
+    groups = np.asarray(dataset["patient_group"])
+    tested = []
+    for k in range(5):
+        train, validation, test = fold_roles(folds, k)
+        assert len(train) + len(validation) + len(test) == dataset.num_rows
+        for a, b in ((train, validation), (train, test), (validation, test)):
+            assert not set(groups[a]) & set(groups[b])
+        tested += test.tolist()
+    assert sorted(tested) == list(range(dataset.num_rows))
+
+
+def test_each_image_is_scored_once_out_of_fold() -> None:
+    dataset = toy_dataset()
+    labels = np.asarray(dataset["label"])
+    folds = dataset_folds(dataset, n_folds=4)
+    seen_in_training: list[set[int]] = []
+
+    def remembering(k, train, validation, test):
+        seen_in_training.append(set(train.tolist()))
+        return labels[validation] * 0.8 + 0.1, labels[test] * 0.8 + 0.1
+
+    out_of_fold = OutOfFold.collect(remembering, folds, labels, target_sensitivity=0.9)
+    assert not np.isnan(out_of_fold.probabilities).any()
+    for k, trained in enumerate(seen_in_training):
+        assert not trained & set(np.flatnonzero(folds == k).tolist())
+    metrics = summarise(out_of_fold, labels, dataset["source"], dataset["patient_group"], ["mixed"], rounds=200)
+    assert metrics[MIXED]["roc_auc"] == 1.0 and metrics[MIXED]["sensitivity"] == 1.0
+    assert np.isnan(metrics["one_class"]["roc_auc"])  # one class: no AUC, but specificity is defined
+    assert metrics["one_class"]["specificity"] == 1.0
+
+
+def test_summary_interval_brackets_the_pooled_auc() -> None:
+    dataset = toy_dataset(n_groups=200)
+    labels = np.asarray(dataset["label"])
+    scores = np.random.default_rng(1).normal(labels * 1.0, 1.0)
+    out_of_fold = OutOfFold(1 / (1 + np.exp(-scores)), np.full(len(labels), 0.5))
+    metrics = summarise(out_of_fold, labels, dataset["source"], dataset["patient_group"], ["mixed"], rounds=300)
+    mixed = metrics[MIXED]
+    assert mixed["roc_auc_low"] < mixed["roc_auc"] < mixed["roc_auc_high"]
+    assert 0.6 < mixed["roc_auc"] < 0.9
+
+
+def test_change_interval_is_zero_for_the_same_scores_and_positive_for_a_real_gain() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(400) % 2
+    patients = np.arange(400) // 2
+    weak, strong = rng.normal(labels * 0.5, 1.0), rng.normal(labels * 2.0, 1.0)
+    assert roc_auc_difference_ci(labels, weak, weak, patients, rounds=200) == (0.0, 0.0)
+    low, high = roc_auc_difference_ci(labels, strong, weak, patients, rounds=300)
+    assert 0 < low < high
+
+
+def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_path: Path) -> None:
+    recipe = Recipe(168, 2, 3.0, 32, 5e-4, "cosine", 0.05, 42, "fp32", 3)
+    metrics = {"n": 463, "roc_auc": 0.7, "roc_auc_low": 0.65, "roc_auc_high": 0.75}
+    headline = {"recipe": asdict(recipe), "backbone": "ViT-S", "folds": 5, "metrics": {MIXED: metrics, "all": metrics}}
+    report = tmp_path / "quality.json"
+    report.write_text(json.dumps({"headline": headline}))
+    figures = cross_validated(str(report), replace(recipe, seed=1), "ViT-S")  # another seed: the same recipe
+    assert figures["cv_mixed_sources_roc_auc"] == 0.7 and figures["cv_folds"] == 5
+    assert cross_validated(str(report), replace(recipe, image_size=224), "ViT-S") == {}
+    assert cross_validated(str(report), recipe, "MobileNetV2") == {}
+    assert cross_validated(str(tmp_path / "missing.json"), recipe, "ViT-S") == {}
+
+
+class _Facts:
+    """What the Space's model panel reads from a Predictor."""
+
+    def __init__(self, **cross_validation: float) -> None:
+        self.values = {
+            "backbone": "ViT-S",
+            "dataset": "org/cxr",
+            "threshold": 0.6,
+            "validation_sensitivity": 0.9,
+            "validation_specificity": 0.8,
+            "test_roc_auc": 0.95,
+            "test_mixed_roc_auc": 0.64,
+            "cv_mixed_roc_auc": None,
+            "cv_mixed_roc_auc_low": None,
+            "cv_mixed_roc_auc_high": None,
+            "cv_folds": None,
+        } | cross_validation
+
+    def facts(self) -> dict[str, object]:
+        return self.values
+
+
+def test_space_quotes_the_cross_validated_figure_beside_the_test_one() -> None:
+    from covid_cxr.serving.ui import model_facts_markdown
+
+    quoted = model_facts_markdown(
+        _Facts(cv_mixed_roc_auc=0.68, cv_mixed_roc_auc_low=0.63, cv_mixed_roc_auc_high=0.73, cv_folds=5.0)
+    )
+    assert "**0.640 on the sources holding both classes**" in quoted
+    assert "Mixed-label ROC AUC 0.680 (95% CI 0.630-0.730), 5-fold cross-validation" in quoted
+    assert "cross-validation" not in model_facts_markdown(_Facts())
