@@ -43,7 +43,7 @@ from covid_cxr.evaluation.cross_validation import (
     dataset_folds,
     summarise,
 )
-from covid_cxr.evaluation.grouped import MIXED, mixed_label_sources
+from covid_cxr.evaluation.grouped import MIXED, mixed_label_sources, reported_subsets
 from covid_cxr.evaluation.probes import label_probe
 from covid_cxr.lungs.dataset_masks import with_lung_masks
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
@@ -116,6 +116,7 @@ class Yardstick:
         self.sources = np.asarray(self.dataset["source"])
         self.groups = np.asarray(self.dataset["patient_group"])
         self.mixed_sources = mixed_label_sources(self.sources, self.labels)
+        self.subsets = reported_subsets(self.sources, self.mixed_sources)
         self.folds = dataset_folds(self.dataset, args.folds, args.fold_seed)
         self.rows_key = Hasher.hash(self.dataset["file_name"])  # cached features belong to these rows, in order
         self._masked: datasets.Dataset | None = None
@@ -123,18 +124,21 @@ class Yardstick:
     def features(self, backbone: str, size: int, view: str) -> tuple[np.ndarray, float]:
         """Frozen penultimate features of every image (cached) and the seconds their extraction took."""
         path = self.root / "features" / f"{backbone}-{size}-{view}.npz"
-        if not path.is_file() or str(np.load(path)["rows_key"]) != self.rows_key:
-            model_path = str(Path(self.args.backbones) / backbone)
-            processor = AutoImageProcessor.from_pretrained(model_path)
-            set_processor_size(processor, size)
-            model = load_model(model_path)
-            images = ViewedImages(self._with_masks() if view == "lung-blur" else self.dataset, VIEWS[view])
-            start = time.process_time()
-            features = run_model(model, processor, images, 32, desc=f"{backbone} {size} px {view}").features
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, features=features, cpu_seconds=time.process_time() - start, rows_key=self.rows_key)
-        saved = np.load(path)
-        return saved["features"], float(saved["cpu_seconds"])
+        if path.is_file():
+            saved = np.load(path)
+            if str(saved["rows_key"]) == self.rows_key:
+                return saved["features"], float(saved["cpu_seconds"])
+        model_path = str(Path(self.args.backbones) / backbone)
+        processor = AutoImageProcessor.from_pretrained(model_path)
+        set_processor_size(processor, size)
+        model = load_model(model_path)
+        images = ViewedImages(self._with_masks() if view == "lung-blur" else self.dataset, VIEWS[view])
+        start = time.process_time()
+        features = run_model(model, processor, images, 32, desc=f"{backbone} {size} px {view}").features
+        cpu_seconds = time.process_time() - start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=features, cpu_seconds=cpu_seconds, rows_key=self.rows_key)
+        return features, cpu_seconds
 
     def _with_masks(self) -> datasets.Dataset:
         if self._masked is None:
@@ -166,17 +170,18 @@ class Yardstick:
 
         return recipe
 
-    def row(self, lever: str, setting: str, recipe: Recipe, cost: float, note: str = "") -> Row:
+    def row(
+        self, lever: str, setting: str, recipe: Recipe, cost: float, note: str = "", folds: np.ndarray | None = None
+    ) -> Row:
+        """The recipe cross-validated on the yardstick's folds (or on `folds`, another dealing)."""
         start = time.process_time()
-        out_of_fold = OutOfFold.collect(recipe, self.folds, self.labels, self.args.target_sensitivity)
+        folds = self.folds if folds is None else folds
+        out_of_fold = OutOfFold.collect(recipe, folds, self.labels, self.args.target_sensitivity)
         return Row(lever, setting, out_of_fold, cost + time.process_time() - start, note)
 
     def summary(self, row: Row, reference: Row | None) -> dict[str, object]:
-        summary = summarise(
-            row.out_of_fold, self.labels, self.sources, self.groups, self.mixed_sources, self.args.rounds
-        )
         result = {"lever": row.lever, "setting": row.setting, "cpu_minutes": row.cpu_seconds / 60, "note": row.note}
-        result["metrics"] = summary
+        result["metrics"] = summarise(row.out_of_fold, self.labels, self.groups, self.subsets, self.args.rounds)
         if reference is not None and reference is not row:
             mixed = np.isin(self.sources, self.mixed_sources)
             result["mixed_roc_auc_change_ci"] = roc_auc_difference_ci(
@@ -273,8 +278,8 @@ def leave_one_source_out(y: Yardstick, features: np.ndarray) -> list[dict[str, o
             val_probs, y.labels[validation], test_probs, y.args.target_sensitivity
         )
         out_of_fold = OutOfFold(probabilities, np.full(len(held_out), threshold))
-        labels, groups = y.labels[held_out], y.groups[held_out]
-        metrics = summarise(out_of_fold, labels, y.sources[held_out], groups, [source], y.args.rounds)["all"]
+        whole = {"all": np.ones(len(held_out), dtype=bool)}
+        metrics = summarise(out_of_fold, y.labels[held_out], y.groups[held_out], whole, y.args.rounds)["all"]
         results.append({"source": source, "trained_on": sorted(set(y.sources[rest].tolist()))} | metrics)
     return results
 
@@ -446,7 +451,8 @@ def main() -> dict[str, object]:
     y = Yardstick(args)
     rows = probe_rows(y)
     plain, _ = y.features(DINO, args.image_size, "plain")
-    rows += finetune_rows(y, y.probe(plain))
+    reference_probe = y.probe(plain)
+    rows += finetune_rows(y, reference_probe)
     summaries = [y.summary(row, rows[0]) for row in rows]
     tuned = [s for s in summaries if s["setting"].startswith("fine-tune (default")]
     headline = dict(tuned[0] if tuned else summaries[0], folds=args.folds)
@@ -458,8 +464,8 @@ def main() -> dict[str, object]:
         f"{s['setting']}: mixed-label ROC AUC {_ci(s['metrics'][MIXED])}, all sources {_ci(s['metrics']['all'])}"
         for s in tuned
     ]
-    respread = Yardstick(argparse.Namespace(**{**vars(args), "fold_seed": args.spread_fold_seed}))
-    other = respread.summary(respread.row("reference", "", respread.probe(plain), 0.0), None)
+    dealt_again = dataset_folds(y.dataset, args.folds, args.spread_fold_seed)
+    other = y.summary(y.row("reference", "", reference_probe, 0.0, folds=dealt_again), None)
     spread.append(
         f"The reference probe with the folds dealt again (fold seed {args.spread_fold_seed} instead of "
         f"{args.fold_seed}): mixed-label ROC AUC {_ci(other['metrics'][MIXED])} against "

@@ -13,7 +13,7 @@ import numpy as np
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
 from covid_cxr.evaluation.cross_validation import OutOfFold, dataset_folds, fold_roles, summarise
-from covid_cxr.evaluation.grouped import MIXED
+from covid_cxr.evaluation.grouped import MIXED, reported_subsets
 from covid_cxr.training.report import cross_validated
 
 
@@ -56,7 +56,8 @@ def test_each_image_is_scored_once_out_of_fold() -> None:
     assert not np.isnan(out_of_fold.probabilities).any()
     for k, trained in enumerate(seen_in_training):
         assert not trained & set(np.flatnonzero(folds == k).tolist())
-    metrics = summarise(out_of_fold, labels, dataset["source"], dataset["patient_group"], ["mixed"], rounds=200)
+    subsets = reported_subsets(dataset["source"], ["mixed"])
+    metrics = summarise(out_of_fold, labels, dataset["patient_group"], subsets, rounds=200)
     assert metrics[MIXED]["roc_auc"] == 1.0 and metrics[MIXED]["sensitivity"] == 1.0
     assert np.isnan(metrics["one_class"]["roc_auc"])  # one class: no AUC, but specificity is defined
     assert metrics["one_class"]["specificity"] == 1.0
@@ -67,7 +68,8 @@ def test_summary_interval_brackets_the_pooled_auc() -> None:
     labels = np.asarray(dataset["label"])
     scores = np.random.default_rng(1).normal(labels * 1.0, 1.0)
     out_of_fold = OutOfFold(1 / (1 + np.exp(-scores)), np.full(len(labels), 0.5))
-    metrics = summarise(out_of_fold, labels, dataset["source"], dataset["patient_group"], ["mixed"], rounds=300)
+    subsets = reported_subsets(dataset["source"], ["mixed"])
+    metrics = summarise(out_of_fold, labels, dataset["patient_group"], subsets, rounds=300)
     mixed = metrics[MIXED]
     assert mixed["roc_auc_low"] < mixed["roc_auc"] < mixed["roc_auc_high"]
     assert 0.6 < mixed["roc_auc"] < 0.9

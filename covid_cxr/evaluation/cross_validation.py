@@ -20,8 +20,8 @@ from sklearn.metrics import recall_score
 from covid_cxr.data.splits import deal_folds
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.bootstrap import roc_auc_ci
-from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature
+from covid_cxr.modeling.inference import softmax
 
 # (round, train, validation, test indices) -> uncalibrated P(covid) on validation and on test
 Recipe = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -76,7 +76,7 @@ def calibrate_round(
     temperature = fit_temperature(as_logits(val_probs), val_labels)
 
     def scaled(p: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-as_logits(p)[:, 1] / temperature))
+        return softmax(as_logits(p) / temperature)[:, 1]
 
     threshold = choose_threshold(scaled(val_probs), val_labels, target_sensitivity)
     return scaled(test_probs), threshold.value
@@ -85,23 +85,15 @@ def calibrate_round(
 def summarise(
     out_of_fold: OutOfFold,
     labels: np.ndarray,
-    sources: Sequence[str],
     groups: Sequence[str],
-    mixed_sources: Sequence[str],
+    subsets: dict[str, np.ndarray],
     rounds: int = 2000,
 ) -> dict[str, dict[str, float]]:
     """ROC AUC with its patient-bootstrap 95% CI, sensitivity/specificity at each round's threshold and ECE, for
-    all images, the mixed-label sources together, and each source."""
-    sources = np.asarray(sources)
-    subsets = {"all": np.ones(len(labels), dtype=bool), MIXED: np.isin(sources, list(mixed_sources))}
-    subsets |= {str(s): sources == s for s in sorted(set(sources.tolist()))}
+    each subset (image masks, e.g. grouped.reported_subsets)."""
     groups = np.asarray(groups)
     metric = load_cxr_metric()
-    return {
-        name: _metrics(metric, out_of_fold, labels, groups, mask, rounds)
-        for name, mask in subsets.items()
-        if mask.any()
-    }
+    return {name: _metrics(metric, out_of_fold, labels, groups, mask, rounds) for name, mask in subsets.items()}
 
 
 def _metrics(

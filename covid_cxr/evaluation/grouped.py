@@ -29,14 +29,19 @@ def grouped_metrics(
     mixed_sources: Sequence[str],
 ) -> dict[str, dict[str, float]]:
     """{"all": ..., "mixed_sources": ..., "<source>": ...} metric dicts at the given threshold."""
-    sources = np.asarray(sources)
-    groups = {"all": np.ones(len(labels), dtype=bool), MIXED: np.isin(sources, list(mixed_sources))}
-    groups |= {str(s): sources == s for s in sorted(set(sources.tolist()))}
     return {
         name: metric.compute(predictions=probabilities[mask], references=labels[mask], threshold=threshold)
-        for name, mask in groups.items()
-        if mask.any()
+        for name, mask in reported_subsets(sources, mixed_sources).items()
     }
+
+
+def reported_subsets(sources: Sequence[str], mixed_sources: Sequence[str]) -> dict[str, np.ndarray]:
+    """The image masks every report uses: all images, the mixed-label sources together, each source; empty ones
+    left out."""
+    sources = np.asarray(sources)
+    subsets = {"all": np.ones(len(sources), dtype=bool), MIXED: np.isin(sources, list(mixed_sources))}
+    subsets |= {str(s): sources == s for s in sorted(set(sources.tolist()))}
+    return {name: mask for name, mask in subsets.items() if mask.any()}
 
 
 def flatten(prefix: str, grouped: dict[str, dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
