@@ -102,6 +102,7 @@ class Row:
     out_of_fold: OutOfFold
     cpu_seconds: float
     note: str = ""
+    seed_of_default: int | None = None  # set on the rows that fine-tune train/finetune.py's default recipe
 
 
 class Yardstick:
@@ -182,16 +183,22 @@ class Yardstick:
     def summary(self, row: Row, reference: Row | None) -> dict[str, object]:
         result = {"lever": row.lever, "setting": row.setting, "cpu_minutes": row.cpu_seconds / 60, "note": row.note}
         result["metrics"] = summarise(row.out_of_fold, self.labels, self.groups, self.subsets, self.args.rounds)
+        if row.seed_of_default is not None:
+            result["seed_of_default"] = row.seed_of_default
         if reference is not None and reference is not row:
-            mixed = np.isin(self.sources, self.mixed_sources)
-            result["mixed_roc_auc_change_ci"] = roc_auc_difference_ci(
-                self.labels[mixed],
-                row.out_of_fold.probabilities[mixed],
-                reference.out_of_fold.probabilities[mixed],
-                self.groups[mixed],
-                self.args.rounds,
-            )
+            result["mixed_roc_auc_change_ci"] = self.change_ci(row, reference)
         return result
+
+    def change_ci(self, row: Row, baseline: Row) -> tuple[float, float]:
+        """Paired patient-bootstrap 95% CI of the change in mixed-label ROC AUC from `baseline` to `row`."""
+        mixed = self.subsets[MIXED]
+        return roc_auc_difference_ci(
+            self.labels[mixed],
+            row.out_of_fold.probabilities[mixed],
+            baseline.out_of_fold.probabilities[mixed],
+            self.groups[mixed],
+            self.args.rounds,
+        )
 
 
 def probe_rows(y: Yardstick) -> list[Row]:
@@ -243,10 +250,8 @@ def finetune_rows(y: Yardstick, reference_probe: Recipe) -> list[Row]:
     """The default recipe of train/finetune.py, once per seed, and its average with the probe."""
     rows = []
     for seed in y.args.finetune_seeds:
-        folder = y.root / f"finetune-seed{seed}"
-        recipe = finetune_recipe(_default_arguments(y.args, folder, seed), y.dataset, folder)
-        row = y.row("how much trains", f"fine-tune (default recipe), seed {seed}", recipe, 0.0)
-        row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
+        row, recipe = _finetune_row(y, "how much trains", f"fine-tune (default recipe), seed {seed}", seed)
+        row.seed_of_default = seed
         rows.append(row)
         if seed == y.args.finetune_seeds[0]:
             note = "probabilities averaged before calibration"
@@ -255,11 +260,23 @@ def finetune_rows(y: Yardstick, reference_probe: Recipe) -> list[Row]:
     return rows
 
 
-def _default_arguments(args: argparse.Namespace, folder: Path, seed: int) -> tuple:
-    """train/finetune.py's defaults, as a user gets them, for one seed."""
+def _finetune_row(
+    y: Yardstick, lever: str, setting: str, seed: int, name: str = "", options: Sequence[str] = ()
+) -> tuple[Row, Recipe]:
+    """One fine-tune cross-validated, its rounds under output_root/finetune-[name-]seed<seed>; its cost is what
+    the rounds took when they ran (they are cached)."""
+    folder = y.root / f"finetune-{name + '-' if name else ''}seed{seed}"
+    recipe = finetune_recipe(_finetune_arguments(y.args, folder, seed, options), y.dataset, folder)
+    row = y.row(lever, setting, recipe, 0.0)
+    row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
+    return row, recipe
+
+
+def _finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> tuple:
+    """train/finetune.py's defaults, as a user gets them, for one seed, with `options` on top."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments))
     command = ["--output_dir", str(folder), "--seed", str(seed), "--dataset", args.dataset]
-    command += ["--model_name_or_path", str(Path(args.backbones) / DINO), "--linear_probe", "false"]
+    command += ["--model_name_or_path", str(Path(args.backbones) / DINO), "--linear_probe", "false", *options]
     if args.finetune_epochs is not None:
         command += ["--num_train_epochs", str(args.finetune_epochs)]
     return tuple(parser.parse_args_into_dataclasses(args=command))
@@ -454,10 +471,10 @@ def main() -> dict[str, object]:
     reference_probe = y.probe(plain)
     rows += finetune_rows(y, reference_probe)
     summaries = [y.summary(row, rows[0]) for row in rows]
-    tuned = [s for s in summaries if s["setting"].startswith("fine-tune (default")]
+    tuned = [s for s in summaries if "seed_of_default" in s]
     headline = dict(tuned[0] if tuned else summaries[0], folds=args.folds)
     if tuned:
-        arguments = _default_arguments(args, y.root / f"finetune-seed{args.finetune_seeds[0]}", 0)
+        arguments = _finetune_arguments(args, y.root / f"finetune-seed{args.finetune_seeds[0]}", 0)
         headline["recipe"] = asdict(recipe_of(*arguments))
         headline["backbone"] = str(provenance(str(Path(args.backbones) / DINO))["description"])
     spread = [

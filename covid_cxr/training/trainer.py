@@ -64,17 +64,27 @@ def load_model(model_path: str, **kwargs) -> PreTrainedModel:
     )
 
 
+def block_depths(model: PreTrainedModel) -> tuple[dict[int, int], int]:
+    """Each parameter's depth in the network (by `id`) and the number of blocks: 0 for what comes before the
+    blocks (embeddings), i for block i (1-based), blocks + 1 for what follows them (final norm, head)."""
+    blocks = max((m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)), key=len)
+    depths = {id(p): i for i, block in enumerate(blocks, start=1) for p in block.parameters()}
+    depth = 0
+    for parameter in model.parameters():
+        if id(parameter) in depths:
+            depth = len(blocks) + 1  # what follows the last block seen so far
+        else:
+            depths[id(parameter)] = depth
+    return depths, len(blocks)
+
+
 def freeze_backbone(model: PreTrainedModel, trainable_blocks: int) -> None:
     """Freeze the backbone except its last `trainable_blocks` blocks and whatever follows them (final norm)."""
     if trainable_blocks < 0:
         return
-    blocks = max((m for m in model.base_model.modules() if isinstance(m, nn.ModuleList)), key=len)
-    keep = {id(p) for block in list(blocks)[len(blocks) - trainable_blocks :] for p in block.parameters()}
-    last_block_param = id(list(blocks[-1].parameters())[-1])
-    after_blocks = False
+    depths, n_blocks = block_depths(model)
     for parameter in model.base_model.parameters():
-        parameter.requires_grad = id(parameter) in keep or after_blocks
-        after_blocks = after_blocks or id(parameter) == last_block_param
+        parameter.requires_grad = depths[id(parameter)] > max(n_blocks - trainable_blocks, 0)  # never embeddings
 
 
 def class_weights(train_labels: np.ndarray) -> torch.Tensor:
