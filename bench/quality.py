@@ -26,13 +26,14 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 from transformers import AutoImageProcessor, HfArgumentParser
 
 from bench.common import RESULTS_DIR, machine
 from bench.readme_results import README, replace_block
 from covid_cxr.data.intensity import normalise_intensity
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
-from covid_cxr.data.sampling import source_label_weights
+from covid_cxr.data.sampling import mixed_label_weights, source_label_weights
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
@@ -103,6 +104,7 @@ class Row:
     cpu_seconds: float
     note: str = ""
     seed_of_default: int | None = None  # set on the rows that fine-tune train/finetune.py's default recipe
+    compared_with: Row | None = None  # a second baseline (the default fine-tune), beside the reference
 
 
 class Yardstick:
@@ -187,6 +189,15 @@ class Yardstick:
             result["seed_of_default"] = row.seed_of_default
         if reference is not None and reference is not row:
             result["mixed_roc_auc_change_ci"] = self.change_ci(row, reference)
+        if row.compared_with is not None:
+            compared = row.compared_with
+            mixed = self.subsets[MIXED]
+            result["versus"] = {
+                "setting": compared.setting,
+                "change": roc_auc_score(self.labels[mixed], row.out_of_fold.probabilities[mixed])
+                - roc_auc_score(self.labels[mixed], compared.out_of_fold.probabilities[mixed]),
+                "change_ci": self.change_ci(row, compared),
+            }
         return result
 
     def change_ci(self, row: Row, baseline: Row) -> tuple[float, float]:
@@ -215,7 +226,7 @@ def probe_rows(y: Yardstick) -> list[Row]:
         rows.append(y.row("intensity normalisation", method, y.probe(x), cost))
     mixed = np.isin(y.sources, y.mixed_sources)
     balanced = source_label_weights(y.sources, y.labels)
-    upweighted = 1 + 4.0 * mixed
+    upweighted = mixed_label_weights(mixed, 5.0)
     rows += [
         y.row("source handling", "source x label balanced weights", y.probe(plain, weights=balanced), plain_cost),
         y.row("source handling", "mixed-label sources weighted x5", y.probe(plain, weights=upweighted), plain_cost),
@@ -246,8 +257,25 @@ def _average(*recipes: Recipe) -> Recipe:
     return recipe
 
 
+FINETUNE_LEVERS = {  # name: (lever, setting, train/finetune.py options on top of its defaults)
+    "blocks4": ("how much trains", "fine-tune the last 4 blocks", ("--trainable_blocks", "4")),
+    "llrd": (
+        "how much trains",
+        "fine-tune all blocks, layer-wise lr decay 0.75",
+        ("--trainable_blocks", "-1", "--layer_decay", "0.75"),
+    ),
+    "mixed5": ("source handling", "fine-tune, mixed-label sources drawn x5", ("--mixed_label_weight", "5")),
+    "adversary": (
+        "source handling",
+        "fine-tune with a gradient-reversal source adversary (scale 0.5)",
+        ("--source_adversary", "0.5"),
+    ),
+}
+
+
 def finetune_rows(y: Yardstick, reference_probe: Recipe) -> list[Row]:
-    """The default recipe of train/finetune.py, once per seed, and its average with the probe."""
+    """The default recipe of train/finetune.py, once per seed, and its average with the probe; then each
+    fine-tune lever (first seed), compared with the default fine-tune of the same seed as well."""
     rows = []
     for seed in y.args.finetune_seeds:
         row, recipe = _finetune_row(y, "how much trains", f"fine-tune (default recipe), seed {seed}", seed)
@@ -257,6 +285,14 @@ def finetune_rows(y: Yardstick, reference_probe: Recipe) -> list[Row]:
             note = "probabilities averaged before calibration"
             both = _average(recipe, reference_probe)
             rows.append(y.row("ensemble", f"fine-tune (seed {seed}) + DINOv2-S probe", both, row.cpu_seconds, note))
+    if not rows:
+        return rows
+    seed = y.args.finetune_seeds[0]
+    for name in y.args.finetune_levers:
+        lever, setting, options = FINETUNE_LEVERS[name]
+        row, _ = _finetune_row(y, lever, f"{setting}, seed {seed}", seed, name, options)
+        row.compared_with = rows[0]
+        rows.append(row)
     return rows
 
 
@@ -314,8 +350,19 @@ def _ci(metrics: dict[str, float]) -> str:
 def _change(result: dict[str, object], reference: dict[str, object]) -> str:
     if "mixed_roc_auc_change_ci" not in result:
         return "reference"
-    low, high = result["mixed_roc_auc_change_ci"]
     change = result["metrics"][MIXED]["roc_auc"] - reference["metrics"][MIXED]["roc_auc"]
+    return _interval(change, *result["mixed_roc_auc_change_ci"])
+
+
+def _versus(result: dict[str, object]) -> str:
+    """The change against the row's second baseline (the default fine-tune), or '-'."""
+    if "versus" not in result:
+        return "-"
+    versus = result["versus"]
+    return _interval(versus["change"], *versus["change_ci"])
+
+
+def _interval(change: float, low: float, high: float) -> str:
     verdict = "gain" if low > 0 else ("loss" if high < 0 else "inside the CI")
     return f"{change:+.3f} ({low:+.3f} to {high:+.3f}): {verdict}"
 
@@ -376,17 +423,18 @@ def render(result: dict[str, object]) -> str:
         "## Levers",
         "",
         "Change in mixed-label ROC AUC against the reference row, with its paired patient-bootstrap 95% CI: a lever "
-        "is a gain only if the whole interval lies above zero. CPU min: processor time (summed over cores) of the "
-        "feature extraction or fine-tuning plus fitting, all rounds, on this machine.",
+        "is a gain only if the whole interval lies above zero. Fine-tune levers are also compared with the default "
+        "fine-tune of the same seed (the recipe they would replace). CPU min: processor time (summed over cores) of "
+        "the feature extraction or fine-tuning plus fitting, all rounds, on this machine.",
         "",
-        "| lever | setting | mixed-label ROC AUC (95% CI) | change vs reference | all-source ROC AUC | "
-        "mixed sens / spec | mixed ECE | CPU min | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| lever | setting | mixed-label ROC AUC (95% CI) | change vs reference | change vs default fine-tune | "
+        "all-source ROC AUC | mixed sens / spec | mixed ECE | CPU min | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         m, a = row["metrics"][MIXED], row["metrics"]["all"]
         lines.append(
-            f"| {row['lever']} | {row['setting']} | {_ci(m)} | {_change(row, reference)} | {_ci(a)} | "
+            f"| {row['lever']} | {row['setting']} | {_ci(m)} | {_change(row, reference)} | {_versus(row)} | {_ci(a)} | "
             f"{m['sensitivity']:.2f} / {m['specificity']:.2f} | {m['ece']:.3f} | {row['cpu_minutes']:.1f} | "
             f"{row['note']} |"
         )
@@ -418,27 +466,34 @@ def readme_block(result: dict[str, object]) -> str:
 
 
 NOT_MEASURED = (
-    "448 px input: about 4x the 224 px feature cost; `--resolutions 168 224 336 448` adds it.",
-    "Fine-tunes of the last 4 or all blocks, LoRA and layer-wise learning-rate decay: each is a full fine-tune "
-    "per round and seed, at least the fine-tune rows' cost above; `peft` is not a dependency of this project.",
-    "Source handling, lung focus and a domain-adversarial (gradient reversal) source head inside the fine-tune: "
-    "measured on the probe only; the fine-tune's own lung-focus run is in bench/RESULTS.md (no gain).",
+    "448 px input: about 4x the 224 px feature cost (~30 CPU core-min for the probe, several hours for a "
+    "fine-tune on 2 cores); `--resolutions 168 224 336 448` adds the probe row.",
+    "All blocks at one flat learning rate: the layer-wise decay row trains all blocks; a flat rate is one more "
+    "fine-tune per round (`--finetune_levers` runs only the chosen fine-tune levers).",
+    "LoRA: `peft` is not among this project's packages.",
+    "The fine-tune levers with a second seed, fewer images (source x label balanced weights, mixed-label only) or "
+    "the probe's other levers (336 px, histogram equalisation) inside the fine-tune: one fine-tune per round "
+    "each; the fine-tune's own lung-focus run is in bench/RESULTS.md (no gain).",
 )
 
 
 def verdict(rows: list[dict[str, object]]) -> str:
-    """Which levers beat the reference outside the CI (and what they cost on all sources)."""
-    gains = [
-        f"{r['lever']}: {r['setting']} (all sources {_ci(r['metrics']['all'])})"
-        for r in rows[1:]
-        if r["mixed_roc_auc_change_ci"][0] > 0
-    ]
-    if not gains:
+    """Which levers beat the reference probe, and which the default fine-tune, outside the CI."""
+
+    def described(row: dict[str, object]) -> str:
+        return f"{row['lever']}: {row['setting']} (all sources {_ci(row['metrics']['all'])})"
+
+    over_reference = [described(r) for r in rows[1:] if r["mixed_roc_auc_change_ci"][0] > 0]
+    over_default = [described(r) for r in rows if "versus" in r and r["versus"]["change_ci"][0] > 0]
+    if not over_reference and not over_default:
         return (
-            "No lever raised the mixed-label ROC AUC outside the paired 95% CI of its change; differences inside "
-            "the intervals are noise at this sample size."
+            "No lever raised the mixed-label ROC AUC outside the paired 95% CI of its change, over the reference "
+            "probe or over the default fine-tune; differences inside the intervals are noise at this sample size."
         )
-    return "Mixed-label gains outside the paired 95% CI: " + "; ".join(gains) + "."
+    found = [f"over the reference probe: {'; '.join(over_reference) or 'none'}"]
+    if any("versus" in r for r in rows):
+        found.append(f"over the default fine-tune: {'; '.join(over_default) or 'none'}")
+    return "Mixed-label gains outside the paired 95% CI " + "; ".join(found) + "."
 
 
 def main() -> dict[str, object]:
@@ -459,6 +514,13 @@ def main() -> dict[str, object]:
     levers.add_argument("--resolutions", type=int, nargs="+", default=[168, 224, 336])
     levers.add_argument("--finetune_seeds", type=int, nargs="*", default=[42, 1], help="Empty: probes only.")
     levers.add_argument("--finetune_epochs", type=float, default=None, help="Fewer epochs than the default's.")
+    levers.add_argument(
+        "--finetune_levers",
+        nargs="*",
+        choices=sorted(FINETUNE_LEVERS),
+        default=list(FINETUNE_LEVERS),
+        help="Fine-tune levers to run with the first seed (each costs about a default fine-tune or more).",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--output", default=str(RESULTS_DIR / "quality.json"))
     output.add_argument("--markdown", default=str(BENCH_DIR / "QUALITY.md"))

@@ -96,6 +96,10 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
     assert cross_validated(str(report), replace(recipe, image_size=224), "ViT-S") == {}
     assert cross_validated(str(report), recipe, "MobileNetV2") == {}
     assert cross_validated(str(tmp_path / "missing.json"), recipe, "ViT-S") == {}
+    assert cross_validated(str(report), replace(recipe, source_adversary=0.5), "ViT-S") == {}
+    del headline["recipe"]["source_adversary"]  # written before the field existed: measured at its default
+    report.write_text(json.dumps({"headline": headline}))
+    assert cross_validated(str(report), recipe, "ViT-S") == figures
 
 
 class _Facts:

@@ -25,10 +25,13 @@ from transformers import (
 )
 
 from covid_cxr.data.predecode import predecode
+from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import Augmentation, DevicePixels, set_processor_size
+from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
+from covid_cxr.training.adversary import SourceAdversary
 from covid_cxr.training.run import run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 from tests.conftest import CARD_DATASET_ID, REPO_ROOT, tiny_run_arguments
@@ -224,9 +227,69 @@ def test_mobilenet_converter_matches_tfjs_and_trains(tmp_path: Path, small_datas
     assert not any(n.startswith("mobilenet_v2.layer.13.") for n in trainable)
     args = tiny_run_arguments(folder, small_dataset, tmp_path / "model")
     args[0].image_size = 96
+    args[0].layer_decay, args[0].source_adversary = 0.8, 0.5  # the quality levers run on this backbone too
+    args[1].mixed_label_weight = 5.0
     args[2].linear_probe = False
     results = run(*args)
     assert "test_roc_auc" in results and (tmp_path / "model" / "model.safetensors").is_file()
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "Layer-wise learning-rate decay 0.8" in card and "drawn 5.0 x as often" in card
+    assert "gradient-reversal" in card
+    checkpoint = next((tmp_path / "model").glob("checkpoint-*/model.safetensors"))
+    with safe_open(checkpoint, "pt") as trained, safe_open(tmp_path / "model" / "model.safetensors", "pt") as saved:
+        trained_names, saved_names = trained.keys(), saved.keys()
+    assert any(name.startswith("source_adversary.") for name in trained_names)  # resume restores it
+    assert not any("adversary" in name for name in saved_names)  # the published model is the plain classifier
+
+
+def test_source_adversary_reverses_the_gradient_it_sends_back() -> None:
+    torch.manual_seed(0)
+    features = torch.randn(6, 4, requires_grad=True)
+    sources = torch.tensor([0, 1, 2, 0, 1, 2])
+    adversary = SourceAdversary(4, 3, scale=0.5)
+    torch.nn.functional.cross_entropy(adversary(features), sources).backward()
+    reversed_gradient, head_gradient = features.grad.clone(), adversary.head.weight.grad.clone()
+    features.grad, adversary.head.weight.grad = None, None
+    torch.nn.functional.cross_entropy(adversary.head(features), sources).backward()
+    torch.testing.assert_close(reversed_gradient, -0.5 * features.grad)  # the backbone unlearns the source
+    torch.testing.assert_close(head_gradient, adversary.head.weight.grad)  # the head itself learns it
+
+
+def test_layer_decay_lowers_the_rate_block_by_block(tmp_path: Path, backbone: Path) -> None:
+    model = load_model(str(backbone))
+    freeze_backbone(model, -1)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.05, report_to="none")
+    optimizer = build_trainer(model, args, [], np.array([0, 1]), layer_decay=0.5).create_optimizer()
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert len(rate) == len(named)  # every trainable parameter is optimised, once
+    assert rate[id(model.classifier.weight)] == rate[id(model.dinov2.layernorm.weight)] == 1e-3
+    assert rate[id(named["dinov2.encoder.layer.11.mlp.fc1.weight"])] == pytest.approx(1e-3 * 0.5)
+    assert rate[id(named["dinov2.encoder.layer.0.mlp.fc1.weight"])] == pytest.approx(1e-3 * 0.5**12)
+    assert rate[id(model.dinov2.embeddings.patch_embeddings.projection.weight)] == pytest.approx(1e-3 * 0.5**13)
+    assert decay[id(named["dinov2.encoder.layer.0.mlp.fc1.weight"])] == 0.05
+    assert decay[id(named["dinov2.encoder.layer.0.mlp.fc1.bias"])] == 0.0
+
+
+def test_mixed_label_weight_changes_what_training_draws(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    train = datasets.load_from_disk(str(small_dataset))["train"]
+    sources, labels = np.asarray(train["source"]), np.asarray(train["label"])
+    mixed = np.isin(sources, mixed_label_sources(sources, labels))
+    assert 0 < mixed.mean() < 1
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", seed=3)
+
+    def mixed_share(weights: np.ndarray | None) -> float:
+        trainer = build_trainer(
+            load_model(str(backbone)), args, list(range(len(labels))), labels, sample_weights=weights
+        )
+        sampler = trainer._get_train_sampler()
+        drawn = np.concatenate([list(sampler) for _ in range(200)])
+        return mixed[drawn].mean()
+
+    expected = 5 * mixed.sum() / (5 * mixed.sum() + (~mixed).sum())
+    assert mixed_share(None) == pytest.approx(mixed.mean())  # plain shuffle: every image once an epoch
+    assert mixed_share(mixed_label_weights(mixed, 5.0)) == pytest.approx(expected, abs=0.02)
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:

@@ -29,6 +29,9 @@ class Recipe:
     precision: str
     early_stopping_patience: int
     lung_focus: bool = False
+    layer_decay: float = 1.0
+    mixed_label_weight: float = 1.0
+    source_adversary: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -18,3 +18,8 @@ def source_label_weights(sources: Sequence[str], labels: Sequence[int]) -> np.nd
     _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
     weights = 1.0 / counts[inverse]
     return weights * len(weights) / weights.sum()
+
+
+def mixed_label_weights(mixed: np.ndarray, factor: float) -> np.ndarray:
+    """`factor` for the images of sources holding both labels (`mixed`), 1 for the rest."""
+    return np.where(mixed, factor, 1.0)

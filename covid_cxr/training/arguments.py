@@ -33,6 +33,23 @@ class ModelArguments:
     trainable_blocks: int = field(
         default=2, metadata={"help": "Train only the last N backbone blocks (+ head); -1 trains everything."}
     )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: the head trains at --learning_rate and each block at this "
+            "times the rate of the block above it, so the pretrained early layers move least (0.65-0.8 is usual "
+            "with --trainable_blocks -1); 1 gives every trained layer the same rate."
+        },
+    )
+    source_adversary: float = field(
+        default=0.0,
+        metadata={
+            "help": "Domain-adversarial training against the source shortcut: a source classifier on the label "
+            "head's input learns through a gradient-reversal layer scaled by this value, pushing the trained "
+            "blocks towards features that do not tell the hospital (training only; the saved model is the plain "
+            "classifier). 0 turns it off."
+        },
+    )
     backbone_dir: str = field(default=str(BACKBONE_ROOT), metadata={"help": "Where offline backbones are converted."})
 
 
@@ -67,6 +84,14 @@ class DataArguments:
             "help": "Blur everything outside the dilated lung fields of the training images (masks predicted once "
             "by --lung_segmenter and cached beside the dataset), so the model has little but the lungs to learn "
             "from; validation, test and inference still see whole images."
+        },
+    )
+    mixed_label_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Draw training images of the sources that hold both labels this many times as often as the "
+            "others (weighted sampling with replacement; the class-weighted loss is unchanged), so the images where "
+            "the source gives the label away count less; 1 keeps the plain shuffle."
         },
     )
 

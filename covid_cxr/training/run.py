@@ -25,11 +25,14 @@ from transformers import (
 
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
+from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import set_processor_size
+from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.hub import push_model
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.scope_guard import ScopeGuard
+from covid_cxr.training.adversary import WithSources, attach_source_adversary, detach_source_adversary, source_ids
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
 from covid_cxr.training.checkpoints import last_complete_checkpoint
 from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_inputs
@@ -94,6 +97,7 @@ def fit(
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
     train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args, lungs)
+    train_data, sample_weights = _against_sources(model, model_args, data_args, splits["train"], train_data)
 
     # The resolved configuration, beside the outputs
     if training_args.process_index == 0:
@@ -118,6 +122,8 @@ def fit(
         device_pixels=device_pixels,
         processor=processor,
         callbacks=[EarlyStoppingCallback(eval_args.early_stopping_patience), *callbacks],
+        sample_weights=sample_weights,
+        layer_decay=model_args.layer_decay,
     )
     resume_from = training_args.resume_from_checkpoint
     if resume_from is None and eval_args.resume:
@@ -125,10 +131,33 @@ def fit(
     if resume_from:
         logger.warning("Resuming from %s", resume_from)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
+    detach_source_adversary(trainer.accelerator.unwrap_model(trainer.model))
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
     return trainer, processor, model_path
+
+
+def _against_sources(
+    model: PreTrainedModel,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    train_split: datasets.Dataset,
+    train_data: torch.utils.data.Dataset,
+) -> tuple[torch.utils.data.Dataset, np.ndarray | None]:
+    """The source-shortcut levers: images of the mixed-label sources drawn more often (the per-image draw weights;
+    None keeps the plain shuffle) and a source adversary (attached to `model`; the examples then carry their
+    source)."""
+    sources, labels = np.asarray(train_split["source"]), np.asarray(train_split["label"])
+    weights = None
+    if data_args.mixed_label_weight != 1.0:
+        mixed = np.isin(sources, mixed_label_sources(sources, labels))
+        weights = mixed_label_weights(mixed, data_args.mixed_label_weight)
+    if model_args.source_adversary:
+        ids = source_ids(sources)
+        attach_source_adversary(model, int(ids.max()) + 1, model_args.source_adversary)
+        train_data = WithSources(train_data, ids)
+    return train_data, weights
 
 
 def finalise(
@@ -226,6 +255,9 @@ def recipe_of(
         precision="bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
         early_stopping_patience=eval_args.early_stopping_patience,
         lung_focus=data_args.lung_focus,
+        layer_decay=model_args.layer_decay,
+        mixed_label_weight=data_args.mixed_label_weight,
+        source_adversary=model_args.source_adversary,
     )
 
 

@@ -22,25 +22,65 @@ from covid_cxr.data.transforms import DevicePixels
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
 from covid_cxr.modeling.inference import softmax
+from covid_cxr.training.adversary import adversary_loss, classifier_inputs
 
 
 class CxrTrainer(Trainer):
-    """Trainer that turns pre-decoded uint8 batches into model inputs on the device, and whose checkpoints
-    keep transformers 5.x weight names.
+    """Trainer that turns pre-decoded uint8 batches into model inputs on the device, whose checkpoints keep
+    transformers 5.x weight names, and which holds the quality levers: training images drawn with per-image
+    weights, layer-wise learning-rate decay, and a source adversary's loss when the batches carry source ids.
 
     `save_pretrained` writes renamed weights (e.g. DINOv2's `attention.q_proj`) back in their 4.x names for
     the Hub, but Trainer reloads checkpoints (resume, best model) with a plain `load_state_dict`, which then
     silently skips those weights. Checkpoints saved in the model's own names reload exactly.
     """
 
-    def __init__(self, *args, device_pixels: DevicePixels | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        device_pixels: DevicePixels | None = None,
+        sample_weights: np.ndarray | None = None,
+        layer_decay: float = 1.0,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.device_pixels = device_pixels
+        self.sample_weights = sample_weights
+        self.layer_decay = layer_decay
+
+    def _get_train_sampler(self, train_dataset=None) -> torch.utils.data.Sampler | None:
+        if self.sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        weights = torch.as_tensor(self.sample_weights, dtype=torch.double)
+        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self.layer_decay != 1.0:
+            opt_model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            decay_names = set(self.get_decay_parameter_names(opt_model))
+            groups = layer_decay_groups(
+                opt_model, decay_names, self.args.learning_rate, self.args.weight_decay, self.layer_decay
+            )
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.device_pixels is not None:
             inputs = {**inputs, "pixel_values": self.device_pixels(inputs["pixel_values"], train=model.training)}
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if "source_ids" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        sources = inputs.pop("source_ids")
+        unwrapped = self.accelerator.unwrap_model(model)
+        with classifier_inputs(unwrapped) as features:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        denominator = num_items_in_batch if num_items_in_batch is not None else len(sources)
+        if isinstance(denominator, torch.Tensor):
+            denominator = denominator.to(loss.device)
+        loss = loss + adversary_loss(unwrapped, features[0], sources, denominator)
+        return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -87,6 +127,29 @@ def freeze_backbone(model: PreTrainedModel, trainable_blocks: int) -> None:
         parameter.requires_grad = depths[id(parameter)] > max(n_blocks - trainable_blocks, 0)  # never embeddings
 
 
+def layer_decay_groups(
+    model: PreTrainedModel, decay_names: set[str], learning_rate: float, weight_decay: float, layer_decay: float
+) -> list[dict]:
+    """Optimizer groups for layer-wise learning-rate decay: the head trains at `learning_rate`, each block
+    below it at `layer_decay` times the rate of the block above, so the pretrained early layers move least."""
+    depths, n_blocks = block_depths(model)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        depth, decays = depths[id(parameter)], name in decay_names
+        group = groups.setdefault(
+            (depth, decays),
+            {
+                "params": [],
+                "lr": learning_rate * layer_decay ** (n_blocks + 1 - depth),
+                "weight_decay": weight_decay if decays else 0.0,
+            },
+        )
+        group["params"].append(parameter)
+    return list(groups.values())
+
+
 def class_weights(train_labels: np.ndarray) -> torch.Tensor:
     """n / (2 x class count): each class carries half of the loss, so the minority class is not ignored."""
     counts = np.bincount(train_labels, minlength=len(CLASS_NAMES))
@@ -114,10 +177,13 @@ def weighted_cross_entropy(weights: torch.Tensor) -> Callable:
 
 
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
-    return {
+    batch = {
         "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
         "labels": torch.tensor([e["labels"] for e in examples]),
     }
+    if "source_ids" in examples[0]:
+        batch["source_ids"] = torch.tensor([e["source_ids"] for e in examples])
+    return batch
 
 
 def metrics_for_trainer() -> Callable[[EvalPrediction], dict[str, float]]:
@@ -142,8 +208,11 @@ def build_trainer(
     device_pixels: DevicePixels | None = None,
     processor=None,
     callbacks: Sequence[TrainerCallback] = (),
+    sample_weights: np.ndarray | None = None,
+    layer_decay: float = 1.0,
 ) -> CxrTrainer:
-    """The project's Trainer: class-weighted loss, its collator, and the metrics when there is eval data."""
+    """The project's Trainer: class-weighted loss, its collator, and the metrics when there is eval data;
+    `sample_weights` (one per training image) replace the plain shuffle by weighted draws with replacement."""
     return CxrTrainer(
         model=model,
         args=args,
@@ -151,6 +220,8 @@ def build_trainer(
         train_dataset=train_data,
         eval_dataset=eval_data,
         device_pixels=device_pixels,
+        sample_weights=sample_weights,
+        layer_decay=layer_decay,
         processing_class=processor,
         compute_loss_func=weighted_cross_entropy(class_weights(train_labels)),
         compute_metrics=metrics_for_trainer() if eval_data is not None else None,
