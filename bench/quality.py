@@ -26,7 +26,6 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 from PIL import Image
-from sklearn.metrics import roc_auc_score
 from transformers import AutoImageProcessor, HfArgumentParser
 
 from bench.common import RESULTS_DIR, machine
@@ -36,7 +35,7 @@ from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
 from covid_cxr.data.sampling import mixed_label_weights, source_label_weights
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.transforms import set_processor_size
-from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
+from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_difference_ci
 from covid_cxr.evaluation.cross_validation import (
     OutOfFold,
     Recipe,
@@ -194,8 +193,8 @@ class Yardstick:
             mixed = self.subsets[MIXED]
             result["versus"] = {
                 "setting": compared.setting,
-                "change": roc_auc_score(self.labels[mixed], row.out_of_fold.probabilities[mixed])
-                - roc_auc_score(self.labels[mixed], compared.out_of_fold.probabilities[mixed]),
+                "change": result["metrics"][MIXED]["roc_auc"]
+                - roc_auc(self.labels[mixed], compared.out_of_fold.probabilities[mixed]),
                 "change_ci": self.change_ci(row, compared),
             }
         return result

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, load_image
 from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records, unreferenced_images
-from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names
+from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names, strata_of
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
 
@@ -210,7 +210,9 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     hashes = np.stack([s.phash for s in scans])
     pairs = near_duplicate_pairs(hashes, config.near_dup_bits)
     groups = group_ids([(r.patient_id, r.near_dup_group) for r in records], [(i, j) for i, j, _ in pairs])
-    splits = assign_splits([f"{r.source}/{r.label}" for r in records], groups, config.split_fractions, config.seed)
+    splits = assign_splits(
+        strata_of([r.source for r in records], [r.label for r in records]), groups, config.split_fractions, config.seed
+    )
 
     histograms = IntensityHistograms()
     for record, scan in zip(records, scans, strict=True):

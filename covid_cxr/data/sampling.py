@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from covid_cxr.data.splits import strata_of
+
 
 def source_label_weights(sources: Sequence[str], labels: Sequence[int]) -> np.ndarray:
     """One weight per image, equal total weight per stratum, mean weight 1."""
-    strata = np.asarray([f"{source}/{label}" for source, label in zip(sources, labels, strict=True)])
-    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(strata_of(sources, labels), return_inverse=True, return_counts=True)
     weights = 1.0 / counts[inverse]
     return weights * len(weights) / weights.sum()
 

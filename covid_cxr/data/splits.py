@@ -45,6 +45,11 @@ def group_ids(keys: Sequence[Iterable[str]], links: Iterable[tuple[int, int]] = 
     return np.array([union.find(i) for i in range(len(keys))])
 
 
+def strata_of(sources: Iterable[str], labels: Iterable[int]) -> list[str]:
+    """Each image's source x label stratum, the unit the splits, the folds and the balanced weights mirror."""
+    return [f"{source}/{label}" for source, label in zip(sources, labels, strict=True)]
+
+
 def group_names(groups: np.ndarray, names: Sequence[str]) -> list[str]:
     """Name every group after its first member (e.g. a file name), so the group is readable in a dataset column."""
     first: dict[int, str] = {}

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import logit
 from sklearn.metrics import recall_score
 
-from covid_cxr.data.splits import deal_folds
+from covid_cxr.data.splits import deal_folds, strata_of
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.bootstrap import roc_auc_ci
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature
@@ -29,9 +29,8 @@ Recipe = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, n
 
 def dataset_folds(dataset: datasets.Dataset, n_folds: int = 5, seed: int = 42) -> np.ndarray:
     """The fold of every row, by ``patient_group`` and stratified by source x label."""
-    strata = [f"{source}/{label}" for source, label in zip(dataset["source"], dataset["label"], strict=True)]
     groups = np.unique(dataset["patient_group"], return_inverse=True)[1]
-    return deal_folds(strata, groups, n_folds, seed)
+    return deal_folds(strata_of(dataset["source"], dataset["label"]), groups, n_folds, seed)
 
 
 def fold_roles(folds: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -71,12 +71,10 @@ def classifier_inputs(model: PreTrainedModel) -> Iterator[list[torch.Tensor]]:
         handle.remove()
 
 
-def adversary_loss(
-    model: PreTrainedModel, features: torch.Tensor, sources: torch.Tensor, denominator: int | torch.Tensor
-) -> torch.Tensor:
-    """The adversary's cross-entropy, summed and divided like the label loss (by the images in the step)."""
+def adversary_losses(model: PreTrainedModel, features: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """The adversary's cross-entropy of each image (the Trainer divides it like the label loss)."""
     logits = getattr(model, ATTRIBUTE)(features.float())
-    return F.cross_entropy(logits, sources.to(logits.device), reduction="sum") / denominator
+    return F.cross_entropy(logits, sources.to(logits.device), reduction="none")
 
 
 class WithSources(torch.utils.data.Dataset):

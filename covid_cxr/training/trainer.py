@@ -22,7 +22,7 @@ from covid_cxr.data.transforms import DevicePixels
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
 from covid_cxr.modeling.inference import softmax
-from covid_cxr.training.adversary import adversary_loss, classifier_inputs
+from covid_cxr.training.adversary import adversary_losses, classifier_inputs
 
 
 class CxrTrainer(Trainer):
@@ -76,10 +76,7 @@ class CxrTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         with classifier_inputs(unwrapped) as features:
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        denominator = num_items_in_batch if num_items_in_batch is not None else len(sources)
-        if isinstance(denominator, torch.Tensor):
-            denominator = denominator.to(loss.device)
-        loss = loss + adversary_loss(unwrapped, features[0], sources, denominator)
+        loss = loss + step_mean(adversary_losses(unwrapped, features[0], sources), num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -168,12 +165,18 @@ def weighted_cross_entropy(weights: torch.Tensor) -> Callable:
     def loss(outputs, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
         logits = outputs["logits"].float()
         per_image = F.cross_entropy(logits, labels, weight=weights.to(logits.device), reduction="none")
-        denominator = num_items_in_batch if num_items_in_batch is not None else len(labels)
-        if isinstance(denominator, torch.Tensor):
-            denominator = denominator.to(per_image.device)
-        return per_image.sum() / denominator
+        return step_mean(per_image, num_items_in_batch)
 
     return loss
+
+
+def step_mean(per_image: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
+    """Per-image losses summed and divided by the images in the whole optimizer step (see weighted_cross_entropy);
+    by the batch's own size without `num_items_in_batch`."""
+    denominator = num_items_in_batch if num_items_in_batch is not None else len(per_image)
+    if isinstance(denominator, torch.Tensor):
+        denominator = denominator.to(per_image.device)
+    return per_image.sum() / denominator
 
 
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
