@@ -186,10 +186,9 @@ def cross_validated(report: str | None, recipe: Recipe, backbone: str) -> dict[s
     if not report or not Path(report).is_file():
         return {}
     headline = json.loads(Path(report).read_text())["headline"]
-    if "recipe" not in headline:
-        return {}
-    # a report older than a recipe field measured that field at its default
-    measured = {key: value for key, value in asdict(Recipe(**headline["recipe"])).items() if key != "seed"}
+    measured = None
+    if "recipe" in headline:  # a report older than a recipe field measured that field at its default
+        measured = {key: value for key, value in asdict(Recipe(**headline["recipe"])).items() if key != "seed"}
     ours = {key: value for key, value in asdict(recipe).items() if key != "seed"}
     if measured != ours or headline.get("backbone") != backbone:
         logger.warning("%s cross-validated another recipe or backbone: the card leaves its figures out", report)
