@@ -269,6 +269,11 @@ FINETUNE_LEVERS = {  # name: (lever, setting, train/finetune.py options on top o
         "fine-tune with a gradient-reversal source adversary (scale 0.5)",
         ("--source_adversary", "0.5"),
     ),
+    "adversary_ramp": (
+        "source handling",
+        "fine-tune with a gradient-reversal source adversary (scale 0.5, DANN ramp)",
+        ("--source_adversary", "0.5", "--source_adversary_ramp", "true"),
+    ),
 }
 
 

@@ -20,6 +20,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
     pipeline,
 )
@@ -31,7 +32,7 @@ from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
-from covid_cxr.training.adversary import SourceAdversary
+from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
 from covid_cxr.training.run import run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 from tests.conftest import CARD_DATASET_ID, REPO_ROOT, tiny_run_arguments
@@ -228,13 +229,14 @@ def test_mobilenet_converter_matches_tfjs_and_trains(tmp_path: Path, small_datas
     args = tiny_run_arguments(folder, small_dataset, tmp_path / "model")
     args[0].image_size = 96
     args[0].layer_decay, args[0].source_adversary = 0.8, 0.5  # the quality levers run on this backbone too
+    args[0].source_adversary_ramp = True
     args[1].mixed_label_weight = 5.0
     args[2].linear_probe = False
     results = run(*args)
     assert "test_roc_auc" in results and (tmp_path / "model" / "model.safetensors").is_file()
     card = (tmp_path / "model" / "README.md").read_text()
     assert "Layer-wise learning-rate decay 0.8" in card and "drawn 5.0 x as often" in card
-    assert "gradient-reversal" in card
+    assert "gradient-reversal" in card and "DANN's" in card
     checkpoint = next((tmp_path / "model").glob("checkpoint-*/model.safetensors"))
     with safe_open(checkpoint, "pt") as trained, safe_open(tmp_path / "model" / "model.safetensors", "pt") as saved:
         trained_names, saved_names = trained.keys(), saved.keys()
@@ -253,6 +255,18 @@ def test_source_adversary_reverses_the_gradient_it_sends_back() -> None:
     torch.nn.functional.cross_entropy(adversary.head(features), sources).backward()
     torch.testing.assert_close(reversed_gradient, -0.5 * features.grad)  # the backbone unlearns the source
     torch.testing.assert_close(head_gradient, adversary.head.weight.grad)  # the head itself learns it
+
+
+def test_adversary_ramp_raises_the_reversal_scale_from_zero() -> None:
+    model = torch.nn.Module()
+    model.classifier = torch.nn.Linear(4, 2)
+    attach_source_adversary(model, 3, scale=0.5)
+    ramp, scales = AdversaryRamp(0.5), []
+    for step in (0, 10, 20, 50, 100):
+        ramp.on_step_begin(None, TrainerState(global_step=step, max_steps=100), None, model=model)
+        scales.append(model.source_adversary.scale)
+    assert scales[0] == 0 and scales == sorted(scales)  # no push at first, then rising
+    assert scales[2] == pytest.approx(0.5 * 0.7616, abs=1e-4) and 0.49 < scales[3] < scales[4] <= 0.5
 
 
 def test_layer_decay_lowers_the_rate_block_by_block(tmp_path: Path, backbone: Path) -> None:

@@ -32,6 +32,7 @@ class Recipe:
     layer_decay: float = 1.0
     mixed_label_weight: float = 1.0
     source_adversary: float = 0.0
+    source_adversary_ramp: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ is the plain classifier, so `pipeline()` users never see it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 
 ATTRIBUTE = "source_adversary"  # the training-only submodule: checkpoints (and resume) carry it, the saved model not
 
@@ -52,6 +53,23 @@ def attach_source_adversary(model: PreTrainedModel, n_sources: int, scale: float
 def detach_source_adversary(model: PreTrainedModel) -> None:
     if hasattr(model, ATTRIBUTE):
         delattr(model, ATTRIBUTE)
+
+
+def dann_ramp(progress: float) -> float:
+    """Ganin et al. (2016)'s schedule for the reversal scale, 2 / (1 + exp(-10 p)) - 1 at training progress p:
+    0 at the start, while the features are still the backbone's own, 0.76 at a fifth and 0.99 at half."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+
+
+class AdversaryRamp(TrainerCallback):
+    """Raise the adversary's reversal scale from 0 to `scale` along `dann_ramp` (set before each step, from the
+    Trainer's step count, so a resumed run continues the schedule)."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def on_step_begin(self, args, state, control, model: PreTrainedModel | None = None, **kwargs) -> None:
+        getattr(model, ATTRIBUTE).scale = self.scale * dann_ramp(state.global_step / max(state.max_steps, 1))
 
 
 def source_ids(sources: Sequence[str]) -> np.ndarray:

@@ -50,6 +50,14 @@ class ModelArguments:
             "classifier). 0 turns it off."
         },
     )
+    source_adversary_ramp: bool = field(
+        default=False,
+        metadata={
+            "help": "Raise the adversary's reversal scale from 0 to --source_adversary along DANN's schedule "
+            "(2 / (1 + exp(-10 p)) - 1 at training progress p), so the early steps learn the label before the "
+            "features are pushed away from the source."
+        },
+    )
     backbone_dir: str = field(default=str(BACKBONE_ROOT), metadata={"help": "Where offline backbones are converted."})
 
 

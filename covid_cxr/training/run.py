@@ -32,7 +32,13 @@ from covid_cxr.hub import push_model
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.scope_guard import ScopeGuard
-from covid_cxr.training.adversary import WithSources, attach_source_adversary, detach_source_adversary, source_ids
+from covid_cxr.training.adversary import (
+    AdversaryRamp,
+    WithSources,
+    attach_source_adversary,
+    detach_source_adversary,
+    source_ids,
+)
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
 from covid_cxr.training.checkpoints import last_complete_checkpoint
 from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_inputs
@@ -97,7 +103,9 @@ def fit(
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
     train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args, lungs)
-    train_data, sample_weights = _against_sources(model, model_args, data_args, splits["train"], train_data)
+    train_data, sample_weights, source_callbacks = _against_sources(
+        model, model_args, data_args, splits["train"], train_data
+    )
 
     # The resolved configuration, beside the outputs
     if training_args.process_index == 0:
@@ -121,7 +129,7 @@ def fit(
         eval_data=eval_data,
         device_pixels=device_pixels,
         processor=processor,
-        callbacks=[EarlyStoppingCallback(eval_args.early_stopping_patience), *callbacks],
+        callbacks=[EarlyStoppingCallback(eval_args.early_stopping_patience), *source_callbacks, *callbacks],
         sample_weights=sample_weights,
         layer_decay=model_args.layer_decay,
     )
@@ -144,12 +152,12 @@ def _against_sources(
     data_args: DataArguments,
     train_split: datasets.Dataset,
     train_data: torch.utils.data.Dataset,
-) -> tuple[torch.utils.data.Dataset, np.ndarray | None]:
+) -> tuple[torch.utils.data.Dataset, np.ndarray | None, list[TrainerCallback]]:
     """The source-shortcut levers: images of the mixed-label sources drawn more often (the per-image draw weights;
     None keeps the plain shuffle) and a source adversary (attached to `model`; the examples then carry their
-    source)."""
+    source; its scale's ramp, if asked for, is a Trainer callback)."""
     sources, labels = np.asarray(train_split["source"]), np.asarray(train_split["label"])
-    weights = None
+    weights, callbacks = None, []
     if data_args.mixed_label_weight != 1.0:
         mixed = np.isin(sources, mixed_label_sources(sources, labels))
         weights = mixed_label_weights(mixed, data_args.mixed_label_weight)
@@ -157,7 +165,9 @@ def _against_sources(
         ids = source_ids(sources)
         attach_source_adversary(model, int(ids.max()) + 1, model_args.source_adversary)
         train_data = WithSources(train_data, ids)
-    return train_data, weights
+        if model_args.source_adversary_ramp:
+            callbacks.append(AdversaryRamp(model_args.source_adversary))
+    return train_data, weights, callbacks
 
 
 def finalise(
@@ -258,6 +268,7 @@ def recipe_of(
         layer_decay=model_args.layer_decay,
         mixed_label_weight=data_args.mixed_label_weight,
         source_adversary=model_args.source_adversary,
+        source_adversary_ramp=bool(model_args.source_adversary and model_args.source_adversary_ramp),
     )
 
 
