@@ -223,7 +223,7 @@ def probe_rows(y: Yardstick) -> list[Row]:
     for method in ("histogram", "clahe"):
         x, cost = y.features(DINO, size, method)
         rows.append(y.row("intensity normalisation", method, y.probe(x), cost))
-    mixed = np.isin(y.sources, y.mixed_sources)
+    mixed = y.subsets[MIXED]
     balanced = source_label_weights(y.sources, y.labels)
     upweighted = mixed_label_weights(mixed, 5.0)
     rows += [
@@ -303,13 +303,18 @@ def finetune_rows(y: Yardstick, reference_probe: Recipe) -> list[Row]:
 def _finetune_row(
     y: Yardstick, lever: str, setting: str, seed: int, name: str = "", options: Sequence[str] = ()
 ) -> tuple[Row, Recipe]:
-    """One fine-tune cross-validated, its rounds under output_root/finetune-[name-]seed<seed>; its cost is what
-    the rounds took when they ran (they are cached)."""
-    folder = y.root / f"finetune-{name + '-' if name else ''}seed{seed}"
+    """One fine-tune cross-validated, its rounds cached under `_finetune_folder`; its cost is what the rounds
+    took when they ran."""
+    folder = _finetune_folder(y.root, seed, name)
     recipe = finetune_recipe(_finetune_arguments(y.args, folder, seed, options), y.dataset, folder)
     row = y.row(lever, setting, recipe, 0.0)
     row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
     return row, recipe
+
+
+def _finetune_folder(root: Path, seed: int, name: str = "") -> Path:
+    """Where one fine-tune's rounds are cached: output_root/finetune-[name-]seed<seed>."""
+    return root / f"finetune-{name + '-' if name else ''}seed{seed}"
 
 
 def _finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> tuple:
@@ -542,7 +547,8 @@ def main() -> dict[str, object]:
     tuned = [s for s in summaries if "seed_of_default" in s]
     headline = dict(tuned[0] if tuned else summaries[0], folds=args.folds)
     if tuned:
-        arguments = _finetune_arguments(args, y.root / f"finetune-seed{args.finetune_seeds[0]}", 0)
+        seed = headline["seed_of_default"]
+        arguments = _finetune_arguments(args, _finetune_folder(y.root, seed), seed)
         headline["recipe"] = asdict(recipe_of(*arguments))
         headline["backbone"] = str(provenance(str(Path(args.backbones) / DINO))["description"])
     spread = [
@@ -556,7 +562,7 @@ def main() -> dict[str, object]:
         f"{args.fold_seed}): mixed-label ROC AUC {_ci(other['metrics'][MIXED])} against "
         f"{_ci(summaries[0]['metrics'][MIXED])}."
     )
-    mixed = np.isin(y.sources, y.mixed_sources)
+    mixed = y.subsets[MIXED]
     result = {
         "machine": machine(),
         "folds": args.folds,
