@@ -17,11 +17,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 from transformers import HfArgumentParser
 
 from covid_cxr.cards.dataset import licence_terms, render_dataset_card
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.data.build import (
+    DATASET_MARKER,
     HISTOGRAM_NAME,
     HUB_ID_FILE,
     REPORT_NAME,
@@ -35,6 +37,7 @@ from covid_cxr.data.imaging import DEFAULT_MIN_SIZE
 from covid_cxr.data.records import DEFAULT_VIEWS, LAYOUTS
 from covid_cxr.data.stats import counts_table, plot_intensity_histograms, records_frame
 from covid_cxr.hub import dataset_operations, push_dataset
+from covid_cxr.outputs import OutputFolderError, check_output_dir, replacing
 
 
 @dataclass
@@ -44,7 +47,10 @@ class DatasetArguments:
     input_dir: str = field(
         default="../shared/cxr", metadata={"help": "Folder with metadata.csv + images, or class sub-folders."}
     )
-    output_dir: str = field(default="build/dataset", metadata={"help": "Where to write the dataset (replaced)."})
+    output_dir: str = field(
+        default="build/dataset",
+        metadata={"help": "Where to write the dataset: a new folder, or an earlier build (replaced once complete)."},
+    )
     layout: str = field(default="auto", metadata={"help": "Input layout.", "choices": list(LAYOUTS)})
     pretty_name: str = field(default="COVID-19 chest X-rays (frontal, curated)", metadata={"help": "Card title."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id (org/name) to push the dataset to."})
@@ -92,12 +98,19 @@ def main() -> None:
     config = BuildConfig(
         input_dir=Path(data_args.input_dir), output_dir=output_dir, layout=data_args.layout, **vars(split_args)
     )
-    result = build_dataset(config)
-    write_report(result, config, output_dir / REPORT_NAME)
-    plot_intensity_histograms(result.histograms, output_dir / HISTOGRAM_NAME)
-    card = render_dataset_card(result, config, data_args.pretty_name)
-    card.save(output_dir / "README.md")
-    (output_dir / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
+    try:
+        check_output_dir(output_dir, {"--input_dir": config.input_dir}, replaces=DATASET_MARKER)
+    except OutputFolderError as err:
+        sys.exit(f"error: {err}")
+    # Everything is written beside the old dataset and swapped in at the end: a killed build leaves it whole
+    with replacing(output_dir) as staging:
+        result = build_dataset(config, write_to=staging)
+        write_report(result, config, staging / REPORT_NAME)
+        plot_intensity_histograms(result.histograms, staging / HISTOGRAM_NAME)
+        card = render_dataset_card(result, config, data_args.pretty_name)
+        card.save(staging / "README.md")
+        (staging / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
+    result.dataset = datasets.load_from_disk(str(output_dir))
 
     print(counts_table(records_frame(result.records, result.splits)).to_string())
     print(summary(result, output_dir / REPORT_NAME))

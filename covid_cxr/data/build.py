@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_rec
 from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names, strata_of
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
+from covid_cxr.outputs import check_output_dir
 
 FEATURES = datasets.Features(
     {
@@ -45,6 +45,7 @@ FEATURES = datasets.Features(
     }
 )
 REPORT_NAME = "build_report.json"
+DATASET_MARKER = "dataset_dict.json"  # what datasets' save_to_disk writes: the folder holds an earlier build
 HISTOGRAM_NAME = "intensity_histogram.png"
 HUB_ID_FILE = "hub_repo_id.txt"  # written after a push, so a model card can name the dataset by its Hub id
 logger = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ def write_dataset(
     min_size: int,
     max_size: int | None,
 ) -> datasets.DatasetDict:
-    """Stream every split into Arrow files and save the DatasetDict under ``output_dir``."""
+    """Stream every split into Arrow files and save the DatasetDict under ``output_dir``, a new or empty folder
+    (the command swaps it in for the old dataset only once everything is written: covid_cxr.outputs.replacing)."""
     parts = {}
     with tempfile.TemporaryDirectory(prefix="covid-cxr-build-") as cache_dir:
         for split in SPLIT_NAMES:
@@ -189,15 +191,14 @@ def write_dataset(
                 },
                 split=datasets.NamedSplit(split),
             )
-        dataset = datasets.DatasetDict(parts)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        dataset.save_to_disk(str(output_dir))
+        datasets.DatasetDict(parts).save_to_disk(str(output_dir))
     return datasets.load_from_disk(str(output_dir))
 
 
-def build_dataset(config: BuildConfig) -> BuildResult:
-    """Run the whole build; writes the dataset, ``build_report.json`` and the histogram into ``output_dir``."""
+def build_dataset(config: BuildConfig, write_to: Path | None = None) -> BuildResult:
+    """Run the whole build and write the dataset into `write_to` (default: ``config.output_dir``), which must be
+    new or empty; refuses, before reading anything, an output folder that is, holds or lies in the input."""
+    check_output_dir(config.output_dir, {"--input_dir": config.input_dir})
     records, skipped = read_records(config.input_dir, config.layout, config.views)
     if not records:
         raise ValueError(f"no usable images found in {config.input_dir}")
@@ -219,7 +220,9 @@ def build_dataset(config: BuildConfig) -> BuildResult:
         histograms.add(record.source, record.label, scan.density)
 
     named_groups = group_names(groups, [r.file_name for r in records])
-    dataset = write_dataset(records, splits, named_groups, config.output_dir, config.min_size, config.max_size)
+    dataset = write_dataset(
+        records, splits, named_groups, write_to or config.output_dir, config.min_size, config.max_size
+    )
     near_duplicates = [
         {"a": records[i].file_name, "b": records[j].file_name, "hamming_bits": d, "split": splits[i]}
         for i, j, d in pairs
