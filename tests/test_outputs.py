@@ -106,3 +106,12 @@ def test_check_allows_separate_folders(tmp_path: Path) -> None:
     check_output_dir(tmp_path / "out", {"--input_dir": tmp_path / "in"}, replaces=DATASET_MARKER)
     with pytest.raises(OutputFolderError, match="lies inside"):
         check_output_dir(tmp_path / "in" / "masks", {"--input_dir": tmp_path / "in"})
+
+
+def test_lung_training_refuses_to_write_into_its_images(images: Path) -> None:
+    before = listing(images)
+    script = REPO_ROOT / "train" / "train_lungs.py"
+    args = ["--masks", str(images), "--images", str(images), "--output_dir", str(images / "lungs")]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert done.returncode != 0 and "lies inside the input folder --masks" in done.stderr
+    assert "Traceback" not in done.stderr and listing(images) == before

@@ -27,6 +27,7 @@ from covid_cxr.lungs.fitting import (
 )
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.backbones import resolve_backbone
+from covid_cxr.outputs import OutputFolderError, check_output_dir
 
 CV_RESULTS = "cv_results.json"
 
@@ -45,6 +46,10 @@ class LungArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(LungArguments).parse_args_into_dataclasses()
+    try:
+        check_output_dir(args.output_dir, {"--masks": args.masks, "--images": args.images})
+    except OutputFolderError as err:
+        raise SystemExit(f"error: {err}") from None
     start = time.perf_counter()
     pairs = read_pairs(Path(args.masks), Path(args.images))
     if not pairs:
