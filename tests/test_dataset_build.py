@@ -291,3 +291,27 @@ def test_make_data_rebuilds_when_the_input_changes(fixture_root: Path, tmp_path:
     assert make_data(folders)
     assert make_data(fixture_root)  # older files than the dataset, still a different input
     assert not make_data(fixture_root)
+
+
+def test_report_counts_skips_by_kind(fixture_root: Path, tmp_path: Path) -> None:
+    """Two rows with different unknown labels are one kind in `skipped_by_reason`, and a repeated row is named
+    as such rather than as an exact duplicate of itself."""
+    from covid_cxr.data.build import write_report
+
+    root = shutil.copytree(fixture_root, tmp_path / "cxr")
+    with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]["label"], rows[1]["label"] = "maybe", "perhaps"
+    rows.append(dict(rows[2]))
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = BuildConfig(input_dir=root, output_dir=tmp_path / "out")
+    write_report(build_dataset(config), config, tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["skipped_by_reason"] == {"unknown label": 2, "repeated row": 1}
+    assert (
+        report["skipped"][-1]["reason"]
+        == "metadata.csv row 17: names the same file as row 4; remove one of the two rows"
+    )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -288,3 +289,36 @@ def test_deflated_dicom_cannot_inflate_past_its_header(tmp_path: Path, real_pixe
     ds.save_as(tmp_path / "liar.dcm")
     with pytest.raises(ImageError, match=r"inflates past the [\d,]+ bytes its header allows"):
         load_image(tmp_path / "liar.dcm")
+
+
+def png_with_chunk(pixels: np.ndarray, chunk_type: bytes, payload: bytes) -> bytes:
+    """A real radiograph as PNG with one extra chunk put just after its header, as another tool might write it."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    chunk = len(payload).to_bytes(4, "big") + chunk_type + payload + zlib.crc32(chunk_type + payload).to_bytes(4, "big")
+    header_end = 8 + 25  # signature, then the IHDR chunk
+    return png[:header_end] + chunk + png[header_end:]
+
+
+def metadata_bomb(pixels: np.ndarray, chunk_type: bytes = b"zTXt") -> bytes:
+    """A PNG of normal size whose text or ICC chunk inflates past Pillow's limit for such chunks."""
+    inflated = zlib.compress(bytes(2 * PngImagePlugin.MAX_TEXT_CHUNK), 9)
+    prefix = {b"zTXt": b"Comment\0\0", b"iTXt": b"Comment\0\1\0\0\0", b"iCCP": b"icc\0\0"}[chunk_type]
+    return png_with_chunk(pixels, chunk_type, prefix + inflated)
+
+
+@pytest.mark.parametrize("chunk_type", [b"zTXt", b"iTXt", b"iCCP"])
+def test_png_metadata_bomb_is_refused_with_reason(real_pixels: np.ndarray, chunk_type: bytes) -> None:
+    data = metadata_bomb(real_pixels, chunk_type)
+    assert len(data) < 200_000
+    with pytest.raises(
+        ImageError, match=r"metadata .* inflates past [\d,]+ bytes in one chunk .*\(a decompression bomb\?\)"
+    ):
+        load_image(data)
+
+
+def test_reason_holds_no_bytes_of_the_file() -> None:
+    with pytest.raises(ImageError, match="not a PNG, JPEG or DICOM file") as raised:
+        load_image(b"root:x:0:0:root:/root:/bin/bash\n")
+    assert "root" not in str(raised.value)

@@ -146,3 +146,13 @@ def test_metadata_with_a_byte_order_mark_is_read(fixture_root: Path, tmp_path: P
     metadata.write_bytes(b"\xef\xbb\xbf" + metadata.read_bytes())  # as Excel saves "CSV UTF-8"
     records, skipped = read_records(tmp_path / "cxr")
     assert len(records) == 15 and not skipped
+
+
+def test_a_repeated_row_is_named_as_repeated(fixture_root: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(fixture_root, tmp_path / "cxr")
+    _rewrite(root, lambda rows, fields: ([*rows, rows[2] | {"file_name": "./" + rows[2]["file_name"]}], fields))
+    records, skipped = read_records(root)
+    assert len(records) == 15
+    assert [(s.reason, s.kind, s.invalid_row) for s in skipped] == [
+        ("metadata.csv row 17: names the same file as row 4; remove one of the two rows", "repeated row", True)
+    ]

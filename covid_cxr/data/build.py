@@ -8,7 +8,6 @@ only hashes and running histograms), and the write streams the stored bytes thro
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,8 +21,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
-from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, load_image
-from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Skipped, read_records, unreferenced_images
+from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, fault_reason, load_image
+from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Problem, Skipped, read_records, unreferenced_images
 from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names, strata_of
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
@@ -48,7 +47,6 @@ REPORT_NAME = "build_report.json"
 DATASET_MARKER = "dataset_dict.json"  # what datasets' save_to_disk writes: the folder holds an earlier build
 HISTOGRAM_NAME = "intensity_histogram.png"
 HUB_ID_FILE = "hub_repo_id.txt"  # written after a push, so a model card can name the dataset by its Hub id
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,20 +85,19 @@ class _Scan:
     density: np.ndarray
 
 
-def _scan_one(args: tuple[Path, int]) -> _Scan | str:
+def _scan_one(args: tuple[Path, int]) -> _Scan | Problem:
     path, min_size = args
     try:
         loaded = load_image(path, min_size=min_size)
     except ImageError as err:
-        return str(err)
+        return Problem("unusable image", str(err))
     except Exception as err:  # a fault in this code or a library, not in the file: skip it, keep the traceback
-        logger.exception("unexpected error while reading %s", path)
-        return f"unexpected error while reading the file ({type(err).__name__}: {err}); please report it"
+        return Problem("unexpected error", fault_reason(path, err))
     return _Scan(pixel_sha1(loaded.image), perceptual_hash(loaded.image), intensity_density(loaded.image))
 
 
-def scan_images(records: Sequence[ImageRecord], min_size: int, num_proc: int) -> list[_Scan | str]:
-    """Validate and hash every image, with a progress bar; a string result is the reason it was rejected."""
+def scan_images(records: Sequence[ImageRecord], min_size: int, num_proc: int) -> list[_Scan | Problem]:
+    """Validate and hash every image, with a progress bar; a Problem says why one was rejected."""
     jobs = [(r.path, min_size) for r in records]
     progress = dict(total=len(jobs), desc="Scanning images", unit="img")
     if num_proc <= 1:
@@ -116,7 +113,7 @@ def remove_exact_duplicates(
     by_hash: dict[str, list[int]] = {}
     for index, scan in enumerate(scans):
         by_hash.setdefault(scan.sha1, []).append(index)
-    drop: dict[int, str] = {}
+    drop: dict[int, Skipped] = {}
     for indices in by_hash.values():
         if len(indices) == 1:
             continue
@@ -125,12 +122,16 @@ def remove_exact_duplicates(
         if len(labels) > 1:
             names = ", ".join(records[i].file_name for i in indices)
             for i in indices:
-                drop[i] = f"identical pixels with conflicting labels ({names}); all copies dropped"
+                drop[i] = Skipped(
+                    records[i].file_name,
+                    f"identical pixels with conflicting labels ({names}); all copies dropped",
+                    "identical pixels, conflicting labels",
+                )
         else:
             for i in indices[1:]:
-                drop[i] = f"exact duplicate of {first.file_name}"
+                drop[i] = Skipped(records[i].file_name, f"exact duplicate of {first.file_name}", "exact duplicate")
     kept = [i for i in range(len(records)) if i not in drop]
-    skipped = [Skipped(records[i].file_name, reason) for i, reason in sorted(drop.items())]
+    skipped = [entry for _, entry in sorted(drop.items())]
     return [records[i] for i in kept], [scans[i] for i in kept], skipped
 
 
@@ -203,8 +204,10 @@ def build_dataset(config: BuildConfig, write_to: Path | None = None) -> BuildRes
     if not records:
         raise ValueError(f"no usable images found in {config.input_dir}")
     scans = scan_images(records, config.min_size, config.num_proc)
-    valid = [(r, s) for r, s in zip(records, scans, strict=True) if not isinstance(s, str)]
-    skipped += [Skipped(r.file_name, s) for r, s in zip(records, scans, strict=True) if isinstance(s, str)]
+    valid = [(r, s) for r, s in zip(records, scans, strict=True) if isinstance(s, _Scan)]
+    skipped += [
+        Skipped(r.file_name, s.reason, s.kind) for r, s in zip(records, scans, strict=True) if isinstance(s, Problem)
+    ]
     records, scans, duplicates = remove_exact_duplicates([r for r, _ in valid], [s for _, s in valid])
     skipped += duplicates
 
@@ -234,7 +237,7 @@ def build_dataset(config: BuildConfig, write_to: Path | None = None) -> BuildRes
 def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
     """Every skipped file with its reason, every unreferenced image file, every near-duplicate pair, the split
     counts and the settings."""
-    reasons = Counter(_reason_kind(s.reason) for s in result.skipped)
+    reasons = Counter(s.kind for s in result.skipped)
     report = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "kept": len(result.records),
@@ -248,13 +251,6 @@ def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
         "split_sizes": {split: result.dataset[split].num_rows for split in SPLIT_NAMES},
     }
     path.write_text(json.dumps(report, indent=2, default=list) + "\n", encoding="utf-8")
-
-
-def _reason_kind(reason: str) -> str:
-    """The reason without its file-specific details, for the summary ("too small", "exact duplicate of")."""
-    for marker in (" (", ":", " of "):
-        reason = reason.split(marker)[0]
-    return reason
 
 
 def summary(result: BuildResult, report: Path, shown: int = 20) -> str:

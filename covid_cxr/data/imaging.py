@@ -7,11 +7,12 @@ list skipped files (dataset build) or show a readable message (Space) instead of
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from covid_cxr.data.dicom import looks_like_dicom, read_dicom, scale_to_uint8
 from covid_cxr.data.errors import ImageError
@@ -19,6 +20,8 @@ from covid_cxr.data.errors import ImageError
 SUPPORTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 DEFAULT_MIN_SIZE = 64
 DEFAULT_MAX_PIXELS = 50_000_000  # 7,000 x 7,000: above any real radiograph, below a decompression bomb
+
+logger = logging.getLogger(__name__)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -64,8 +67,8 @@ def load_image(
         raise ImageError("empty file (0 bytes)")
     fmt = sniff_format(data[:132])
     if fmt is None:
-        raise ImageError(
-            f"not a PNG, JPEG or DICOM file (content starts with {data[:8]!r}); convert it to one of these formats"
+        raise ImageError(  # no bytes of the file in the reason: it goes into reports that may be published
+            "not a PNG, JPEG or DICOM file (its first bytes match none of these formats); convert it to one of them"
         )
     if fmt == "DICOM":
         image, upright = read_dicom(data, max_pixels), True
@@ -81,6 +84,13 @@ def load_image(
     return LoadedImage(image=image, format=fmt, native=native)
 
 
+def fault_reason(path: Path, err: Exception) -> str:
+    """Why a file was skipped when it tripped a fault in this code or a library rather than an ImageError: a
+    batch goes on past it, and the traceback is logged so the fault can still be reported."""
+    logger.error("unexpected error while processing %s", path, exc_info=err)
+    return f"unexpected error while processing the file ({type(err).__name__}: {err}); please report it"
+
+
 def _read_raster(data: bytes, max_pixels: int) -> tuple[Image.Image, bool]:
     """The decoded image turned as its EXIF orientation says (as every viewer shows it), and whether the
     stored pixels were already upright."""
@@ -92,6 +102,14 @@ def _read_raster(data: bytes, max_pixels: int) -> tuple[Image.Image, bool]:
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageError(f"truncated or corrupt image data ({err})") from err
+    except ValueError as err:  # how Pillow's decoders refuse bad chunk contents
+        if "MAX_TEXT" in str(err):  # PngImagePlugin's limits on one text/ICC chunk and on all of them
+            raise ImageError(
+                "the PNG holds metadata (text or an ICC profile) that inflates past "
+                f"{PngImagePlugin.MAX_TEXT_CHUNK:,} bytes in one chunk or {PngImagePlugin.MAX_TEXT_MEMORY:,} in all "
+                "(a decompression bomb?); save the image again without its metadata"
+            ) from err
         raise ImageError(f"truncated or corrupt image data ({err})") from err
     orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
     return (ImageOps.exif_transpose(image), False) if orientation not in (0, 1) else (image, True)

@@ -10,17 +10,20 @@ Three layouts are read:
 
 A metadata file that cannot be read as a whole (missing columns, class folders with unknown names) raises
 :class:`MetadataError`. Every row is judged on its own: a wrong row (unknown label, a path that escapes the input
-folder, a missing file) becomes a :class:`Skipped` entry marked ``invalid_row``, with the row number and the fix,
-and a valid but unusable one (a CT image, a lateral view) a plain :class:`Skipped` entry; the rest is built.
+folder, a missing file, a file an earlier row names) becomes a :class:`Skipped` entry marked ``invalid_row``, with
+the row number and the fix, and a valid but unusable one (a CT image, a lateral view) a plain :class:`Skipped`
+entry; the rest is built. Class folders follow the same rules for links and special files (:func:`_entry_problem`),
+and every entry under them is either a record or a :class:`Skipped` one.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from covid_cxr.data.imaging import SUPPORTED_SUFFIXES
 from covid_cxr.labels import known_label_spellings, normalise_label
@@ -52,9 +55,19 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A candidate left out of the dataset: `reason` says why for this file, `kind` groups it in the report."""
+
     path: str
     reason: str
+    kind: str
     invalid_row: bool = False  # the metadata itself is wrong (not just an image the dataset does not want)
+
+
+class Problem(NamedTuple):
+    """Why an entry or a row is not read: `kind` for the report's counts, `reason` for the file at hand."""
+
+    kind: str
+    reason: str
 
 
 def view_family(view: str) -> str:
@@ -103,9 +116,8 @@ def read_records(
         if family == "unknown" or family in wanted:
             kept.append(record)
         else:
-            skipped.append(
-                Skipped(record.file_name, f"view {record.view!r} ({family}) not in --views {','.join(views)}")
-            )
+            reason = f"view {record.view!r} ({family}) not in --views {','.join(views)}"
+            skipped.append(Skipped(record.file_name, reason, "view not wanted"))
     return kept, skipped
 
 
@@ -125,21 +137,59 @@ def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
         return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
 
 
-def _row_problem(root: Path, relative: str, raw_label: str | None = None) -> str | None:
-    """Why a metadata row cannot be used as written (None when it can): escaping path, missing file, bad label."""
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        return f"path {relative!r} points outside the input folder; give it relative to {root}"
+def _entry_problem(root: Path, relative: str) -> Problem | None:
+    """Why the entry `relative` under `root` is no file to read as an image (None when it may be one): the rules
+    for links and special files, the same in every layout."""
     path = root / relative
-    if not path.resolve().is_relative_to(root.resolve()):
-        return (
-            f"{relative!r} is a symbolic link to {os.path.realpath(path)}, outside the input folder; "
-            "copy the file into the folder"
+    target = os.path.realpath(path)
+    if not Path(target).is_relative_to(root.resolve()):
+        what = "folder" if os.path.isdir(target) else "file"
+        return Problem(
+            "link outside the input folder",
+            f"{relative!r} is a symbolic link to {target}, outside the input folder; copy the {what} into the folder",
         )
+    if not path.exists():
+        if path.is_symlink():
+            return Problem(
+                "broken link", f"{relative!r} is a symbolic link to {os.readlink(path)}, which does not exist"
+            )
+        return Problem("missing file", f"file {relative!r} does not exist")
+    if path.is_symlink() and path.is_dir():  # never followed: no folder is read twice, or in a loop
+        return Problem(
+            "folder", f"{relative!r} is a symbolic link to the folder {target}, not followed; copy its files in"
+        )
+    if path.is_dir():
+        return Problem("folder", f"{relative!r} is a folder, not an image file")
     if not path.is_file():
-        return f"file {relative!r} does not exist"
-    if raw_label is not None and normalise_label(raw_label) is None:
-        return f"unknown label {raw_label!r}; use one of {known_label_spellings()}"
+        return Problem("not a regular file", f"{relative!r} is a FIFO, socket or device, not a regular file")
     return None
+
+
+def _row_problem(root: Path, relative: str, raw_label: str | None = None) -> Problem | None:
+    """Why a metadata row cannot be used as written (None when it can): escaping path, link out of the folder,
+    missing or special file, bad label."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return Problem(
+            "path outside the input folder",
+            f"path {relative!r} points outside the input folder; give it relative to {root}",
+        )
+    if problem := _entry_problem(root, relative):
+        return problem
+    if raw_label is not None and normalise_label(raw_label) is None:
+        return Problem("unknown label", f"unknown label {raw_label!r}; use one of {known_label_spellings()}")
+    return None
+
+
+def _repeated_row(first_rows: dict[str, int], relative: str) -> Problem | None:
+    """Why a row is not read when an earlier one already made a record of its file (`first_rows`: name -> row)."""
+    first = first_rows.get(os.path.normpath(relative))
+    if first is None:
+        return None
+    return Problem("repeated row", f"names the same file as row {first}; remove one of the two rows")
+
+
+def _invalid_row(number: int, relative: str, problem: Problem) -> Skipped:
+    return Skipped(relative, f"metadata.csv row {number}: {problem.reason}", problem.kind, invalid_row=True)
 
 
 def _read_curated(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
@@ -147,10 +197,12 @@ def _read_curated(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
     rows = _read_csv(metadata, ("file_name", "label", "source", "patient_id", "view"))
     records: list[ImageRecord] = []
     skipped: list[Skipped] = []
+    first_rows: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):  # row 1 is the header
-        if problem := _row_problem(root, row["file_name"], row["label"]):
-            skipped.append(Skipped(row["file_name"], f"metadata.csv row {number}: {problem}", invalid_row=True))
+        if problem := _row_problem(root, row["file_name"], row["label"]) or _repeated_row(first_rows, row["file_name"]):
+            skipped.append(_invalid_row(number, row["file_name"], problem))
             continue
+        first_rows[os.path.normpath(row["file_name"])] = number
         records.append(
             ImageRecord(
                 path=root / row["file_name"],
@@ -175,18 +227,20 @@ def _read_ieee8023(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
     rows = _read_csv(metadata, ("patientid", "finding", "view", "modality", "filename", "folder", "license"))
     records: list[ImageRecord] = []
     skipped: list[Skipped] = []
+    first_rows: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):
         file_name = f"{row['folder']}/{row['filename']}"
         if row["modality"].lower() not in ("x-ray", "xray", "cr", "dx"):
-            skipped.append(Skipped(file_name, f"modality {row['modality']!r} is not an X-ray"))
+            skipped.append(Skipped(file_name, f"modality {row['modality']!r} is not an X-ray", "not an X-ray"))
             continue
         finding = row["finding"]
         if not finding or finding.lower() == "todo":
-            skipped.append(Skipped(file_name, f"finding {finding!r} gives no label (row {number})"))
+            skipped.append(Skipped(file_name, f"finding {finding!r} gives no label (row {number})", "no label"))
             continue
-        if problem := _row_problem(root, file_name):
-            skipped.append(Skipped(file_name, f"metadata.csv row {number}: {problem}", invalid_row=True))
+        if problem := _row_problem(root, file_name) or _repeated_row(first_rows, file_name):
+            skipped.append(_invalid_row(number, file_name, problem))
             continue
+        first_rows[os.path.normpath(file_name)] = number
         records.append(
             ImageRecord(
                 path=root / file_name,
@@ -219,25 +273,39 @@ def _read_folders(root: Path) -> tuple[list[ImageRecord], list[Skipped]]:
     records: list[ImageRecord] = []
     skipped: list[Skipped] = []
     for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+        for path in sorted(_entries(class_dir)):
             file_name = path.relative_to(root).as_posix()
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                skipped.append(Skipped(file_name, f"unsupported file type {path.suffix or '(none)'!r}"))
-                continue
-            records.append(
-                ImageRecord(path=path, file_name=file_name, label=normalise_label(class_dir.name), source=root.name)
-            )
+            image_name = path.suffix.lower() in SUPPORTED_SUFFIXES
+            if path.is_dir() and not path.is_symlink() and not image_name:
+                continue  # a plain folder: its entries are judged one by one
+            if problem := _entry_problem(root, file_name):
+                skipped.append(Skipped(file_name, problem.reason, problem.kind))
+            elif not image_name:
+                reason = f"unsupported file type {path.suffix or '(none)'!r}"
+                skipped.append(Skipped(file_name, reason, "unsupported file type"))
+            else:
+                label = normalise_label(class_dir.name)
+                records.append(ImageRecord(path=path, file_name=file_name, label=label, source=root.name))
     return records, skipped
 
 
+def _entries(folder: Path) -> Iterator[Path]:
+    """Every entry under `folder`, links to folders listed but not followed; a linked `folder` is one entry."""
+    if folder.is_symlink():
+        yield folder
+        return
+    for parent, folders, files in os.walk(folder):
+        yield from (Path(parent, name) for name in folders + files)
+
+
 def unreferenced_images(root: Path, named: Iterable[str]) -> list[str]:
-    """Image files under ``root`` that no record or skipped row names: a metadata.csv that forgot them would
-    otherwise shrink the dataset silently."""
+    """Entries under ``root`` named like images (files, broken links, FIFOs) that no record or skipped row names:
+    a metadata.csv that forgot them would otherwise shrink the dataset silently."""
     known = {os.path.normpath(name) for name in named}
     return sorted(
         relative
         for path in root.rglob("*")
         if path.suffix.lower() in SUPPORTED_SUFFIXES
-        and path.is_file()
+        and not path.is_dir()
         and os.path.normpath(relative := path.relative_to(root).as_posix()) not in known
     )

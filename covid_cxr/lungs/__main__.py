@@ -4,6 +4,7 @@
 
 Each mask is OUT/<stem>.png: mode L, 0 (background) or 255 (lung), with the input image's width and height.
 Files that cannot be read are listed with the reason and skipped; the exit status is 0 unless nothing was read.
+OUT may not be, hold or lie inside DIR.
 """
 
 from __future__ import annotations
@@ -11,35 +12,46 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from covid_cxr.data.imaging import SUPPORTED_SUFFIXES, ImageError, load_image
+from covid_cxr.data.imaging import SUPPORTED_SUFFIXES, ImageError, fault_reason, load_image
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.outputs import OutputFolderError, check_output_dir
 
 
-def write_masks(segmenter: LungSegmenter, input_dir: Path, output_dir: Path) -> tuple[int, dict[str, str]]:
-    """Masks for every supported file directly in `input_dir`; returns (written, {file name: why skipped})."""
+class Segmenter(Protocol):
+    """What `write_masks` needs of a segmenter (LungSegmenter, or a stand-in in tests)."""
+
+    def masks(self, images: list[Image.Image]) -> list[np.ndarray]: ...
+
+
+def write_masks(segmenter: Segmenter, input_dir: Path, output_dir: Path) -> tuple[int, dict[str, str]]:
+    """Masks for every supported file directly in `input_dir`; returns (written, {file name: why skipped}).
+
+    No file stops the folder: one that cannot be read, or that trips a fault, is skipped with the reason."""
     output_dir.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
-    written, skipped = 0, {}
-    stems: set[str] = set()
+    skipped: dict[str, str] = {}
+    written: set[str] = set()  # stems with a mask: only these block a later file of the same stem
     for path in tqdm(files, desc="Lung masks", unit="img"):
-        if path.stem in stems:
+        if path.stem in written:
             skipped[path.name] = f"another file is also named {path.stem}.*: its mask would overwrite that one"
             continue
-        stems.add(path.stem)
         try:
-            image = load_image(path).image
+            (mask,) = segmenter.masks([load_image(path).image])
+            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(output_dir / f"{path.stem}.png")
         except ImageError as err:
             skipped[path.name] = str(err)
             continue
-        (mask,) = segmenter.masks([image])
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(output_dir / f"{path.stem}.png")
-        written += 1
-    return written, skipped
+        except Exception as err:  # a fault in this code or a library, not in the file: skip it, keep the traceback
+            skipped[path.name] = fault_reason(path, err)
+            continue
+        written.add(path.stem)
+    return len(written), skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input_dir", required=True, type=Path, help="Folder of PNG, JPEG or DICOM files.")
     parser.add_argument("--output_dir", required=True, type=Path, help="Where to write <stem>.png masks.")
     args = parser.parse_args(argv)
+    try:
+        check_output_dir(args.output_dir, {"--input_dir": args.input_dir})
+    except OutputFolderError as err:
+        parser.error(str(err))  # exit status 2, before the model is loaded
     segmenter = LungSegmenter.from_pretrained(args.model)
     written, skipped = write_masks(segmenter, args.input_dir, args.output_dir)
     for name, reason in skipped.items():
