@@ -67,11 +67,14 @@ lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and the README's lung 
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
 # The lung segmenter (for the card's attention share and LUNG_FOCUS=1) is built first when its masks are there.
+# A changed input (code, data, backbone, arguments) starts the run over instead of resuming its old checkpoints.
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
 		$(wildcard bench/results/quality.json) \
 		model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
-		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus)
+		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus) \
+		--resume restart_on_change
+	@touch $@  # an input touched but unchanged leaves the finished run as it is: up to date for make too
 
 quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenance.json \
 		$(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) ## bench/QUALITY.md: 5-fold CV of the default and every lever

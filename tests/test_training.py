@@ -32,8 +32,9 @@ from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
+from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
-from covid_cxr.training.run import run
+from covid_cxr.training.run import fit, run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 from tests.conftest import CARD_DATASET_ID, REPO_ROOT, tiny_run_arguments
 
@@ -159,14 +160,45 @@ def test_crashed_training_resumes_from_last_checkpoint(tmp_path: Path, backbone:
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(*args, callbacks=(Crash(),))
     assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "config.json").exists()
-    # a later save killed after the weights but before trainer_state.json
-    (tmp_path / "checkpoint-3").mkdir()
-    shutil.copy(tmp_path / "checkpoint-2" / "model.safetensors", tmp_path / "checkpoint-3")
+    # two later saves of step 3, each killed after the weights but before trainer_state.json
+    for folder in ("incomplete-checkpoint-3", "checkpoint-3"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(tmp_path / "checkpoint-2" / "model.safetensors", tmp_path / folder)
     first = FirstStep()
     run(*args, callbacks=(first,))
     assert first.first == 3  # steps 1-2 came from checkpoint-2, not the half-written checkpoint-3
-    assert (tmp_path / "incomplete-checkpoint-3" / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("incomplete-*"))  # set aside, then removed once checkpoint-4 was saved whole
     assert json.loads((tmp_path / "trainer_state.json").read_text())["global_step"] == 4
+
+
+class FirstLoss(TrainerCallback):
+    def __init__(self) -> None:
+        self.loss: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.loss is None and "loss" in logs:
+            self.loss = logs["loss"]
+
+
+def test_one_seed_gives_one_first_loss(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
+    splits = datasets.load_from_disk(str(small_dataset))
+    losses = []
+    for name in ("first", "second"):
+        args = tiny_run_arguments(backbone, small_dataset, tmp_path / name, max_steps=1, load_best_model_at_end=False)
+        first = FirstLoss()
+        fit(*args, splits=datasets.DatasetDict(splits), callbacks=(first,))
+        losses.append(first.loss)
+    assert losses[0] is not None and losses[0] == losses[1]  # the fresh head is drawn after seeding
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_an_output_dir_in_or_around_the_dataset_is_refused(tmp_path: Path, inside: bool) -> None:
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    output = dataset / "model" if inside else tmp_path
+    with pytest.raises(OutputFolderError, match="--dataset"):
+        run(*tiny_run_arguments(tmp_path / "no-backbone", dataset, output))
+    assert {p.name for p in tmp_path.rglob("*")} == {"dataset"}  # refused before anything was read or written
 
 
 def test_two_process_accelerate_run_agrees(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:

@@ -3,7 +3,8 @@
 Trains with the transformers Trainer on the dataset from train/build_dataset.py, picks the best epoch by
 validation ROC AUC, calibrates (temperature scaling folded into the head), chooses the decision threshold on
 validation for a target sensitivity, reports metrics overall, per source and on the mixed-label sources, and
-writes a Hugging Face model folder with a model card. Resumes automatically from the last checkpoint.
+writes a Hugging Face model folder with a model card. Resumes automatically from the last checkpoint of the same
+run (same dataset, arguments, backbone and code); `--resume` says what to do with another run's checkpoints.
 
     python train/finetune.py                                   # CPU recipe, offline DINOv2 backbone
     accelerate launch train/finetune.py train/configs/gpu.yaml  # GPU(s), bf16, full fine-tune

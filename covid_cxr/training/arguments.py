@@ -6,6 +6,7 @@ The defaults are the CPU recipe of the README's main job; `train/configs/gpu.yam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from transformers import TrainingArguments
 
@@ -126,7 +127,17 @@ class EvaluationArguments:
         },
     )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
-    resume: bool = field(default=True, metadata={"help": "Resume from the last checkpoint in output_dir if any."})
+    resume: Literal["auto", "restart_on_change", "never"] = field(
+        default="auto",
+        metadata={
+            "help": "What to do with the checkpoints already in --output_dir. auto: resume the newest complete one "
+            "if this same run wrote it (same dataset, arguments, backbone and covid_cxr code, recorded in "
+            "run_fingerprint.json), do nothing when that run has finished, and stop, saying what changed, when "
+            "they belong to another run; restart_on_change: the same, but start a changed run over (its old "
+            "checkpoints removed) instead of stopping, as `make train` does; never: always start over, removing "
+            "the old checkpoints, even when the run has finished. --resume_from_checkpoint PATH overrides all three."
+        },
+    )
     hub_repo_id: str | None = field(
         default=None, metadata={"help": "Push the final calibrated model and its card to this Hub repo."}
     )

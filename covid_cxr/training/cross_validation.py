@@ -33,6 +33,7 @@ def finetune_recipe(
     removed, so an interrupted cross-validation resumes at the round it was in (and, through the Trainer, at that
     round's last checkpoint)."""
     model_args, data_args, eval_args, training_args = arguments
+    eval_args = dataclasses.replace(eval_args, resume="restart_on_change")  # a round of changed code starts over
 
     def recipe(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from accelerate import PartialState
 from transformers import (
     AutoImageProcessor,
     BaseImageProcessor,
@@ -21,6 +23,8 @@ from transformers import (
     PreTrainedModel,
     Trainer,
     TrainerCallback,
+    enable_full_determinism,
+    set_seed,
 )
 
 from covid_cxr.cards.markdown import LICENSE_FILE
@@ -32,6 +36,7 @@ from covid_cxr.hub import push_model
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.scope_guard import ScopeGuard
+from covid_cxr.outputs import check_output_dir
 from covid_cxr.training.adversary import (
     AdversaryRamp,
     WithSources,
@@ -40,7 +45,15 @@ from covid_cxr.training.adversary import (
     source_ids,
 )
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
-from covid_cxr.training.checkpoints import last_complete_checkpoint
+from covid_cxr.training.checkpoints import (
+    ALL_RESULTS,
+    TidyCheckpoints,
+    finish_run,
+    plan_resume,
+    run_fingerprint,
+    start_run,
+    up_to_date,
+)
 from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_inputs
 from covid_cxr.training.report import (
     ScoredSplit,
@@ -67,8 +80,20 @@ def run(
     training_args: CxrTrainingArguments,
     callbacks: tuple[TrainerCallback, ...] = (),
 ) -> dict[str, float]:
-    """Train, calibrate, evaluate and save; returns the flat metrics on the main process (empty elsewhere)."""
+    """Train, calibrate, evaluate and save; returns the flat metrics on the main process (empty elsewhere). A
+    finished run with the same fingerprint (covid_cxr.training.checkpoints) is left as it is."""
+    _refuse_output_in_dataset(data_args, training_args)
     splits = load_splits(data_args)
+    output_dir = Path(training_args.output_dir)
+    arguments = (model_args, data_args, eval_args, training_args)
+    fingerprint = run_fingerprint(arguments, splits, _backbone(model_args))
+    if eval_args.resume != "never" and not training_args.resume_from_checkpoint and up_to_date(output_dir, fingerprint):
+        logger.warning(
+            "%s is up to date: this run (same dataset, arguments, backbone and code) has finished; "
+            "pass --resume never to train it again",
+            output_dir,
+        )
+        return _recorded_results(output_dir) if training_args.process_index == 0 else {}
     found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
     lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
     trainer, processor, model_path = fit(model_args, data_args, eval_args, training_args, splits, lungs, callbacks)
@@ -79,8 +104,9 @@ def run(
     for split in ("train", "validation"):
         splits[split].reset_format()
     finished = trainer.accelerator.unwrap_model(trainer.model)
-    arguments = (model_args, data_args, eval_args, training_args)
-    return finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
+    results = finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
+    finish_run(output_dir, fingerprint)
+    return results
 
 
 def fit(
@@ -93,9 +119,21 @@ def fit(
     callbacks: tuple[TrainerCallback, ...] = (),
 ) -> tuple[Trainer, BaseImageProcessor, str]:
     """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), resuming from the newest
-    complete checkpoint; returns the trainer holding the best model, the processor and the backbone's path."""
+    complete checkpoint of this same run (``--resume``); returns the trainer holding the best model, the processor
+    and the backbone's path."""
+    _refuse_output_in_dataset(data_args, training_args)
     output_dir = Path(training_args.output_dir)
-    model_path = resolve_backbone(model_args.model_name_or_path, Path(model_args.backbone_dir))
+    model_path = _backbone(model_args)
+    fingerprint = run_fingerprint((model_args, data_args, eval_args, training_args), splits, model_path)
+    resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
+    if training_args.world_size > 1:
+        PartialState().wait_for_everyone()  # every process has planned from the folder as it was
+    if training_args.process_index == 0:
+        start_run(output_dir, fingerprint, resume_from)
+
+    # Seeded before the fresh head is drawn (Trainer seeds only once the model exists)
+    seed = training_args.seed
+    enable_full_determinism(seed) if training_args.full_determinism else set_seed(seed)
     processor = AutoImageProcessor.from_pretrained(model_path)
     if model_args.image_size:
         set_processor_size(processor, model_args.image_size)
@@ -109,7 +147,6 @@ def fit(
 
     # The resolved configuration, beside the outputs
     if training_args.process_index == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
         resolved = {
             "model": asdict(model_args),
             "data": asdict(data_args),
@@ -120,7 +157,7 @@ def fit(
         }
         (output_dir / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
 
-    # Training, resumed from the newest complete checkpoint if there is one
+    # Training, resumed from the planned checkpoint if there is one
     trainer = build_trainer(
         model,
         training_args,
@@ -129,13 +166,15 @@ def fit(
         eval_data=eval_data,
         device_pixels=device_pixels,
         processor=processor,
-        callbacks=[EarlyStoppingCallback(eval_args.early_stopping_patience), *source_callbacks, *callbacks],
+        callbacks=[
+            EarlyStoppingCallback(eval_args.early_stopping_patience),
+            TidyCheckpoints(),
+            *source_callbacks,
+            *callbacks,
+        ],
         sample_weights=sample_weights,
         layer_decay=model_args.layer_decay,
     )
-    resume_from = training_args.resume_from_checkpoint
-    if resume_from is None and eval_args.resume:
-        resume_from = last_complete_checkpoint(output_dir)
     if resume_from:
         logger.warning("Resuming from %s", resume_from)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
@@ -144,6 +183,22 @@ def fit(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
     return trainer, processor, model_path
+
+
+def _refuse_output_in_dataset(data_args: DataArguments, training_args: CxrTrainingArguments) -> None:
+    """Before any work: the run must not write into, over or around a local dataset folder (a Hub id has none)."""
+    if Path(data_args.dataset).exists():
+        check_output_dir(training_args.output_dir, {"--dataset": data_args.dataset})
+
+
+def _recorded_results(output_dir: Path) -> dict[str, float]:
+    """A finished run's figures as `finalise` returned them (all_results.json writes an undefined one as null)."""
+    recorded = json.loads((output_dir / ALL_RESULTS).read_text())
+    return {name: math.nan if value is None else value for name, value in recorded.items()}
+
+
+def _backbone(model_args: ModelArguments) -> str:
+    return resolve_backbone(model_args.model_name_or_path, Path(model_args.backbone_dir))
 
 
 def _against_sources(
