@@ -21,7 +21,9 @@ import datasets
 import transformers
 from transformers import HfArgumentParser
 
+from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.checkpoints import StaleRunError
 from covid_cxr.training.run import run
 
 
@@ -44,7 +46,10 @@ def main() -> None:
         library.utils.logging.set_verbosity(level)
     logging.getLogger("covid_cxr").setLevel(level)
 
-    run(model_args, data_args, eval_args, training_args)
+    try:
+        run(model_args, data_args, eval_args, training_args)
+    except (StaleRunError, OutputFolderError) as err:  # the user's choice to make: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":
