@@ -283,7 +283,7 @@ def test_uploads_are_deleted_patient_tags_never_shown_and_refusals_log_one_line(
     server_log = log.read_text()
     for secret in ("Doe", "Jane", "MRN-4711", "19500101"):
         assert not any(secret in text for text in shown) and secret not in server_log
-    assert server_log.count("refused an upload: Could not read this file: DICOM modality 'CT'") == 1
+    assert server_log.count("refused a request: Could not read this file: DICOM modality 'CT'") == 1
     assert "Traceback" not in server_log
 
 

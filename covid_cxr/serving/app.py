@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
-from covid_cxr.serving.cleanup import start_sweeper
+from covid_cxr.serving.cleanup import claim_cache, start_sweeper
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
-from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo
+from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo, quiet_refusals
 
 logger = logging.getLogger(__name__)
 MODEL_ID_FILE = "MODEL_ID"
@@ -69,10 +69,9 @@ def examples_folder(app_dir: Path) -> Path | None:
 
 def private_cache() -> Path:
     """A cache folder of this process's own under $GRADIO_TEMP_DIR (Gradio's default: the system temp folder),
-    so that sweeping it never touches another app's files; removed when the app exits."""
-    parent = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir()))
-    parent.mkdir(parents=True, exist_ok=True)
-    cache = Path(tempfile.mkdtemp(prefix="covid-cxr-space-", dir=parent))
+    so that sweeping it never touches another app's files; removed when the app exits, and by a later instance's
+    sweep when the app is killed (serving.cleanup)."""
+    cache = claim_cache(Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())))
     os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by every Gradio Blocks created from here on
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server runs atexit too
@@ -93,10 +92,12 @@ def main(app_dir: Path) -> None:
         if folder
         else missing_model_demo(model)
     )
-    start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")))  # what exists now: the example thumbnails
+    # what exists now is kept: the example thumbnails
+    start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")), file_sets=demo.temp_file_sets)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT", "7860")),
         max_file_size=MAX_UPLOAD_BYTES,
         allowed_paths=[str(examples)] if examples else None,
+        app_kwargs={"exception_handlers": quiet_refusals()},
     )

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import gradio as gr
+from gradio.route_utils import FnIndexInferError
 from PIL import Image
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 
 from covid_cxr.data.imaging import ImageError
 from covid_cxr.serving.examples import example_files
@@ -82,10 +86,30 @@ def decision_markdown(result: Prediction, predictor: Predictor) -> str:
     return text
 
 
+def log_refusal(message: str) -> None:
+    """An expected refusal's one log line: no file name (it may name the patient) and no traceback."""
+    logger.info("refused a request: %s", message)
+
+
 def refusal(message: str) -> gr.Error:
-    """An expected refusal: one log line (no file name, which may name the patient) and no traceback."""
-    logger.info("refused an upload: %s", message)
+    log_refusal(message)
     return gr.Error(message, print_exception=False)
+
+
+def quiet_refusals() -> dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]]:
+    """Handlers for the server's expected refusals, each a one-line log instead of uvicorn's ~30-line traceback
+    "Exception in ASGI application": a call of an API name the app does not have (or keeps private), and a client
+    that hung up mid-upload. No path is logged: a client chooses it, and it may hold a file name."""
+
+    async def unknown_endpoint(request: Request, error: Exception) -> Response:
+        log_refusal("no such API endpoint")
+        return JSONResponse({"error": "No such API endpoint."}, status_code=404)
+
+    async def hung_up(request: Request, error: Exception) -> Response:
+        log_refusal("the client disconnected")
+        return Response(status_code=400)  # never read: the client is gone
+
+    return {FnIndexInferError: unknown_endpoint, ClientDisconnect: hung_up}
 
 
 def save_output(image: Image.Image | None, folder: Path, name: str) -> str | None:
@@ -161,6 +185,9 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
         button.click(predict, inputs=upload, outputs=outputs, api_name="predict")
 
         def predict_example(event: gr.SelectData):
+            # a private event, but a client can still send any index
+            if not (type(event.index) is int and 0 <= event.index < len(listed)):
+                raise refusal("No such example.")
             return predict(str(listed[event.index]))
 
         gallery.select(predict_example, outputs=outputs, api_name=False)
