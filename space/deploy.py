@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from covid_cxr.hub import push_space
+from covid_cxr.outputs import OutputFolderError
 from covid_cxr.serving.bundle import assemble
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +31,10 @@ class DeployArguments:
 
 def main() -> None:
     (args,) = HfArgumentParser(DeployArguments).parse_args_into_dataclasses()
-    folder = assemble(HERE, Path(args.output_dir), args.model, Path(args.dataset), Path(args.lungs))
+    try:
+        folder = assemble(HERE, Path(args.output_dir), args.model, Path(args.dataset), Path(args.lungs))
+    except OutputFolderError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"Space assembled in {folder}/")
     if args.dry_run or not args.space_id:
         print("Dry run: nothing pushed." if args.dry_run else "No --space_id given: nothing pushed.")

@@ -115,3 +115,20 @@ def test_lung_training_refuses_to_write_into_its_images(images: Path) -> None:
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
     assert done.returncode != 0 and "lies inside the input folder --masks" in done.stderr
     assert "Traceback" not in done.stderr and listing(images) == before
+
+
+def test_space_bundle_refuses_other_files_and_its_own_source(tmp_path: Path) -> None:
+    from covid_cxr.serving.bundle import assemble
+
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "letter.txt").write_text("keep me\n")
+    with pytest.raises(OutputFolderError, match="did not write"):
+        assemble(REPO_ROOT / "space", documents, "org/model")
+    with pytest.raises(OutputFolderError, match="is the input folder the Space source"):
+        assemble(REPO_ROOT / "space", REPO_ROOT / "space", "org/model")
+    assert listing(documents) == {"letter.txt": hashlib.sha1(b"keep me\n").hexdigest()}
+    folder = assemble(REPO_ROOT / "space", tmp_path / "space", "org/model")  # a Hub id: nothing to copy
+    assert (folder / "MODEL_ID").read_text() == "org/model\n" and (folder / "app.py").is_file()
+    assemble(REPO_ROOT / "space", folder, "org/other")  # an earlier bundle is replaced
+    assert (folder / "MODEL_ID").read_text() == "org/other\n"

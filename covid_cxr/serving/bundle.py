@@ -11,6 +11,7 @@ from huggingface_hub import SpaceCard
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
 from covid_cxr.lungs.segmenter import holds_segmenter
+from covid_cxr.outputs import check_output_dir, replacing
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 
@@ -36,10 +37,17 @@ def assemble(
     A local model folder is copied into ``model/`` (a lung segmenter folder into ``lungs/``); a Hub id is written
     to MODEL_ID so the Space loads it from the Hub. The Space card names the model and its training dataset when
     they are on the Hub, links the model's terms, and attributes the example images.
+    An earlier bundle in ``output_dir`` is replaced only once the new one is complete; a folder that overlaps an
+    input, or holds other files, is refused before anything is written.
     """
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True)
+    inputs = {"the Space source": space_source, "--model": model if Path(model).is_dir() else None}
+    check_output_dir(output_dir, inputs | {"--dataset": dataset_dir, "--lungs": lungs}, replaces="app.py")
+    with replacing(output_dir) as staging:
+        _fill(staging, space_source, model, dataset_dir, lungs)
+    return output_dir
+
+
+def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | None, lungs: Path | None) -> None:
     for name in ("app.py", "requirements.txt"):
         shutil.copy(space_source / name, output_dir / name)
     shutil.copytree(PACKAGE_ROOT, output_dir / "covid_cxr", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -63,7 +71,6 @@ def assemble(
             f"\n## Example images\n\nFrom the model's test split, under their sources' licences:\n{attribution}"
         )
     card.save(output_dir / "README.md")
-    return output_dir
 
 
 def _copy_model(model: Path, target: Path) -> dict[str, object]:
