@@ -5,7 +5,7 @@ that peak memory belongs to that configuration alone. Both recipes train the sam
 
   pil-loader the transformers image-classification example's data path and precision: fp32, PIL decode +
              augmentation in dataloader workers (`set_transform`), plain AdamW, no compile; with this project's
-             augmentation and loss (torchvision, which the example's transforms need, has no CPU-pin wheel)
+             augmentation and loss (torchvision, which the example's transforms need, does not load on the CPU pin)
   ours       images pre-decoded once to uint8 tensors and augmented on the device (covid_cxr.data.predecode),
              bf16 autocast where the device computes bf16 natively (CUDA), fused AdamW, SDPA attention;
              --compile adds torch.compile

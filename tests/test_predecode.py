@@ -62,18 +62,18 @@ def test_identity_augmentation_is_a_plain_resize(processor, splits) -> None:
     torch.testing.assert_close(ours, normalise(processor, resized), atol=1e-4, rtol=0)
 
 
-def test_crop_takes_the_requested_region(processor, splits) -> None:
-    stored = first_pixels(predecode(splits["train"], processor, train=True), 4).float() / 255
-    device_pixels = DevicePixels(processor, IDENTITY)
-    half = stored.shape[-1] // 2
-    top_left = torch.tensor([[0.5, 0.0, -0.5], [0.0, 0.5, -0.5]]).expand(len(stored), 2, 3)
-    warped = device_pixels.warp(stored, top_left)[..., 1:-1, 1:-1]  # grid_sample pads black where resize clamps
-
-    def resized(region: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(region, size=(SIDE, SIDE), mode="bilinear", align_corners=False)[..., 1:-1, 1:-1]
-
-    torch.testing.assert_close(warped, resized(stored[..., :half, :half]), atol=1e-5, rtol=0)
-    assert (warped - resized(stored[..., :half, half:])).abs().mean() > 0.02  # not the top-right quadrant
+def test_crop_keeps_most_of_the_image_at_about_its_aspect() -> None:
+    """Pixels that hold their own coordinates show which part of the image each augmented output came from."""
+    side, aug = 64, Augmentation()
+    ramp = torch.linspace(0, 1, 4 * side)
+    where = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy")).expand(200, 2, -1, -1)  # 200 draws
+    crop = Augmentation(aug.scale, aug.ratio, max_rotation=0, brightness=0, contrast=0).module(side)
+    kept = crop(where)
+    width, height = (kept[:, axis].amax(dim=(1, 2)) - kept[:, axis].amin(dim=(1, 2)) for axis in (0, 1))
+    slack = 2 / side  # a pixel either side
+    assert (width * height >= aug.scale[0] - slack).all() and (width * height <= 1).all()
+    assert (width / height >= aug.ratio[0] - slack).all() and (width / height <= aug.ratio[1] + slack).all()
+    assert (width * height).std() > 0.03  # the crop varies
 
 
 def test_augmentation_is_random_bounded_and_seeded(processor, splits) -> None:
@@ -86,8 +86,21 @@ def test_augmentation_is_random_bounded_and_seeded(processor, splits) -> None:
     assert first.shape == (8, 3, SIDE, SIDE) and torch.isfinite(first).all()
     assert (first - second).abs().mean() > 0.01
     torch.testing.assert_close(first, again)
+    torch.manual_seed(1)
+    assert (device_pixels(stored, train=True) - first).abs().mean() > 0.01
     low, high = normalise(processor, torch.zeros(1, 1, 1, 1)), normalise(processor, torch.ones(1, 1, 1, 1))
     assert (first >= low - 1e-5).all() and (first <= high + 1e-5).all()
+
+
+def test_pil_path_augments_as_the_device_path_does(processor, splits) -> None:
+    n = 6
+    stored = first_pixels(predecode(splits["train"], processor, train=True), n)
+    pil = splits["train"].select(range(n))
+    pil.set_transform(train_transform(processor, Augmentation()))
+    torch.manual_seed(3)
+    device = DevicePixels(processor, Augmentation())(stored, train=True)
+    torch.manual_seed(3)
+    torch.testing.assert_close(pil[:n]["pixel_values"], device, atol=1e-5, rtol=0)
 
 
 def test_predecoding_is_cached_beside_the_dataset(processor, small_dataset: Path) -> None:
