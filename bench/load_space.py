@@ -26,7 +26,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.common import machine, percentile, report
-from covid_cxr.serving.launcher import running_app
+from devtools.launcher import running_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,49 +1,20 @@
 """Run every CPU benchmark and write bench/RESULTS.md (`make bench`). Each benchmark also runs on its own:
-`python -m bench.<name> --help`."""
+`python -m bench.<name> --help`. The studies of a trained model (scope guard, attention, lung focus) are
+study/run.py's."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.common import RESULTS_DIR
+from bench.common import RESULTS_DIR, run_all, run_module, table
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = (
-    "dataset_build",
-    "inference",
-    "scope_guard",
-    "lung_attention",
-    "load_space",
-    "lung_focus",
-    "train_throughput",
-    "train_scaling",
-)
-MODEL_BENCHES = ("inference", "scope_guard", "lung_attention", "load_space")  # the others train their own models
+BENCHES = ("dataset_build", "inference", "load_space", "train_throughput", "train_scaling")
+MODEL_BENCHES = ("inference", "load_space")  # the others train their own models
 COVIDX_IMAGES = 30_000
 H100_BF16_DENSE_TFLOPS = 989  # NVIDIA's datasheet figure (SXM), used only for the labelled estimate below
 ASSUMED_MFU = 0.35  # the issue's target; an assumption until measured on a GPU
-
-
-def run(name: str, extra: list[str]) -> dict:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    output = RESULTS_DIR / f"{name}.json"
-    print(f"== bench.{name}", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", "--output", str(output), *extra], check=True, cwd=BENCH_DIR.parent
-    )
-    return json.loads(output.read_text())
-
-
-def table(header: list[str], rows: list[list[object]]) -> str:
-    def cell(value: object) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 def load_section(load: dict, model: str) -> str:
@@ -89,87 +60,9 @@ the scope guard, the lung fields (the segmenter's own backbone pass, at 224 px{
     }) and, where named, Grad-CAM, whose backward pass only runs from the logits to the last hidden state."""
 
 
-def guard_section(guard: dict, model: str) -> str:
-    lungs = guard.get("lung_check_alone")
-    lung_text = ""
-    if lungs:
-        rejects, caught = lungs["false_rejects"], lungs["caught"]
-        lung_text = f"""
-
-The lung-field check on its own (no plausible lung fields on the image as the model sees it; `{guard["lungs"]}`)
-refuses {rejects["refused"]} of the {guard["test_xrays"]} test X-rays ({100 * rejects["rate"]:.1f}%) and catches
-{caught["refused"]} of the {guard["non_xrays"]} non-X-rays ({100 * caught["rate"]:.0f}%): it is a third layer behind the
-pixel and feature checks, not a replacement for them. Test X-rays it refuses:
-{", ".join(f"`{name}`" for name in rejects["examples"]) or "none"}.
-
-{table(["image", "lung check alone"], [[name, verdict] for name, verdict in lungs["per_image"].items()])}"""
-    return f"""## Space scope guard
-
-The whole guard as the Space runs it: pixel checks, feature distance{", lung fields" if lungs else ""}. Measured
-{guard["date"]}. False rejects on the {guard["test_xrays"]} real test X-rays: **{guard["false_rejects"]}
-({100 * guard["false_reject_rate"]:.1f}%)**. Caught among {guard["non_xrays"]} non-X-ray images (all
-scikit-image sample images, blank frames, a text page, a cropped strip of an X-ray):
-**{guard["caught"]} ({100 * guard["catch_rate"]:.0f}%)**.
-
-{table(["image", "verdict"], [[name, verdict] for name, verdict in guard["per_image"].items()])}{lung_text}
-
-Command: `python -m bench.scope_guard --model {model}`."""
-
-
-def attention_section(attention: dict, model: str) -> str:
-    rows = [
-        [r["source"], r["label"], r["images"], r["mean"], r["median"], f"{r['q1']:.2f}-{r['q3']:.2f}", r["below_half"]]
-        for r in attention["rows"]
-    ]
-    return f"""## Where the model looks: Grad-CAM heat inside the lungs (test split)
-
-Model `{model}`, lung fields from `{attention["lungs"]}`; measured {attention["date"]} on {attention["machine"]}.
-The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per image of the test split.
-
-{table(["source", "label", "images", "mean", "median", "quartiles", "share of images below 0.5"], rows)}
-
-![Share of the heat inside the lungs, per source and label](../docs/lung_attention.png)
-
-Command: `python -m bench.lung_attention --model {model}`."""
-
-
-def focus_section(focus: dict) -> str:
-    rows = [
-        [
-            r["arm"],
-            r["seed"],
-            f"{r['mixed_roc_auc']:.3f} ({r['mixed_ci95'][0]:.3f}-{r['mixed_ci95'][1]:.3f})",
-            r["test_mixed_sources_sensitivity"],
-            r["test_mixed_sources_specificity"],
-            r["test_roc_auc"],
-            r["test_lung_attention_mean"],
-            r["test_mixed_sources_lung_attention_mean"],
-            r["test_lung_attention_below_half"],
-        ]
-        for r in focus["rows"]
-    ]
-    header = ["recipe", "seed", "mixed-label ROC AUC (95% CI)", "mixed sens.", "mixed spec.", "all-source AUC"]
-    header += ["heat in lungs", "heat in lungs, mixed", "images below 0.5"]
-    n_mixed = focus["rows"][0]["n_mixed"]
-    return f"""## Training-time lung focus (`--lung_focus`) against the default ({focus["machine"]})
-
-The default CPU recipe trained with and without `--lung_focus` (everything outside the dilated lung fields
-blurred in training images only), seeds {", ".join(map(str, focus["seeds"]))}, same splits; measured
-{focus["date"]}. Scored on the test split once per run: ROC AUC on its {n_mixed} mixed-label images
-({", ".join(focus["mixed_sources"])}) with a patient-bootstrap 95% CI, sensitivity and specificity there at the
-run's own validation threshold, and the mean share of the Grad-CAM heat inside the lungs.
-
-{table(header, rows)}
-
-A difference inside the intervals (and inside the spread between seeds) is not an improvement. The focus costs
-one pass of the lung segmenter over the train split, cached beside the dataset for later runs; training itself
-runs at the same speed. Command: `python -m bench.lung_focus` (trains {2 * len(focus["seeds"])} models, about 10
-minutes each on this CPU)."""
-
-
 def render(results: dict[str, dict], model: str) -> str:
     inference, build = results["inference"], results["dataset_build"]
-    guard, load = results["scope_guard"], results["load_space"]
+    load = results["load_space"]
     first = build
     return f"""# Benchmarks
 
@@ -198,13 +91,7 @@ exact duplicates. Peak memory stays flat because images are decoded one at a tim
 (peak RSS is the largest over the build processes run so far, so the second row is an upper bound).
 Command: `python -m bench.dataset_build`.
 
-{guard_section(guard, model)}
-
-{attention_section(results["lung_attention"], model)}
-
 {load_section(load, model)}
-
-{focus_section(results["lung_focus"])}
 
 {training_sections(results["train_throughput"], results["train_scaling"])}"""
 
@@ -228,8 +115,8 @@ Full fine-tune of the default backbone (DINOv2 ViT-S/14), same data and batch si
 in its own process; medians over the timed steps after warm-up. *PIL loader*: the transformers
 image-classification example's data path and precision (fp32, PIL decode + augmentation in dataloader workers
 through `set_transform`, plain AdamW), with this project's augmentation, loss and Trainer subclass rather than
-the example's torchvision transforms (torchvision has no wheel beside the CPU torch pin): it isolates the data
-path and precision, not the whole example.
+the example's torchvision transforms (torchvision's PyPI wheel does not load against the CPU torch pin): it
+isolates the data path and precision, not the whole example.
 *Ours* (the default of `train/finetune.py`): images pre-decoded once to uint8 pixels and augmented on the
 device, fused AdamW, SDPA attention, bf16 where the device computes it natively (CUDA; not this CPU). MFU is
 images/s x counted FLOPs per image over the {rows[0]["peak_dtype"]} matmul ceiling measured in the same process
@@ -355,24 +242,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.only:
         extra = ["--model", args.model] if args.only in MODEL_BENCHES else []
-        replace_section(SECTIONS[args.only](run(args.only, extra), args.model))
+        replace_section(SECTIONS[args.only](run_module(f"bench.{args.only}", RESULTS_DIR, extra), args.model))
         return
-    results = {
-        name: json.loads((RESULTS_DIR / f"{name}.json").read_text())
-        if name in args.reuse
-        else run(name, ["--model", args.model] if name in MODEL_BENCHES else [])
-        for name in BENCHES
-    }
+    results = run_all("bench", BENCHES, RESULTS_DIR, args.model, MODEL_BENCHES, args.reuse)
     (BENCH_DIR / "RESULTS.md").write_text(render(results, args.model))
     print(f"Wrote {BENCH_DIR / 'RESULTS.md'}")
 
 
 SECTIONS = {  # benchmarks whose section can be refreshed on its own
     "inference": inference_section,
-    "scope_guard": guard_section,
-    "lung_attention": attention_section,
     "load_space": load_section,
-    "lung_focus": lambda focus, _model: focus_section(focus),
 }
 
 

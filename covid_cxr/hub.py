@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def is_hub_id(name: str) -> bool:
-    """`org/name` that is not a local path: what from_pretrained and load_dataset would look up on the Hub."""
-    return bool(_HUB_ID.match(name)) and not Path(name).exists()
+    """`org/name` that is not a local path: what from_pretrained and load_dataset would look up on the Hub (a bare
+    `name` is left out: this project's repos always have an owner)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return name.count("/") == 1 and not Path(name).exists()
 
 
 def dataset_operations(

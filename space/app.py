@@ -8,5 +8,7 @@ from pathlib import Path
 
 from covid_cxr.serving.app import main
 
+HERE = Path(__file__).resolve().parent
+
 if __name__ == "__main__":
-    main(Path(__file__).resolve().parent)
+    main(HERE, build_dir=HERE.parent / "build")  # in a checkout: what `make train` and `make lungs` wrote

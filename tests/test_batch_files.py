@@ -55,7 +55,9 @@ def test_every_file_gets_a_mask_or_a_reason(batch: Path, tmp_path: Path, monkeyp
     segmenter = HalfSegmenter(fails_on=(257, 263))
     monkeypatch.setattr(lungs_cli.LungSegmenter, "from_pretrained", lambda path: segmenter)
     with caplog.at_level(logging.ERROR):
-        status = lungs_cli.main(["--input_dir", str(batch), "--output_dir", str(tmp_path / "masks")])
+        status = lungs_cli.main(
+            ["--model", "unused", "--input_dir", str(batch), "--output_dir", str(tmp_path / "masks")]
+        )
     out = capsys.readouterr().out
     assert status == 0
     masks = sorted(p.name for p in (tmp_path / "masks").iterdir())
@@ -76,7 +78,7 @@ def test_output_overlapping_the_input_is_refused_before_any_work(batch: Path, mo
 
     monkeypatch.setattr(lungs_cli.LungSegmenter, "from_pretrained", no_model)
     with pytest.raises(SystemExit) as exited:
-        lungs_cli.main(["--input_dir", str(batch), "--output_dir", str(batch / output)])
+        lungs_cli.main(["--model", "unused", "--input_dir", str(batch), "--output_dir", str(batch / output)])
     assert exited.value.code == 2
     assert "the input folder --input_dir" in capsys.readouterr().err
     assert not (batch / "masks").exists()

@@ -12,9 +12,9 @@ import numpy as np
 
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
-from covid_cxr.evaluation.cross_validation import OutOfFold, dataset_folds, fold_roles, summarise
 from covid_cxr.evaluation.grouped import MIXED, reported_subsets
 from covid_cxr.training.report import cross_validated
+from study.folds import OutOfFold, dataset_folds, fold_roles, summarise
 
 
 def toy_dataset(n_groups: int = 60, films: int = 2, seed: int = 0) -> datasets.Dataset:
@@ -90,16 +90,24 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
     metrics = {"n": 463, "roc_auc": 0.7, "roc_auc_low": 0.65, "roc_auc_high": 0.75}
     headline = {"recipe": asdict(recipe), "backbone": "ViT-S", "folds": 5, "metrics": {MIXED: metrics, "all": metrics}}
     report = tmp_path / "quality.json"
+    headline["dataset_digest"] = "abc"
     report.write_text(json.dumps({"headline": headline}))
-    figures = cross_validated(str(report), replace(recipe, seed=1), "ViT-S")  # another seed: the same recipe
+    figures = cross_validated(str(report), replace(recipe, seed=1), "ViT-S", "abc")  # another seed: the same recipe
     assert figures["cv_mixed_sources_roc_auc"] == 0.7 and figures["cv_folds"] == 5
-    assert cross_validated(str(report), replace(recipe, image_size=224), "ViT-S") == {}
-    assert cross_validated(str(report), recipe, "MobileNetV2") == {}
-    assert cross_validated(str(tmp_path / "missing.json"), recipe, "ViT-S") == {}
-    assert cross_validated(str(report), replace(recipe, source_adversary=0.5), "ViT-S") == {}
-    del headline["recipe"]["source_adversary"]  # written before the field existed: measured at its default
+    assert cross_validated(str(report), replace(recipe, image_size=224), "ViT-S", "abc") == {}
+    assert cross_validated(str(report), replace(recipe, max_steps=2), "ViT-S", "abc") == {}
+    assert cross_validated(str(report), recipe, "MobileNetV2", "abc") == {}
+    assert cross_validated(str(report), recipe, "ViT-S", "another dataset") == {}
+    assert cross_validated(str(tmp_path / "missing.json"), recipe, "ViT-S", "abc") == {}
+    assert cross_validated(None, recipe, "ViT-S", "abc") == {}
+    assert cross_validated(str(report), replace(recipe, source_adversary=0.5), "ViT-S", "abc") == {}
+    for field in ("source_adversary", "max_steps"):  # written before the field existed: measured at its default
+        del headline["recipe"][field]
     report.write_text(json.dumps({"headline": headline}))
-    assert cross_validated(str(report), recipe, "ViT-S") == figures
+    assert cross_validated(str(report), recipe, "ViT-S", "abc") == figures
+    del headline["dataset_digest"]  # written before reports named their dataset: it may be another one
+    report.write_text(json.dumps({"headline": headline}))
+    assert cross_validated(str(report), recipe, "ViT-S", "abc") == {}
 
 
 class _Facts:

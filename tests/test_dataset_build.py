@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from covid_cxr.data.build import REPORT_NAME, BuildConfig, build_dataset
-from covid_cxr.evaluation.cross_validation import dataset_folds
+from study.folds import dataset_folds
 from tests.conftest import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "train" / "build_dataset.py"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.data.intensity import INTENSITY_METHODS, normalise_intensity
 from covid_cxr.data.lung_focus import MASK_COLUMN
-from covid_cxr.data.sampling import source_label_weights
 from covid_cxr.evaluation.probes import label_probe
+from study.intensity import INTENSITY_METHODS, normalise_intensity
+from study.levers import source_label_weights
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_sample_weights_change_the_probe() -> None:
 
 
 def test_quality_views_change_what_the_probe_sees(radiograph: Image.Image) -> None:
-    from bench.quality import CROPS, VIEWS
+    from study.yardstick import CROPS, VIEWS
 
     plain = np.asarray(radiograph.convert("L"))
     row = {"image": radiograph, MASK_COLUMN: np.pad(np.ones((60, 60), np.uint8), 26)}  # a central "lung" square

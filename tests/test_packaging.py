@@ -74,23 +74,33 @@ print(len(modules), "modules")
 """
 
 
-def internal_imports(path: Path) -> set[str]:
-    """The covid_cxr sub-packages (or leaf modules) a file imports."""
+STUDY_ONLY = (  # modules the product never ran, moved to study/ and devtools/ (issue 21)
+    "covid_cxr/training/cross_validation.py",
+    "covid_cxr/evaluation/cross_validation.py",
+    "covid_cxr/data/intensity.py",
+    "covid_cxr/serving/launcher.py",
+)
+OUTSIDE = ("bench", "study", "pages", "devtools", "tests")  # the rooms that use the package: it never imports them
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name a file imports."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-        found |= {name.split(".")[1] for name in names if name.startswith("covid_cxr.")}
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
     return found
 
 
+def internal_imports(path: Path) -> set[str]:
+    """The covid_cxr sub-packages (or leaf modules) a file imports."""
+    return {name.split(".")[1] for name in imported_modules(path) if name.startswith("covid_cxr.")}
+
+
 def third_party_imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+    found = {name.split(".")[0] for name in imported_modules(path) if name}
     return {name for name in found if name not in sys.stdlib_module_names and name != "covid_cxr"}
 
 
@@ -102,6 +112,9 @@ def test_imports_point_inward() -> None:
             continue
         for target in internal_imports(path) - ALLOWED[part] - {part}:
             offending.append(f"{path.relative_to(REPO_ROOT)} imports covid_cxr.{target}")
+        for name in imported_modules(path):
+            if name.split(".")[0] in OUTSIDE:
+                offending.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
     assert not offending
 
 
@@ -124,7 +137,10 @@ def test_wheel_holds_and_declares_everything(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
     with zipfile.ZipFile(wheel) as archive:
-        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"covid_cxr"}
+    assert not set(names) & set(STUDY_ONLY)  # the study's and the tests' modules moved out of the product
     declared = {
         re.split(r"[<>=!~ ;\[]", line.removeprefix("Requires-Dist: "))[0].lower().replace("_", "-")
         for line in metadata.splitlines()

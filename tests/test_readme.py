@@ -1,30 +1,40 @@
-"""The README's figures are the artefacts' figures: its results and lung blocks are rendered from docs/*.json."""
+"""The pages' figures are the artefacts' figures: each generated block of the README and docs/ equals a fresh
+rendering of the JSON artefact it names, and no three-decimal figure is typed by hand around them."""
 
 from __future__ import annotations
 
-import json
+import re
+from pathlib import Path
 
-from bench.readme_results import END, README, RESULTS_FILE, START, render
+import pytest
 
+from pages import lungs, quality, results
+from pages.blocks import DOCS, README, Block
 
-def test_readme_results_block_matches_the_recorded_run() -> None:
-    text = README.read_text()
-    block = text[text.index(START) : text.index(END) + len(END)]
-    assert block == render(json.loads(RESULTS_FILE.read_text())), "run `make results` after `make train`"
-
-
-def test_readme_lung_block_matches_the_recorded_report() -> None:
-    from bench import lungs
-
-    text = README.read_text()
-    block = text[text.index(lungs.START) : text.index(lungs.END) + len(lungs.END)]
-    assert block == lungs.render(json.loads(lungs.RESULTS_FILE.read_text())), "run `make lungs-report`"
+BLOCKS = (results.BLOCK, lungs.BLOCK, quality.BLOCK)
+PAGES = (README, *sorted(DOCS.glob("*.md")))
+MEASURED = re.compile(r"\b\d\.\d{3}\b")  # how the pages write a measured ROC AUC, Dice or ECE
 
 
-def test_readme_quality_block_matches_the_yardstick() -> None:
-    from bench import quality
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.name)
+def test_generated_block_matches_its_artefact(block: Block) -> None:
+    assert block.on_page() == block.render(), f"run `{block.command}` to render {block.page.name} again"
 
-    text = README.read_text()
-    block = text[text.index(quality.START) : text.index(quality.END) + len(quality.END)]
-    result = json.loads((quality.RESULTS_DIR / "quality.json").read_text())
-    assert block == quality.readme_block(result), "run `make quality`"
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_no_measured_figure_outside_a_generated_block(page: Path) -> None:
+    text = page.read_text()
+    for block in BLOCKS:
+        if block.page == page:
+            text = text.replace(block.on_page(), "")
+    assert not MEASURED.findall(text), f"{page.name}: a figure typed by hand; render it from an artefact"
+
+
+def test_a_drifted_block_is_caught(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    block = Block("demo", page, quality.BLOCK.source, quality.BLOCK.command, quality.BLOCK.body)
+    page.write_text(f"before\n{block.start}\n{block.end}\nafter\n")
+    block.write()
+    assert block.on_page() == block.render() and page.read_text().startswith("before\n")
+    page.write_text(page.read_text().replace("ROC AUC 0.", "ROC AUC 1.", 1))
+    assert block.on_page() != block.render()

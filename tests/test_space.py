@@ -23,7 +23,8 @@ from transformers import pipeline
 from covid_cxr.serving.bundle import assemble
 from covid_cxr.serving.cleanup import sweep
 from covid_cxr.serving.examples import example_files
-from covid_cxr.serving.launcher import running_app
+from covid_cxr.serving.predictor import Predictor
+from devtools.launcher import running_app
 from tests.conftest import REPO_ROOT
 from tests.test_imaging import write_dicom
 
@@ -107,6 +108,11 @@ def test_api_matches_pipeline(client: Client, xray: Path, trained: tuple[Path, d
     api = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
     hub = {r["label"]: r["score"] for r in pipeline("image-classification", model=str(trained[0]))(str(xray))}
     assert api == pytest.approx(hub, abs=1e-4)
+
+
+def test_the_space_quotes_the_figures_of_its_run(trained: tuple[Path, dict]) -> None:
+    facts = Predictor(trained[0]).facts()  # all_results.json as a real run wrote it
+    assert facts["test_roc_auc"] == trained[1]["test_roc_auc"] and facts["test_mixed_roc_auc"] is not None
 
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])

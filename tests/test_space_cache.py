@@ -14,7 +14,7 @@ import httpx
 from gradio_client import Client, handle_file
 
 from covid_cxr.serving.cleanup import claim_cache, sweep_abandoned
-from covid_cxr.serving.launcher import running_app
+from devtools.launcher import running_app
 from tests.conftest import REPO_ROOT
 from tests.test_space import APP, app_env, xray  # noqa: F401 (a fixture)
 

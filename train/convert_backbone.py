@@ -12,7 +12,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from covid_cxr.modeling.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE, OFFLINE_BACKBONES, materialise, provenance
+from covid_cxr.modeling.backbones import DEFAULT_BACKBONE, OFFLINE_BACKBONES, materialise, provenance
+from covid_cxr.modeling.backbones.cache import backbone_root
 
 
 @dataclass
@@ -20,7 +21,10 @@ class ConvertArguments:
     name: str = field(
         default=DEFAULT_BACKBONE, metadata={"help": "Backbone to convert.", "choices": list(OFFLINE_BACKBONES)}
     )
-    output_root: str = field(default=str(BACKBONE_ROOT), metadata={"help": "Folder receiving <name>/."})
+    output_root: str = field(
+        default_factory=lambda: str(backbone_root()),
+        metadata={"help": "Folder receiving <name>/ (default: the user cache, $COVID_CXR_CACHE/backbones)."},
+    )
     force: bool = field(default=False, metadata={"help": "Convert again even if the folder exists."})
 
 

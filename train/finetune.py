@@ -5,6 +5,7 @@ validation ROC AUC, calibrates (temperature scaling folded into the head), choos
 validation for a target sensitivity, reports metrics overall, per source and on the mixed-label sources, and
 writes a Hugging Face model folder with a model card. Resumes automatically from the last checkpoint of the same
 run (same dataset, arguments, backbone and code); `--resume` says what to do with another run's checkpoints.
+The checkout's folders are this script's defaults (CHECKOUT_PATHS); the package itself has none.
 
     python train/finetune.py                                   # CPU recipe, offline DINOv2 backbone
     accelerate launch train/finetune.py train/configs/gpu.yaml  # GPU(s), bf16, full fine-tune
@@ -19,6 +20,7 @@ import sys
 
 import datasets
 import transformers
+import yaml
 from transformers import HfArgumentParser
 
 from covid_cxr.outputs import OutputFolderError
@@ -26,15 +28,20 @@ from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, Ev
 from covid_cxr.training.checkpoints import StaleRunError
 from covid_cxr.training.run import run
 
+# What `make data`, `make lungs` and `make train` write, relative to the checkout root; a flag or a config file
+# entry overrides each
+CHECKOUT_PATHS = {"dataset": "build/dataset", "output_dir": "build/model", "lung_segmenter": "build/lungs"}
+
 
 def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
-        config_file = os.path.abspath(sys.argv[1])
-        parse = parser.parse_json_file if config_file.endswith(".json") else parser.parse_yaml_file
-        model_args, data_args, eval_args, training_args = parse(config_file)
+        with open(os.path.abspath(sys.argv[1]), encoding="utf-8") as config_file:
+            config = yaml.safe_load(config_file)  # JSON is YAML too
+        model_args, data_args, eval_args, training_args = parser.parse_dict(CHECKOUT_PATHS | config)
     else:
-        model_args, data_args, eval_args, training_args = parser.parse_args_into_dataclasses()
+        defaults = [item for name, value in CHECKOUT_PATHS.items() for item in (f"--{name}", value)]
+        model_args, data_args, eval_args, training_args = parser.parse_args_into_dataclasses(defaults + sys.argv[1:])
 
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -33,6 +33,7 @@ class Recipe:
     mixed_label_weight: float = 1.0
     source_adversary: float = 0.0
     source_adversary_ramp: bool = False
+    max_steps: int = -1  # -1: the epochs decide how long it trains
 
 
 @dataclass(frozen=True)

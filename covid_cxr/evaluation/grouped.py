@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import evaluate
 import numpy as np
 
-MIXED = "mixed_sources"
+from covid_cxr.evaluation.keys import ALL, MIXED, TEST, VALIDATION, metric_key
+
 REPORTED = ("roc_auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "ece", "brier", "n")
 
 
@@ -28,7 +29,7 @@ def grouped_metrics(
     threshold: float,
     mixed_sources: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    """{"all": ..., "mixed_sources": ..., "<source>": ...} metric dicts at the given threshold."""
+    """{ALL: ..., MIXED: ..., "<source>": ...} metric dicts at the given threshold."""
     return {
         name: metric.compute(predictions=probabilities[mask], references=labels[mask], threshold=threshold)
         for name, mask in reported_subsets(sources, mixed_sources).items()
@@ -39,18 +40,19 @@ def reported_subsets(sources: Sequence[str], mixed_sources: Sequence[str]) -> di
     """The image masks every report uses: all images, the mixed-label sources together, each source; empty ones
     left out."""
     sources = np.asarray(sources)
-    subsets = {"all": np.ones(len(sources), dtype=bool), MIXED: np.isin(sources, list(mixed_sources))}
+    subsets = {ALL: np.ones(len(sources), dtype=bool), MIXED: np.isin(sources, list(mixed_sources))}
     subsets |= {str(s): sources == s for s in sorted(set(sources.tolist()))}
     return {name: mask for name, mask in subsets.items() if mask.any()}
 
 
 def flatten(prefix: str, grouped: dict[str, dict[str, float]], keys: Sequence[str]) -> dict[str, float]:
-    """`Trainer.log_metrics`-style flat keys: test_roc_auc, test_ieee8023_sensitivity, ..."""
-    flat = {}
-    for group, values in grouped.items():
-        infix = "" if group == "all" else f"{group}_"
-        flat |= {f"{prefix}_{infix}{key}": values[key] for key in keys if key in values}
-    return flat
+    """`Trainer.log_metrics`-style flat keys of every subset's metrics."""
+    return {
+        metric_key(prefix, subset, key): values[key]
+        for subset, values in grouped.items()
+        for key in keys
+        if key in values
+    }
 
 
 @dataclass(frozen=True)
@@ -64,4 +66,7 @@ class Evaluation:
 
     def by_split(self) -> dict[str, dict[str, float]]:
         """`Trainer.log_metrics`-style keys per split: eval_roc_auc, test_mixed_sources_sensitivity, ..."""
-        return {"eval": flatten("eval", self.validation, REPORTED), "test": flatten("test", self.test, REPORTED)}
+        return {
+            VALIDATION: flatten(VALIDATION, self.validation, REPORTED),
+            TEST: flatten(TEST, self.test, REPORTED),
+        }

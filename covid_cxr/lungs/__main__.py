@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m covid_cxr.lungs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="build/lungs", help="Segmenter folder (make lungs).")
+    parser.add_argument("--model", required=True, help="Segmenter folder (train/train_lungs.py, make lungs).")
     parser.add_argument("--input_dir", required=True, type=Path, help="Folder of PNG, JPEG or DICOM files.")
     parser.add_argument("--output_dir", required=True, type=Path, help="Where to write <stem>.png masks.")
     args = parser.parse_args(argv)

@@ -21,24 +21,25 @@ logger = logging.getLogger(__name__)
 MODEL_ID_FILE = "MODEL_ID"
 
 
-def model_location(app_dir: Path) -> str:
-    """$MODEL, else the model shipped with a deployed Space (a folder or a MODEL_ID file), else build/model."""
+def model_location(app_dir: Path, build_dir: Path | None) -> str | None:
+    """$MODEL, else the model shipped with a deployed Space (a folder or a MODEL_ID file), else ``build_dir/model``
+    (a checkout's `make train`); None when there is nothing to try."""
     if os.environ.get("MODEL"):
         return os.environ["MODEL"]
     if (app_dir / "model" / "config.json").is_file():
         return str(app_dir / "model")
     if (app_dir / MODEL_ID_FILE).is_file():
         return (app_dir / MODEL_ID_FILE).read_text().strip()
-    return "build/model"
+    return None if build_dir is None else str(build_dir / "model")
 
 
-def lung_segmenter(app_dir: Path) -> LungSegmenter | None:
-    """$LUNGS, else the segmenter shipped beside the app, else build/lungs (`make lungs`); None when there is
-    none: the Space then works without lung outlines and attention shares."""
-    for folder in (os.environ.get("LUNGS"), app_dir / "lungs", "build/lungs"):
+def lung_segmenter(app_dir: Path, build_dir: Path | None) -> LungSegmenter | None:
+    """$LUNGS, else the segmenter shipped beside the app, else ``build_dir/lungs`` (`make lungs`); None when there
+    is none: the Space then works without lung outlines and attention shares."""
+    for folder in (os.environ.get("LUNGS"), app_dir / "lungs", build_dir and build_dir / "lungs"):
         if folder and holds_segmenter(folder):
             return LungSegmenter.from_pretrained(folder)
-    logger.info("no lung segmenter found: run `make lungs` for lung outlines and attention shares")
+    logger.info("no lung segmenter found: set LUNGS to one (train/train_lungs.py) for lung outlines and attention")
     return None
 
 
@@ -57,11 +58,16 @@ def fetch_model_folder(model: str) -> str | None:
         return None
 
 
-def examples_folder(app_dir: Path) -> Path | None:
-    """Examples shipped beside the app, else a few test-split images of the local dataset build."""
+def examples_folder(app_dir: Path, build_dir: Path | None) -> Path | None:
+    """Examples shipped beside the app, else a few test-split images of $DATASET or ``build_dir/dataset``."""
     if (app_dir / "examples").is_dir():
         return app_dir / "examples"
-    dataset = Path(os.environ.get("DATASET", "build/dataset"))
+    if os.environ.get("DATASET"):
+        dataset = Path(os.environ["DATASET"])
+    elif build_dir is not None:
+        dataset = build_dir / "dataset"
+    else:
+        return None
     if not (dataset / "dataset_dict.json").is_file():
         return None
     return write_examples(dataset, dataset.parent / f"{dataset.name}-examples")
@@ -78,19 +84,21 @@ def private_cache() -> Path:
     return cache
 
 
-def main(app_dir: Path) -> None:
+def main(app_dir: Path, build_dir: Path | None = None) -> None:
+    """Serve the model found beside ``app_dir`` or named by the environment; ``build_dir`` is a checkout's output
+    folder, tried last for the model, the lung segmenter and the examples."""
     logging.basicConfig(level=logging.INFO)
-    model = model_location(app_dir)
-    folder = fetch_model_folder(model)
-    examples = examples_folder(app_dir) if folder else None
+    model = model_location(app_dir, build_dir)
+    folder = fetch_model_folder(model) if model else None
+    examples = examples_folder(app_dir, build_dir) if folder else None
     if folder is None:
-        print(f"No trained model at {model}: run `make train`, or set MODEL to a model folder or Hub id.")
+        print(f"No trained model at {model or 'MODEL (unset)'}: set MODEL to a model folder or Hub id.")
     lifetime = int(os.environ.get("FILE_LIFETIME_S", FILE_LIFETIME_S))  # how long uploads and results are kept
     cache = private_cache()
     demo = (
-        build_demo(Predictor(folder, lung_segmenter(app_dir)), examples, lifetime)
+        build_demo(Predictor(folder, lung_segmenter(app_dir, build_dir)), examples, lifetime)
         if folder
-        else missing_model_demo(model)
+        else missing_model_demo(model or "MODEL (unset)")
     )
     # what exists now is kept: the example thumbnails
     start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")), file_sets=demo.temp_file_sets)

@@ -1,7 +1,9 @@
-"""Assemble the folder a Hugging Face Space runs: app, requirements, card, this package, model and examples."""
+"""Assemble the folder a Hugging Face Space runs: app, requirements, card, the package modules it imports, model
+and examples."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +18,7 @@ from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+SPACE_ENTRY = "covid_cxr.serving.app"
 MODEL_FILES = (
     "config.json",
     "model.safetensors",
@@ -50,7 +53,10 @@ def assemble(
 def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | None, lungs: Path | None) -> None:
     for name in ("app.py", "requirements.txt"):
         shutil.copy(space_source / name, output_dir / name)
-    shutil.copytree(PACKAGE_ROOT, output_dir / "covid_cxr", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module in runtime_modules():
+        target = output_dir / module.relative_to(PACKAGE_ROOT.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(module, target)
     if lungs is not None and holds_segmenter(lungs):  # the lung segmenter, for outlines and attention
         shutil.copytree(lungs, output_dir / "lungs")
     card = SpaceCard.load(space_source / "README.md")
@@ -71,6 +77,41 @@ def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | 
             f"\n## Example images\n\nFrom the model's test split, under their sources' licences:\n{attribution}"
         )
     card.save(output_dir / "README.md")
+
+
+def runtime_modules(entry: str = SPACE_ENTRY) -> list[Path]:
+    """The package's files that `entry` imports, directly or not, lazy imports included, with the ``__init__.py``
+    of every package on the way: all the Space runs, so the bundle ships no training or card code."""
+    found: set[Path] = set()
+    pending = [entry]
+    while pending:
+        path = _module_file(pending.pop())
+        if path is None or path in found:
+            continue
+        found.add(path)
+        parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+        pending += [".".join(parts[:end]) for end in range(1, len(parts))]  # the packages it lies in
+        pending += _imported(path)
+    return sorted(found)
+
+
+def _module_file(name: str) -> Path | None:
+    base = PACKAGE_ROOT.parent.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(path: Path) -> list[str]:
+    """The covid_cxr modules a file names: ``import a.b``, ``from a.b import c`` (c may itself be a module)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return [name for name in names if name.split(".")[0] == PACKAGE_ROOT.name]
 
 
 def _copy_model(model: Path, target: Path) -> dict[str, object]:

@@ -2,8 +2,8 @@
 those of earlier instances that were killed before they could clean up.
 
 Gradio's own ``delete_cache`` walks sets of file names that requests add to at the same moment; under load its
-task died ("Set changed size during iteration") and deleted nothing more: 2,481 files were left after a
-1,200-request run. This walks the folders themselves, in a daemon thread, so no request can disturb it.
+task died ("Set changed size during iteration") and deleted nothing more (bench/load_space.py counts the files a
+load run leaves). This walks the folders themselves, in a daemon thread, so no request can disturb it.
 
 Every instance gets its own folder under one fixed root per user (``<temp>/covid-cxr-space-uid<uid>``), named
 by its pid and start time, and holds a lock on it (``flock`` of the folder itself) for as long as the process

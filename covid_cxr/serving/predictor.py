@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from covid_cxr.data.imaging import load_image
+from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
 from covid_cxr.lungs.attention import lung_share
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
@@ -40,12 +41,25 @@ class Prediction:
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
 
 
+def headline_figures(results: dict[str, float]) -> dict[str, float | None]:
+    """The figures the Space quotes, read from all_results.json by the keys its writers use; None when absent."""
+    keys = {
+        "test_roc_auc": metric_key(TEST, ALL, "roc_auc"),
+        "test_mixed_roc_auc": metric_key(TEST, MIXED, "roc_auc"),
+        "cv_mixed_roc_auc": metric_key(CV, MIXED, "roc_auc"),
+        "cv_mixed_roc_auc_low": metric_key(CV, MIXED, "roc_auc_low"),
+        "cv_mixed_roc_auc_high": metric_key(CV, MIXED, "roc_auc_high"),
+        "cv_folds": metric_key(CV, ALL, "folds"),
+    }
+    return {fact: results.get(key) for fact, key in keys.items()}
+
+
 class Predictor(CovidClassifier):
     """A trained model folder ready to serve: the classifier plus its scope guard and card facts."""
 
-    def __init__(self, folder: str | Path, lungs: LungSegmenter | None = None) -> None:
+    def __init__(self, folder: str | Path, segmenter: LungSegmenter | None = None) -> None:
         self.folder = Path(folder)
-        self.lungs = lungs
+        self.segmenter = segmenter
         super().__init__(*load_folder(self.folder))
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
@@ -59,13 +73,7 @@ class Predictor(CovidClassifier):
             "threshold": self.threshold,
             "validation_sensitivity": getattr(config, "threshold_validation_sensitivity", None),
             "validation_specificity": getattr(config, "threshold_validation_specificity", None),
-            "test_roc_auc": self.results.get("test_roc_auc"),
-            "test_mixed_roc_auc": self.results.get("test_mixed_sources_roc_auc"),
-            "cv_mixed_roc_auc": self.results.get("cv_mixed_sources_roc_auc"),
-            "cv_mixed_roc_auc_low": self.results.get("cv_mixed_sources_roc_auc_low"),
-            "cv_mixed_roc_auc_high": self.results.get("cv_mixed_sources_roc_auc_high"),
-            "cv_folds": self.results.get("cv_folds"),
-        }
+        } | headline_figures(self.results)
 
     def analyse(self, source: str | Path | bytes, heatmap: bool = True) -> Prediction:
         """Raise ImageError (unreadable file) or OutOfScope (not a frontal CXR); else return the analysis."""
@@ -77,12 +85,12 @@ class Predictor(CovidClassifier):
         logits, features, cams = self._forward(pixels, heatmap)
         if self.guard is not None and (reason := self.guard.reason(features[0])):
             raise OutOfScope(reason)
-        lungs = None
-        if self.lungs is not None:
-            (probability,) = self.lungs.probabilities([seen])
-            if reason := implausible_lungs(probability, self.lungs.config.threshold):
+        lung_mask = None
+        if self.segmenter is not None:
+            (probability,) = self.segmenter.probabilities([seen])
+            if reason := implausible_lungs(probability, self.segmenter.config.threshold):
                 raise OutOfScope(reason)
-            lungs = probability >= self.lungs.config.threshold
+            lung_mask = probability >= self.segmenter.config.threshold
         row = softmax(logits)[0]
         probabilities = {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)}
         covid = float(row[self.positive])
@@ -90,9 +98,9 @@ class Predictor(CovidClassifier):
             probabilities,
             covid,
             covid >= self.threshold,
-            seen if lungs is None else outline(seen, lungs),
+            seen if lung_mask is None else outline(seen, lung_mask),
             None if cams is None else overlay(seen, cams[0]),
-            None if cams is None or lungs is None else lung_share(cams[0], lungs),
+            None if cams is None or lung_mask is None else lung_share(cams[0], lung_mask),
         )
 
     def _forward(self, pixels: torch.Tensor, heatmap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

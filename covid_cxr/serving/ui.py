@@ -42,7 +42,7 @@ def _format(value: object, pattern: str = "{:.3f}") -> str:
 
 
 def _cross_validated(facts: dict[str, object]) -> str:
-    """The mixed-label figure of k-fold cross-validation: steadier than one test split of ~70 images."""
+    """The mixed-label figure of k-fold cross-validation: steadier than one small test split."""
     if facts["cv_mixed_roc_auc"] is None:
         return ""
     return (
@@ -97,7 +97,7 @@ def refusal(message: str) -> gr.Error:
 
 
 def quiet_refusals() -> dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]]:
-    """Handlers for the server's expected refusals, each a one-line log instead of uvicorn's ~30-line traceback
+    """Handlers for the server's expected refusals, each a one-line log instead of uvicorn's traceback
     "Exception in ASGI application": a call of an API name the app does not have (or keeps private), and a client
     that hung up mid-upload. No path is logged: a client chooses it, and it may hold a file name."""
 
@@ -199,7 +199,7 @@ def missing_model_demo(model: str) -> gr.Blocks:
     with gr.Blocks(title="covid-cxr: no model yet") as demo:
         gr.Markdown(
             f"# No trained model found at `{model}`\n\n"
-            "Create one with `make train` (builds the dataset and fine-tunes the offline backbone on the CPU, "
-            "about 5 minutes), or point the app at an existing model: `MODEL=path/or/hub-id make space`."
+            "Create one with `make train` (builds the dataset and fine-tunes the offline backbone on the CPU), "
+            "or point the app at an existing model: `MODEL=path/or/hub-id make space`."
         )
     return demo

@@ -10,7 +10,8 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
-from covid_cxr.modeling.backbones import BACKBONE_ROOT, DEFAULT_BACKBONE
+from covid_cxr.modeling.backbones import DEFAULT_BACKBONE
+from covid_cxr.modeling.backbones.cache import backbone_root
 
 
 @dataclass
@@ -59,14 +60,17 @@ class ModelArguments:
             "features are pushed away from the source."
         },
     )
-    backbone_dir: str = field(default=str(BACKBONE_ROOT), metadata={"help": "Where offline backbones are converted."})
+    backbone_dir: str = field(
+        default_factory=lambda: str(backbone_root()),
+        metadata={"help": "Where offline backbones are converted (default: the user cache, $COVID_CXR_CACHE)."},
+    )
 
 
 @dataclass
 class DataArguments:
     """The dataset made by train/build_dataset.py (a folder) or a Hub dataset with the same features."""
 
-    dataset: str = field(default="build/dataset", metadata={"help": "save_to_disk folder or Hub dataset id."})
+    dataset: str = field(metadata={"help": "save_to_disk folder or Hub dataset id (train/build_dataset.py)."})
     dataset_hub_id: str | None = field(
         default=None,
         metadata={
@@ -112,7 +116,7 @@ class EvaluationArguments:
     target_sensitivity: float = field(default=0.90, metadata={"help": "Validation sensitivity the threshold targets."})
     linear_probe: bool = field(default=True, metadata={"help": "Fit the frozen-feature label and source probes."})
     lung_segmenter: str | None = field(
-        default="build/lungs",
+        default=None,
         metadata={
             "help": "Lung segmenter folder (`make lungs`): the card then reports the share of the Grad-CAM heat "
             "inside the lung fields on the test split, and --lung_focus takes its masks from it. Without one "
@@ -120,10 +124,12 @@ class EvaluationArguments:
         },
     )
     cross_validation_report: str | None = field(
-        default="bench/results/quality.json",
+        default=None,
         metadata={
-            "help": "The quality yardstick's result (`make quality`): when its cross-validated recipe is this run's, "
-            "the card and the Space quote its mixed-label ROC AUC and CI beside the test split's."
+            "help": "A cross-validation report (`make quality` writes study/results/quality.json in the source "
+            "repository): when it measured this run's recipe, backbone and dataset, the card and the Space quote "
+            "its mixed-label ROC AUC and CI beside the test split's. Without one the card says the recipe was not "
+            "cross-validated on this data."
         },
     )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
@@ -147,7 +153,7 @@ class EvaluationArguments:
 class CxrTrainingArguments(TrainingArguments):
     """transformers' TrainingArguments with this project's defaults (all still overridable)."""
 
-    output_dir: str = field(default="build/model", metadata={"help": "Where the model and reports go."})
+    output_dir: str = field(metadata={"help": "Where the model and reports go."})
     num_train_epochs: float = 3.0
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64

@@ -40,6 +40,7 @@ _INCOMPLETE = re.compile(rf"^{INCOMPLETE}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # Arguments that change no weight and no reported figure: where the run writes, logs and pushes, how many loader
 # workers it uses, how it resumes. Every other argument is part of the fingerprint.
 COSMETIC_ARGUMENTS = {
+    "model": frozenset({"backbone_dir"}),  # where converted backbones are cached; their files are hashed apart
     "data": frozenset({"preprocessing_num_workers"}),
     "evaluation": frozenset({"resume", "hub_repo_id"}),
     "training": frozenset(

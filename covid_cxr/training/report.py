@@ -17,7 +17,8 @@ from transformers import BaseImageProcessor, PreTrainedModel
 
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation import load_cxr_metric
-from covid_cxr.evaluation.grouped import MIXED, Evaluation, grouped_metrics, mixed_label_sources
+from covid_cxr.evaluation.grouped import MIXED, Evaluation, flatten, grouped_metrics, mixed_label_sources
+from covid_cxr.evaluation.keys import ALL, CV, PROBE_TEST, TEST, metric_key
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
@@ -119,7 +120,7 @@ def plot_results(
     temperature, threshold = calibration.temperature, calibration.threshold.value
     val_probs, test_probs = validation.probabilities(temperature), test.probabilities(temperature)
     mixed = np.isin(test.sources, evaluation.mixed_sources)
-    overall = evaluation.test["all"]
+    overall = evaluation.test[ALL]
     plot_roc(
         {
             "validation": (validation.labels, val_probs),
@@ -152,12 +153,7 @@ def probe_baseline(
     sources = list(splits["test"]["source"])
     grouped = grouped_metrics(load_cxr_metric(), test_probs, labels["test"], sources, threshold.value, mixed_sources)
     kept = ("roc_auc", "sensitivity", "specificity", "accuracy")
-    flat = {
-        f"probe_test_{'' if subset == 'all' else subset + '_'}{key}": grouped[subset][key]
-        for subset in ("all", MIXED)
-        if subset in grouped
-        for key in kept
-    }
+    flat = flatten(PROBE_TEST, {subset: grouped[subset] for subset in (ALL, MIXED) if subset in grouped}, kept)
     shortcut = source_probe(features["train"], list(splits["train"]["source"]), features["test"], sources)
     return flat | {f"probe_{k}": v for k, v in shortcut.items()}
 
@@ -174,27 +170,46 @@ def lung_attention_summary(
     shares = lung_attention(model, processor, test["image"], lungs, POSITIVE, desc="Lung attention (test)")
     mixed = np.isin(test["source"], mixed_sources)
     return {
-        "test_lung_attention_mean": float(shares.mean()),
-        "test_mixed_sources_lung_attention_mean": float(shares[mixed].mean()) if mixed.any() else math.nan,
-        "test_lung_attention_below_half": float((shares < 0.5).mean()),
+        metric_key(TEST, ALL, "lung_attention_mean"): float(shares.mean()),
+        metric_key(TEST, MIXED, "lung_attention_mean"): float(shares[mixed].mean()) if mixed.any() else math.nan,
+        metric_key(TEST, ALL, "lung_attention_below_half"): float((shares < 0.5).mean()),
     }
 
 
-def cross_validated(report: str | None, recipe: Recipe, backbone: str) -> dict[str, float]:
-    """The yardstick's cross-validated figures (bench/results/quality.json) when they measured this very recipe
-    (the seed aside) on this backbone; empty, with a warning, when they measured another one."""
-    if not report or not Path(report).is_file():
+def cross_validated(report: str | None, recipe: Recipe, backbone: str, dataset_digest: str) -> dict[str, float]:
+    """The cross-validated figures of a report (`make quality` writes one) when it measured this very recipe (the
+    seed aside), on this backbone and on this dataset (covid_cxr.data.digest); empty, with one line saying why,
+    when there is none or it measured something else, so the card never quotes another run's figures."""
+    if not report:
+        return {}
+    if not Path(report).is_file():
+        logger.warning("No cross-validation report at %s: the card quotes none", report)
         return {}
     headline = json.loads(Path(report).read_text())["headline"]
+    other = _measured_other(headline, recipe, backbone, dataset_digest)
+    if other:
+        logger.warning("%s cross-validated %s: the card leaves its figures out", report, other)
+        return {}
+    figures = {metric_key(CV, ALL, "folds"): float(headline["folds"])}
+    for subset in (MIXED, ALL):
+        metrics = headline["metrics"][subset]
+        figures |= {
+            metric_key(CV, subset, key): float(metrics[key]) for key in ("n", "roc_auc", "roc_auc_low", "roc_auc_high")
+        }
+    return figures
+
+
+def _measured_other(headline: dict, recipe: Recipe, backbone: str, dataset_digest: str) -> str | None:
+    """What the report's headline measured that this run is not, in words; None when it measured this run."""
     measured = None
     if "recipe" in headline:  # a report older than a recipe field measured that field at its default
         measured = {key: value for key, value in asdict(Recipe(**headline["recipe"])).items() if key != "seed"}
-    ours = {key: value for key, value in asdict(recipe).items() if key != "seed"}
-    if measured != ours or headline.get("backbone") != backbone:
-        logger.warning("%s cross-validated another recipe or backbone: the card leaves its figures out", report)
-        return {}
-    figures = {"cv_folds": float(headline["folds"])}
-    for subset, prefix in ((MIXED, "cv_mixed_sources_"), ("all", "cv_")):
-        metrics = headline["metrics"][subset]
-        figures |= {f"{prefix}{key}": float(metrics[key]) for key in ("n", "roc_auc", "roc_auc_low", "roc_auc_high")}
-    return figures
+    if measured != {key: value for key, value in asdict(recipe).items() if key != "seed"}:
+        return "another recipe"
+    if headline.get("backbone") != backbone:
+        return "another backbone"
+    if "dataset_digest" not in headline:
+        return "a dataset it does not name (written before reports recorded theirs)"
+    if headline["dataset_digest"] != dataset_digest:
+        return "another dataset"
+    return None

@@ -29,6 +29,7 @@ from transformers import (
 
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
+from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.evaluation.grouped import mixed_label_sources
@@ -257,7 +258,9 @@ def finalise(
             load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
     recipe = recipe_of(*arguments)
-    cross_validation = cross_validated(eval_args.cross_validation_report, recipe, str(backbone["description"]))
+    cross_validation = cross_validated(
+        eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
+    )
     attention = {}
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
@@ -312,6 +315,7 @@ def recipe_of(
         image_size=model_args.image_size,
         trainable_blocks=model_args.trainable_blocks,
         epochs=training_args.num_train_epochs,
+        max_steps=training_args.max_steps,
         batch_size=training_args.per_device_train_batch_size,
         learning_rate=training_args.learning_rate,
         scheduler=str(getattr(scheduler, "value", scheduler)),  # the enum's name would read "SchedulerType.COSINE"

@@ -1,7 +1,8 @@
 """Offline pretrained backbones, rebuilt from registry packages into Hugging Face model folders.
 
-``resolve_backbone("dinov2-small-imgfocus")`` converts on first use into ``build/backbones/<name>``; any other
-value is passed to ``from_pretrained`` unchanged (a local folder or a Hub id such as ``facebook/dinov2-small``).
+``resolve_backbone("dinov2-small-imgfocus")`` converts on first use into ``<cache>/backbones/<name>`` (see
+`cache.cache_folder`); any other value is passed to ``from_pretrained`` unchanged (a local folder or a Hub id such as
+``facebook/dinov2-small``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from covid_cxr.modeling.backbones import dinov2_onnx, mobilenet_tfjs
+from covid_cxr.modeling.backbones.cache import backbone_root
 
 DEFAULT_BACKBONE = "dinov2-small-imgfocus"
-BACKBONE_ROOT = Path("build/backbones")
 PROVENANCE_FILE = "provenance.json"
 
 OFFLINE_BACKBONES: dict[str, dict[str, object]] = {
@@ -35,11 +36,12 @@ OFFLINE_BACKBONES: dict[str, dict[str, object]] = {
 }
 
 
-def materialise(name: str, root: Path = BACKBONE_ROOT, force: bool = False) -> Path:
-    """Convert an offline backbone into ``root/name`` unless it is already there; return the folder."""
+def materialise(name: str, root: Path | None = None, force: bool = False) -> Path:
+    """Convert an offline backbone into ``root/name`` (default: `backbone_root`) unless it is already there;
+    return the folder."""
     if name not in OFFLINE_BACKBONES:
         raise KeyError(f"unknown offline backbone {name!r}; choose one of {', '.join(OFFLINE_BACKBONES)}")
-    output_dir = Path(root) / name
+    output_dir = Path(root or backbone_root()) / name
     if (output_dir / PROVENANCE_FILE).is_file() and not force:
         return output_dir
     entry = OFFLINE_BACKBONES[name]
@@ -50,7 +52,7 @@ def materialise(name: str, root: Path = BACKBONE_ROOT, force: bool = False) -> P
     return output_dir
 
 
-def resolve_backbone(name_or_path: str, root: Path = BACKBONE_ROOT) -> str:
+def resolve_backbone(name_or_path: str, root: Path | None = None) -> str:
     """A local folder or Hub id as given; an offline backbone name becomes its (converted) folder."""
     if name_or_path in OFFLINE_BACKBONES and not Path(name_or_path).exists():
         return str(materialise(name_or_path, root))

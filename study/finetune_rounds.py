@@ -1,4 +1,4 @@
-"""The fine-tune as a cross-validation recipe: one Trainer run per round, each in its own resumable folder."""
+"""The fine-tune as a fold scorer: one Trainer run per round of the yardstick, each in its own resumable folder."""
 
 from __future__ import annotations
 
@@ -11,22 +11,22 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from covid_cxr.evaluation.cross_validation import Recipe
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
 from covid_cxr.training.report import POSITIVE
 from covid_cxr.training.run import fit
+from study.folds import FoldScorer
 
 SCORES = "round_scores.npz"
 
 
-def finetune_recipe(
+def finetune_scorer(
     arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
     dataset: datasets.Dataset,
     output_root: Path,
     lungs: LungSegmenter | None = None,
-) -> Recipe:
+) -> FoldScorer:
     """Fine-tune round k into ``output_root/round-k`` and score its validation and test parts.
 
     A finished round's scores (and the CPU seconds it took) are kept in ``round_scores.npz`` and its checkpoints
@@ -35,7 +35,7 @@ def finetune_recipe(
     model_args, data_args, eval_args, training_args = arguments
     eval_args = dataclasses.replace(eval_args, resume="restart_on_change")  # a round of changed code starts over
 
-    def recipe(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"
         scores = folder / SCORES
         key = Hasher.hash(dataset.select(test)["file_name"])  # a rebuilt or reordered dataset starts afresh
@@ -61,4 +61,4 @@ def finetune_recipe(
             shutil.rmtree(checkpoint)
         return val_probs, test_probs
 
-    return recipe
+    return scorer

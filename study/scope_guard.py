@@ -64,8 +64,8 @@ def verdict(predictor: Predictor, image: Image.Image) -> str:
 def lung_verdict(predictor: Predictor, image: Image.Image) -> str:
     """The lung-field check alone, on the image as the model would see it."""
     pixels = predictor.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
-    (probability,) = predictor.lungs.probabilities(seen_images(pixels, predictor.processor))
-    reason = implausible_lungs(probability, predictor.lungs.config.threshold)
+    (probability,) = predictor.segmenter.probabilities(seen_images(pixels, predictor.processor))
+    reason = implausible_lungs(probability, predictor.segmenter.config.threshold)
     return f"refused: {reason}" if reason else "scored"
 
 

@@ -1,4 +1,4 @@
-"""Run the Space app in a child process on a free localhost port, for the tests and the load benchmark."""
+"""Run the Space app in a child process on a free localhost port: for the tests and the benchmarks, not the product."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Hospitals differ in exposure, detector and post-processing, and a classifier can learn those differences instead
 of the disease. Equalising the grey-level histogram (globally, or per tile with CLAHE) removes part of them.
-CLAHE comes from scikit-image, which is in the ``dev`` extra while no shipped recipe uses it: it is imported only
-when CLAHE is asked for, so the installed package works without it.
+A lever of the study only (no training recipe normalises): CLAHE comes from scikit-image, in the ``dev`` extra,
+imported only when CLAHE is asked for.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Regenerate docs/space.png: the Space on the trained model, one test-split example analysed, in Chromium.
+"""docs/space.png (`make screenshot`): the Space on a trained model, its first example analysed, in Chromium.
 
-python -m bench.screenshot --model build/model     (needs Debian's chromium, as the browser test does)
+Needs a trained model and its dataset (the gallery's examples) and Debian's chromium, as the browser test does.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from covid_cxr.serving.launcher import running_app
+from devtools.launcher import running_app
+from pages.blocks import DOCS, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="build/model")
-    parser.add_argument("--dataset", default="build/dataset")
-    parser.add_argument("--output", default=str(REPO_ROOT / "docs" / "space.png"))
+    parser.add_argument("--model", default="build/model", help="Trained model folder or Hub id (make train).")
+    parser.add_argument("--dataset", default="build/dataset", help="Dataset whose test split gives the examples.")
+    parser.add_argument("--output", default=str(DOCS / "space.png"), help="Where the screenshot goes.")
     args = parser.parse_args()
     env = {"MODEL": args.model, "DATASET": args.dataset}
     with (

@@ -3,7 +3,7 @@
 The folds are dealt like the splits (covid_cxr.data.splits): whole ``patient_group``s, each fold mirroring the
 source x label mix. In round k, fold k is scored, fold k+1 is the validation part (temperature, threshold, early
 stopping) and the rest trains, as in the train/validation/test recipe. Every image is thus scored once by a model
-that never saw its patient, so the mixed-label sources give ~460 scored images instead of the test split's ~70.
+that never saw its patient, so every image of the mixed-label sources is scored, not only the test split's.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from covid_cxr.evaluation.bootstrap import roc_auc_ci
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature
 from covid_cxr.modeling.inference import softmax
 
-# (round, train, validation, test indices) -> uncalibrated P(covid) on validation and on test
-Recipe = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# What a cross-validated recipe does in one round: (round, train, validation, test indices) -> uncalibrated
+# P(covid) on validation and on test
+FoldScorer = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def dataset_folds(dataset: datasets.Dataset, n_folds: int = 5, seed: int = 42) -> np.ndarray:
@@ -49,14 +50,14 @@ class OutOfFold:
 
     @classmethod
     def collect(
-        cls, recipe: Recipe, folds: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.90
+        cls, scorer: FoldScorer, folds: np.ndarray, labels: np.ndarray, target_sensitivity: float = 0.90
     ) -> OutOfFold:
-        """Run the recipe once per round; calibrate and choose the threshold on that round's validation part."""
+        """Run the scorer once per round; calibrate and choose the threshold on that round's validation part."""
         probabilities = np.full(len(labels), np.nan)
         thresholds = np.full(len(labels), np.nan)
         for k in range(int(folds.max()) + 1):
             train, validation, test = fold_roles(folds, k)
-            val_probs, test_probs = recipe(k, train, validation, test)
+            val_probs, test_probs = scorer(k, train, validation, test)
             probabilities[test], thresholds[test] = calibrate_round(
                 val_probs, labels[validation], test_probs, target_sensitivity
             )

@@ -1,0 +1,56 @@
+"""The README's quality headline from the study's results (`python -m pages.quality` after `make quality`).
+
+The one number to quote: the cross-validated mixed-label ROC AUC of the default recipe with its patient-bootstrap
+95% CI, beside the all-source figure it must not be confused with. The full tables are in study/QUALITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from pages.blocks import README, REPO_ROOT, Artefact, Block, fill
+
+MIXED = "mixed_sources"  # the study's key for the sources that hold both classes
+TARGET = 0.80  # the project's goal for the mixed-label ROC AUC (a goal, not a measurement)
+
+
+def interval(metrics: dict[str, float]) -> str:
+    """ROC AUC with its 95% CI, as the study's own tables write it."""
+    if math.isnan(metrics["roc_auc"]):
+        return "n/a (one class)"
+    return f"{metrics['roc_auc']:.3f} (95% CI {metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f})"
+
+
+def body(result: Artefact) -> str:
+    headline = result["headline"]
+    mixed = headline["metrics"][MIXED]
+    return fill(
+        "quality.md",
+        {
+            "setting": headline["setting"],
+            "mixed": interval(mixed),
+            "folds": result["folds"],
+            "mixed_images": result["mixed_images"],
+            "sources": ", ".join(result["mixed_sources"]),
+            "images": result["images"],
+            "every": interval(headline["metrics"]["all"]),
+            "date": result["machine"]["date"],
+            "target": f"{TARGET:.2f}",
+            "reached": "reached" if mixed["roc_auc_low"] >= TARGET else "not reached",
+        },
+    )
+
+
+BLOCK = Block("quality", README, REPO_ROOT / "study" / "results" / "quality.json", "python -m pages.quality", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    BLOCK.write()
+    print(f"the quality headline of {BLOCK.page.name} written from {BLOCK.source.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""docs/results.json and the results block of docs/results.md from a trained model's artefacts (`make results`).
+
+The figures are copied from <model>/all_results.json, config.json and run_config.json into docs/results.json
+(committed), and the block is rendered from that file, so the page quotes the run and never a hand-typed figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import datasets
+
+from covid_cxr.cards.markdown import markdown_rows
+from covid_cxr.evaluation.keys import ALL, MIXED, PROBE_TEST, TEST, metric_key
+from covid_cxr.training.report import mixed_sources_of
+from pages.blocks import DOCS, Artefact, Block, fill, number
+
+CONFIG_KEYS = ("decision_threshold", "threshold_target_sensitivity", "threshold_validation_sensitivity",
+               "threshold_validation_specificity", "backbone_description")  # fmt: skip
+ROWS = (  # (name, prefix of the figures, subset); the probe rows exist when the probes ran (images: the test's)
+    ("**mixed-label sources ({mixed})**", TEST, MIXED),
+    ("all sources", TEST, ALL),
+    ("linear probe on frozen features, mixed-label sources", PROBE_TEST, MIXED),
+    ("linear probe on frozen features, all sources", PROBE_TEST, ALL),
+)
+
+
+def collect(model_dir: Path) -> Artefact:
+    """What the page shows, from the model folder's own files."""
+    config = json.loads((model_dir / "config.json").read_text())
+    run = json.loads((model_dir / "run_config.json").read_text())
+    splits = datasets.load_from_disk(run["data"]["dataset"])  # the data the model was trained and tested on
+    return {
+        "mixed_sources": mixed_sources_of(splits),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "metrics": json.loads((model_dir / "all_results.json").read_text()),
+        "config": {key: config.get(key) for key in CONFIG_KEYS},
+        "recipe": {
+            "image_size": run["model"]["image_size"],
+            "trainable_blocks": run["model"]["trainable_blocks"],
+            "epochs": run["training"]["num_train_epochs"],
+            "batch": run["training"]["per_device_train_batch_size"],
+            "seed": run["training"]["seed"],
+        },
+    }
+
+
+def split_table(metrics: dict[str, float], mixed: list[str]) -> str:
+    rows = [
+        [name.format(mixed=" + ".join(mixed)), metrics[metric_key(TEST, subset, "n")]]
+        + [number(metrics[metric_key(prefix, subset, key)]) for key in ("roc_auc", "sensitivity", "specificity")]
+        for name, prefix, subset in ROWS
+        if metric_key(prefix, subset, "roc_auc") in metrics
+    ]
+    return markdown_rows(["test subset", "n", "ROC AUC", "sensitivity", "specificity"], rows)
+
+
+def shortcut(metrics: dict[str, float]) -> str:
+    """The source-probe sentence, when the probes ran."""
+    if "probe_source_accuracy" not in metrics:
+        return ""
+    return " " + fill(
+        "shortcut.md",
+        {
+            "sources": metrics["probe_n_sources"],
+            "accuracy": number(metrics["probe_source_accuracy"], "{:.0%}"),
+            "baseline": number(metrics["probe_source_majority_baseline"], "{:.0%}"),
+        },
+    )
+
+
+def versus_probe(metrics: dict[str, float]) -> str:
+    """Whether the fine-tune beat the linear probe on the mixed-label sources of this split, when the probes ran."""
+    fine_tune, probe = metric_key(TEST, MIXED, "roc_auc"), metric_key(PROBE_TEST, MIXED, "roc_auc")
+    if probe not in metrics:
+        return ""
+    beaten = metrics[fine_tune] > metrics[probe]
+    return fill("versus_probe.md", {"verdict": "beats" if beaten else "does not beat"})
+
+
+def body(results: Artefact) -> str:
+    metrics, config, recipe = results["metrics"], results["config"], results["recipe"]
+    blocks = recipe["trainable_blocks"]
+    return fill(
+        "results.md",
+        {
+            "date": results["date"],
+            "machine": results["machine"],
+            "backbone": config["backbone_description"],
+            "image_size": recipe["image_size"],
+            "blocks": "all" if blocks < 0 else f"the last {blocks}",
+            "epochs": number(recipe["epochs"], "{:g}"),
+            "batch": recipe["batch"],
+            "seed": recipe["seed"],
+            "test_n": metrics[metric_key(TEST, ALL, "n")],
+            "threshold": number(config["decision_threshold"]),
+            "target": number(config["threshold_target_sensitivity"], "{:.0%}"),
+            "validation_sensitivity": number(config["threshold_validation_sensitivity"]),
+            "validation_specificity": number(config["threshold_validation_specificity"]),
+            "table": split_table(metrics, results["mixed_sources"]),
+            "ece": number(metrics[metric_key(TEST, ALL, "ece")]),
+            "temperature": number(metrics["temperature"], "{:.2f}"),
+            "refused": number(metrics["scope_guard_test_false_reject_rate"], "{:.1%}"),
+            "shortcut": shortcut(metrics),
+            "versus_probe": versus_probe(metrics),
+            "minutes": number(metrics["train_runtime"] / 60, "{:.1f}"),
+        },
+    )
+
+
+BLOCK = Block("results", DOCS / "results.md", DOCS / "results.json", "make results", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="build/model", help="Trained model folder (make train).")
+    args = parser.parse_args()
+    results = collect(Path(args.model))
+    BLOCK.source.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    BLOCK.write(results)
+    print(f"{BLOCK.source.name} and the results block of {BLOCK.page.name} written from {args.model}")
+
+
+if __name__ == "__main__":
+    main()
