@@ -138,6 +138,12 @@ def bad_inputs(tmp_path: Path, xray: Path) -> dict[str, tuple[Path, str]]:
         paths[name] = (tmp_path / name, message)
     ct = write_dicom(tmp_path / "ct.dcm", np.asarray(Image.open(xray), dtype=np.uint16), modality="CT")
     paths["ct.dcm"] = (ct, "not a radiograph")
+    dicom = write_dicom(tmp_path / "ok.dcm", np.asarray(Image.open(xray), dtype=np.uint16)).read_bytes()
+    rows = dicom.index(b"\x28\x00\x10\x00US\x02\x00")  # Rows, a 2-byte US: declared 3 bytes long instead
+    (tmp_path / "corrupt.dcm").write_bytes(
+        dicom[:rows] + b"\x28\x00\x10\x00US\x03\x00" + dicom[rows + 8 : rows + 10] + b"\0" + dicom[rows + 10 :]
+    )
+    paths["corrupt.dcm"] = (tmp_path / "corrupt.dcm", "length does not match its value type")
     from skimage import data as samples
 
     Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")

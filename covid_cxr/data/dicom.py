@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.filewriter import write_file_meta_info
@@ -25,12 +27,13 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 from pydicom.valuerep import VR
 
-from covid_cxr.data.errors import ImageError
+from covid_cxr.data.errors import ImageError, decoding
 
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
 HEADER_BYTES = 1 << 20  # what a deflated dataset may inflate to before its image size is known
 _READ_ERRORS = (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError)
 _VRS = frozenset(vr.value.encode() for vr in VR)
+_TAG = re.compile(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)")
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -45,24 +48,42 @@ def looks_like_dicom(head: bytes) -> bool:
 
 def read_dicom(data: bytes, max_pixels: int) -> Image.Image:
     """A single-frame radiograph as 8-bit "L" (or "RGB"), bright bone, its VOI window applied when valid."""
-    data = _inflated(data, max_pixels)
-    try:  # force=True reads files without the preamble; looks_like_dicom has already vouched for the content
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except _READ_ERRORS as err:
-        raise ImageError(f"unreadable DICOM ({err})") from err
-    _check_complete(ds, len(data))  # parsing reads the pixel bytes but decodes nothing
-    _check_header(ds, max_pixels)
-    if "PixelData" not in ds:
-        raise ImageError("DICOM file holds no image (no PixelData element)")
-    try:
+    with decoding(_corrupt("the DICOM file meta information")):
+        data = _inflated(data, max_pixels)
+    with decoding(_corrupt("the DICOM data set")):  # pydicom converts each element's value when it is first read
+        try:  # force=True reads files without the preamble; looks_like_dicom has already vouched for the content
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        except _READ_ERRORS as err:
+            raise ImageError(f"unreadable DICOM ({err})") from err
+        _check_complete(ds, len(data))  # parsing reads the pixel bytes but decodes nothing
+        _check_header(ds, max_pixels)
+        if "PixelData" not in ds:
+            raise ImageError("DICOM file holds no image (no PixelData element)")
+        samples = _int(ds, "SamplesPerPixel", 1)
+        expected = (ds.Rows, ds.Columns) if samples == 1 else (ds.Rows, ds.Columns, samples)
+    with decoding(lambda err: f"DICOM pixel data cannot be decoded ({err})"):
         pixels = ds.pixel_array
-    except Exception as err:  # pydicom raises many types for broken or unsupported pixel data
-        raise ImageError(f"DICOM pixel data cannot be decoded ({err})") from err
-    samples = _int(ds, "SamplesPerPixel", 1)
-    expected = (ds.Rows, ds.Columns) if samples == 1 else (ds.Rows, ds.Columns, samples)
     if pixels.shape != expected:
         raise ImageError(f"DICOM pixel data decodes to shape {pixels.shape}, not the {expected} its header declares")
-    return _to_display(pixels, ds)
+    with decoding(_corrupt("a DICOM display value (rescale or window)")):
+        return _to_display(pixels, ds)
+
+
+def _corrupt(part: str) -> Callable[[Exception], str]:
+    """The reason for a pydicom error in `part` of a file: which kind of damage, and in which element (a tag
+    number, never a value: values may name the patient)."""
+
+    def reason(err: Exception) -> str:
+        if isinstance(err, BytesLengthException):
+            damage = "an element's length does not match its value type"
+        elif isinstance(err, NotImplementedError) and "Value Representation" in str(err):
+            damage = "an element has an unknown value representation"
+        else:
+            damage = f"a value cannot be read ({type(err).__name__})"
+        tag = _TAG.search(str(err))
+        return f"{part} is corrupt: {damage}{f' (element {tag.group()})' if tag else ''}; export the file again"
+
+    return reason
 
 
 def _check_complete(ds: Dataset, size: int) -> None:
@@ -150,7 +171,8 @@ def _to_display(pixels: np.ndarray, ds: Dataset) -> Image.Image:
     if not photometric.startswith("MONOCHROME"):
         raise ImageError(f"DICOM photometric interpretation {photometric!r} is not supported")
     values = apply_modality_lut(pixels, ds)
-    with contextlib.suppress(ValueError):  # an invalid window (width 0, ...) is ignored: the full range is shown
+    # an invalid window (width 0, a value that is no number, ...) is ignored: the full range is shown
+    with contextlib.suppress(ValueError, TypeError):
         values = apply_voi_lut(values, ds)
     scaled = scale_to_uint8(values)
     if photometric == "MONOCHROME1":  # high values are dark: invert so bone is bright, as in MONOCHROME2
