@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +70,14 @@ def check_output_dir(
         )
 
 
+def _fresh(output: Path, role: str) -> Path:
+    """A new hidden sibling folder of `output`, with the mode the user's umask gives (mkdtemp's would be 0700,
+    and the swapped-in output would keep it)."""
+    folder = output.with_name(f".{output.name}.{role}-{uuid.uuid4().hex[:12]}")
+    folder.mkdir()
+    return folder
+
+
 @contextmanager
 def replacing(output_dir: Path | str) -> Iterator[Path]:
     """A fresh hidden folder beside `output_dir` to write into; when the block ends without an error it takes
@@ -80,7 +88,7 @@ def replacing(output_dir: Path | str) -> Iterator[Path]:
         if leftover.is_dir():  # what a killed earlier run left
             logger.warning("removing %s, left by an earlier run that was killed", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    staging = _fresh(output, "partial")
     try:
         yield staging
     except BaseException:
@@ -88,7 +96,7 @@ def replacing(output_dir: Path | str) -> Iterator[Path]:
         raise
     old = None
     if output.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+        old = _fresh(output, "old")
         os.replace(output, old / output.name)
     os.replace(staging, output)
     if old is not None:

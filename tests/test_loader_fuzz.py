@@ -5,6 +5,7 @@ level up, the dataset build and the lung CLI give each such file a reason and go
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,14 @@ PER_CASE_S = 5.0  # a bound that only a hang or a decompression bomb reaches (a 
 def samples(fixture_root: Path) -> dict[str, bytes]:
     jpeg = sorted((fixture_root / "images").glob("ieee8023__*.jpg"))[0]
     return fixture_samples(jpeg.read_bytes())
+
+
+@pytest.fixture(autouse=True)
+def quiet_decoders():
+    """Broken files make pydicom warn on nearly every case: thousands of lines that say nothing here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def escapes(samples: dict[str, bytes], count: int, seed: int) -> list[str]:

@@ -81,6 +81,8 @@ def test_build_refuses_a_folder_of_other_files_and_replaces_its_own(images: Path
         done = build(str(images), str(out), cwd=REPO_ROOT)
         assert done.returncode == 0, done.stderr
     assert (out / DATASET_MARKER).is_file() and sum(datasets.load_from_disk(str(out)).num_rows.values()) == 15
+    (tmp_path / "plain").mkdir()  # the swapped-in folder has the mode the umask gives, not a temp folder's 0700
+    assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
@@ -132,3 +134,18 @@ def test_space_bundle_refuses_other_files_and_its_own_source(tmp_path: Path) -> 
     assert (folder / "MODEL_ID").read_text() == "org/model\n" and (folder / "app.py").is_file()
     assemble(REPO_ROOT / "space", folder, "org/other")  # an earlier bundle is replaced
     assert (folder / "MODEL_ID").read_text() == "org/other\n"
+
+
+def test_unreadable_input_is_one_error_line(tmp_path: Path) -> None:
+    folders = tmp_path / "folders"
+    (folders / "covid").mkdir(parents=True)
+    (folders / "checkpoint-1").mkdir()  # class folders with one that names no label, as a misplaced model's
+    done = build(str(folders), str(tmp_path / "out"), cwd=REPO_ROOT)
+    assert done.returncode != 0 and "checkpoint-1 are not a known label" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_finetune_help_shows_the_checkout_defaults() -> None:
+    script = REPO_ROOT / "train" / "finetune.py"
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "(default: build/dataset)" in out and "(default: build/model)" in out

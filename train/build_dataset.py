@@ -34,7 +34,7 @@ from covid_cxr.data.build import (
 )
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE
-from covid_cxr.data.records import DEFAULT_VIEWS, LAYOUTS
+from covid_cxr.data.records import DEFAULT_VIEWS, LAYOUTS, MetadataError
 from covid_cxr.data.stats import counts_table, plot_intensity_histograms, records_frame
 from covid_cxr.hub import dataset_operations, push_dataset
 from covid_cxr.outputs import OutputFolderError, check_output_dir, replacing
@@ -104,7 +104,10 @@ def main() -> None:
         sys.exit(f"error: {err}")
     # Everything is written beside the old dataset and swapped in at the end: a killed build leaves it whole
     with replacing(output_dir) as staging:
-        result = build_dataset(config, write_to=staging)
+        try:
+            result = build_dataset(config, write_to=staging)
+        except (MetadataError, FileNotFoundError) as err:  # the input as a whole cannot be read: say why, once
+            sys.exit(f"error: {err}")
         write_report(result, config, staging / REPORT_NAME)
         plot_intensity_histograms(result.histograms, staging / HISTOGRAM_NAME)
         card = render_dataset_card(result, config, data_args.pretty_name)

@@ -35,13 +35,15 @@ CHECKOUT_PATHS = {"dataset": "build/dataset", "output_dir": "build/model", "lung
 
 def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments))
+    for action in parser._actions:  # the checkout's paths become this script's shown defaults
+        if action.dest in CHECKOUT_PATHS:
+            action.required, action.default = False, CHECKOUT_PATHS[action.dest]
     if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
         with open(os.path.abspath(sys.argv[1]), encoding="utf-8") as config_file:
             config = yaml.safe_load(config_file)  # JSON is YAML too
         model_args, data_args, eval_args, training_args = parser.parse_dict(CHECKOUT_PATHS | config)
     else:
-        defaults = [item for name, value in CHECKOUT_PATHS.items() for item in (f"--{name}", value)]
-        model_args, data_args, eval_args, training_args = parser.parse_args_into_dataclasses(defaults + sys.argv[1:])
+        model_args, data_args, eval_args, training_args = parser.parse_args_into_dataclasses()
 
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -55,7 +57,7 @@ def main() -> None:
 
     try:
         run(model_args, data_args, eval_args, training_args)
-    except (StaleRunError, OutputFolderError) as err:  # the user's choice to make: one line, no traceback
+    except (StaleRunError, OutputFolderError, FileNotFoundError) as err:  # the user's to fix: one line, no traceback
         sys.exit(f"error: {err}")
 
 
