@@ -373,3 +373,18 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path, backbone: Pa
     assert (big["classifier.weight"] - start).abs().max() > 1e-3  # the step moved the head
     for name, value in big.items():
         torch.testing.assert_close(accumulated[name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_class_folders_train_with_the_probes_on(backbone: Path, fixture_root: Path, tmp_path: Path) -> None:
+    """Class folders are one source: the label probe runs, the source probe is left out and the card says why."""
+    from covid_cxr.data.build import BuildConfig, build_dataset
+
+    for image in (fixture_root / "images").glob("*.jpg"):
+        label = "covid" if image.name.startswith("ieee8023") else "non_covid"
+        (tmp_path / "folders" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, tmp_path / "folders" / label / image.name)
+    build_dataset(BuildConfig(input_dir=tmp_path / "folders", output_dir=tmp_path / "dataset", max_size=96))
+    metrics = run(*tiny_run_arguments(backbone, tmp_path / "dataset", tmp_path / "model"))
+    assert "probe_test_roc_auc" in metrics and not any(key.startswith("probe_source") for key in metrics)
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "**Shortcut check**: left out. The training data comes from one source" in card

@@ -142,7 +142,8 @@ def probe_baseline(
     target_sensitivity: float,
     batch: int,
 ) -> dict[str, float]:
-    """Frozen pretrained features + logistic regression: the label baseline and the source (shortcut) probe."""
+    """Frozen pretrained features + logistic regression: the label baseline and the source (shortcut) probe; the
+    latter only when the training split holds two sources or more (class folders hold one), said in the log."""
     features = {
         split: run_model(frozen, processor, splits[split]["image"], batch, desc=f"Probe features ({split})").features
         for split in ("train", "validation", "test")
@@ -154,7 +155,11 @@ def probe_baseline(
     grouped = grouped_metrics(load_cxr_metric(), test_probs, labels["test"], sources, threshold.value, mixed_sources)
     kept = ("roc_auc", "sensitivity", "specificity", "accuracy")
     flat = flatten(PROBE_TEST, {subset: grouped[subset] for subset in (ALL, MIXED) if subset in grouped}, kept)
-    shortcut = source_probe(features["train"], list(splits["train"]["source"]), features["test"], sources)
+    train_sources = list(splits["train"]["source"])
+    if len(set(train_sources)) < 2:
+        logger.warning("The training split has one source: the source probe, which tells sources apart, is left out")
+        return flat
+    shortcut = source_probe(features["train"], train_sources, features["test"], sources)
     return flat | {f"probe_{k}": v for k, v in shortcut.items()}
 
 
