@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.modeling.backbones import materialise
@@ -122,6 +123,14 @@ def tiny_run_arguments(
         EvaluationArguments(target_sensitivity=0.9, lung_segmenter=str(lungs) if lungs else None),
         CxrTrainingArguments(**(defaults | training)),
     )
+
+
+class Crash(TrainerCallback):
+    """Kills a training run at step 3, after its checkpoint of step 2, as a crash would."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from covid_cxr.training.checkpoints import (
     start_run,
 )
 from covid_cxr.training.run import run
-from tests.conftest import tiny_run_arguments
+from tests.conftest import Crash, tiny_run_arguments
 from tests.test_checkpoints import COMPLETE, checkpoint
 
 
@@ -69,12 +69,6 @@ def test_another_runs_checkpoints_stop_the_run(tmp_path: Path, backbone_folder: 
     start_run(output, new, None)  # starting over removes the other run's checkpoints
     assert not (output / "checkpoint-2").exists()
     assert json.loads((output / FINGERPRINT_FILE).read_text()) == {"finished": False, "fingerprint": new}
-
-
-class Crash(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 3:
-            raise RuntimeError("simulated crash")
 
 
 class Steps(TrainerCallback):

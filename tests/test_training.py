@@ -36,7 +36,7 @@ from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
 from covid_cxr.training.run import fit, run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
-from tests.conftest import CARD_DATASET_ID, REPO_ROOT, tiny_run_arguments
+from tests.conftest import CARD_DATASET_ID, REPO_ROOT, Crash, tiny_run_arguments
 
 
 def test_converter_matches_the_onnx_graph(backbone: Path) -> None:
@@ -138,12 +138,6 @@ def test_checkpoints_reload_exactly(trained: tuple[Path, dict]) -> None:
     model = AutoModelForImageClassification.from_pretrained(checkpoint)
     with safe_open(str(Path(checkpoint) / "model.safetensors"), "pt") as handle:
         assert set(handle.keys()) == set(model.state_dict())  # what Trainer's plain load_state_dict expects
-
-
-class Crash(TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == 3:
-            raise RuntimeError("simulated crash")
 
 
 class FirstStep(TrainerCallback):

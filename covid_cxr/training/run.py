@@ -97,7 +97,9 @@ def run(
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
     found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
     lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
-    trainer, processor, model_path = fit(model_args, data_args, eval_args, training_args, splits, lungs, callbacks)
+    trainer, processor, model_path = fit(
+        model_args, data_args, eval_args, training_args, splits, lungs, callbacks, fingerprint
+    )
     if not trainer.is_world_process_zero():
         return {}
 
@@ -118,14 +120,16 @@ def fit(
     splits: datasets.DatasetDict,
     lungs: LungSegmenter | None = None,
     callbacks: tuple[TrainerCallback, ...] = (),
+    fingerprint: dict | None = None,
 ) -> tuple[Trainer, BaseImageProcessor, str]:
     """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), resuming from the newest
-    complete checkpoint of this same run (``--resume``); returns the trainer holding the best model, the processor
-    and the backbone's path."""
+    complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the caller has computed
+    it, as `run` has); returns the trainer holding the best model, the processor and the backbone's path."""
     _refuse_output_in_dataset(data_args, training_args)
     output_dir = Path(training_args.output_dir)
     model_path = _backbone(model_args)
-    fingerprint = run_fingerprint((model_args, data_args, eval_args, training_args), splits, model_path)
+    if fingerprint is None:
+        fingerprint = run_fingerprint((model_args, data_args, eval_args, training_args), splits, model_path)
     resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
     if training_args.world_size > 1:
         PartialState().wait_for_everyone()  # every process has planned from the folder as it was
