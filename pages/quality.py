@@ -7,19 +7,12 @@ The one number to quote: the cross-validated mixed-label ROC AUC of the default 
 from __future__ import annotations
 
 import argparse
-import math
 
+from covid_cxr.evaluation.keys import ALL, MIXED
 from pages.blocks import README, REPO_ROOT, Artefact, Block, fill
+from study.quality_markdown import auc_with_ci
 
-MIXED = "mixed_sources"  # the study's key for the sources that hold both classes
 TARGET = 0.80  # the project's goal for the mixed-label ROC AUC (a goal, not a measurement)
-
-
-def interval(metrics: dict[str, float]) -> str:
-    """ROC AUC with its 95% CI, as the study's own tables write it."""
-    if math.isnan(metrics["roc_auc"]):
-        return "n/a (one class)"
-    return f"{metrics['roc_auc']:.3f} (95% CI {metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f})"
 
 
 def body(result: Artefact) -> str:
@@ -29,12 +22,12 @@ def body(result: Artefact) -> str:
         "quality.md",
         {
             "setting": headline["setting"],
-            "mixed": interval(mixed),
+            "mixed": auc_with_ci(mixed, ci="95% CI "),
             "folds": result["folds"],
             "mixed_images": result["mixed_images"],
             "sources": ", ".join(result["mixed_sources"]),
             "images": result["images"],
-            "every": interval(headline["metrics"]["all"]),
+            "every": auc_with_ci(headline["metrics"][ALL], ci="95% CI "),
             "date": result["machine"]["date"],
             "target": f"{TARGET:.2f}",
             "reached": "reached" if mixed["roc_auc_low"] >= TARGET else "not reached",

@@ -12,10 +12,11 @@ def _number(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
-def auc_with_ci(metrics: dict[str, float]) -> str:
+def auc_with_ci(metrics: dict[str, float], ci: str = "") -> str:
+    """ROC AUC with its interval; `ci` names the interval in prose ("95% CI "), the tables say it in the header."""
     if np.isnan(metrics["roc_auc"]):
         return "n/a (one class)"
-    return f"{metrics['roc_auc']:.3f} ({metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f})"
+    return f"{metrics['roc_auc']:.3f} ({ci}{metrics['roc_auc_low']:.3f}-{metrics['roc_auc_high']:.3f})"
 
 
 def change_vs_reference(result: dict[str, object], reference: dict[str, object]) -> str:
