@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 
 import datasets
-from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, get_token, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
+# A model folder's files that stay local: checkpoints, TensorBoard runs, pickles, the resume fingerprint
+MODEL_IGNORED = ("checkpoint-*", "incomplete-checkpoint-*", "runs/*", "*.bin", "run_fingerprint.json")
 
 
 def is_hub_id(name: str) -> bool:
@@ -20,6 +25,18 @@ def is_hub_id(name: str) -> bool:
     except HFValidationError:
         return False
     return name.count("/") == 1 and not Path(name).exists()
+
+
+def fetch_model_folder(model: str) -> str | None:
+    """A local model folder as is, or a Hub id downloaded to the cache; None when neither holds a model."""
+    if (Path(model) / "config.json").is_file():
+        return model
+    if Path(model).exists() or not is_hub_id(model):
+        return None
+    try:
+        return snapshot_download(model)
+    except (HfHubHTTPError, OSError, HFValidationError):  # offline, unknown repo: no model here
+        return None
 
 
 def dataset_operations(
@@ -42,22 +59,86 @@ def dataset_operations(
     return operations
 
 
+class HubPreflightError(RuntimeError):
+    """A push that would fail: said before any build or training starts, with what to do."""
+
+
+def preflight(repo_id: str, repo_type: str = "model", private: bool = False, dry_run: bool = False) -> None:
+    """Check what can be checked before the long work: the id (huggingface_hub's own validator, with an owner), a
+    token, and that the repo can be created or already exists (created here, empty, as `private` asks). A dry run
+    needs only a valid id."""
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it must name an owner and a repo: org/name")
+    except HFValidationError as err:
+        raise HubPreflightError(f"{repo_id!r} is not a valid Hub repo id: {err}") from None
+    if dry_run:
+        return
+    if get_token() is None:
+        raise HubPreflightError(
+            f"no Hugging Face token to push {repo_id}: run `hf auth login` or set HF_TOKEN "
+            "(or pass --dry_run DIR to write the files that would be uploaded)"
+        )
+    try:
+        HfApi().create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    except OfflineModeIsEnabled:
+        raise HubPreflightError(
+            f"cannot push {repo_id}: HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it, "
+            "or pass --dry_run DIR"
+        ) from None
+    except (HfHubHTTPError, OSError) as err:  # refused (no write access, name taken) or no network
+        raise HubPreflightError(f"cannot create or reach the {repo_type} repo {repo_id}: {err}") from None
+
+
+def write_operations(operations: list[CommitOperationAdd], folder: Path) -> list[Path]:
+    """A dry run: every file a commit would upload, written under `folder` at its path in the repo."""
+    written = []
+    for operation in operations:
+        target = folder / operation.path_in_repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = operation.path_or_fileobj
+        if isinstance(source, bytes):
+            target.write_bytes(source)
+        else:
+            shutil.copyfile(source, target)
+        written.append(target)
+    return written
+
+
+def stale_shards(api: HfApi, repo_id: str, operations: list[CommitOperationAdd]) -> list[CommitOperationDelete]:
+    """The repo's `data/` files this commit does not rewrite (shards of an earlier push with another shard count,
+    which `data/<split>-*` would still match): deleted in the same commit."""
+    uploaded = {operation.path_in_repo for operation in operations}
+    existing = api.list_repo_files(repo_id, repo_type="dataset")
+    return [CommitOperationDelete(path) for path in existing if path.startswith("data/") and path not in uploaded]
+
+
 def push_dataset(operations: list[CommitOperationAdd], repo_id: str, private: bool = False) -> None:
+    """One commit: the new shards, card and linked files, and the deletion of stale shards."""
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.create_commit(repo_id, operations, commit_message="Upload covid-cxr dataset", repo_type="dataset")
+    deletions = stale_shards(api, repo_id, operations)
+    api.create_commit(
+        repo_id, [*operations, *deletions], commit_message="Upload covid-cxr dataset", repo_type="dataset"
+    )
+
+
+def model_operations(output_dir: Path) -> list[CommitOperationAdd]:
+    """The final model folder (weights, config, processor, card, plots, results), never checkpoints or the run's
+    local bookkeeping."""
+    files = sorted(path for path in output_dir.rglob("*") if path.is_file())
+    return [
+        CommitOperationAdd(path_in_repo=path.relative_to(output_dir).as_posix(), path_or_fileobj=str(path))
+        for path in files
+        if not any(fnmatch(path.relative_to(output_dir).as_posix(), pattern) for pattern in MODEL_IGNORED)
+    ]
 
 
 def push_model(output_dir: Path, repo_id: str, private: bool = False) -> None:
-    """Upload the final model folder (weights, config, processor, card, plots), never the checkpoints."""
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(output_dir),
-        repo_id=repo_id,
-        commit_message="Upload covid-cxr model",
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "incomplete-checkpoint-*/**", "runs/**", "*.bin"],
-    )
+    api.create_commit(repo_id, model_operations(output_dir), commit_message="Upload covid-cxr model")
 
 
 def push_space(folder: Path, space_id: str, private: bool = False) -> None:

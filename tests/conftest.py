@@ -177,3 +177,51 @@ def lungs_folder(lung_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("lungs")
     segmenter.save_pretrained(folder)
     return folder
+
+
+class FakeHub:
+    """Stands in for `huggingface_hub.HfApi` (patched into covid_cxr.hub): repos are folders under `root`, and
+    every call is recorded as it would be sent (create_repo's arguments, each commit's operations)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.repos: dict[str, dict] = {}  # repo id -> create_repo's keyword arguments
+        self.commits: list[dict] = []  # {"repo_id", "repo_type", "added", "deleted"}
+
+    def __call__(self, *args, **kwargs) -> FakeHub:  # HfApi() gives this same recorder
+        return self
+
+    def create_repo(self, repo_id: str, **kwargs) -> None:
+        self.repos.setdefault(repo_id, kwargs)
+
+    def list_repo_files(self, repo_id: str, repo_type: str | None = None, **kwargs) -> list[str]:
+        folder = self.root / repo_id
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    def create_commit(self, repo_id: str, operations, repo_type: str | None = None, **kwargs) -> None:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        assert repo_id in self.repos, "a commit to a repo that was never created"
+        folder, added, deleted = self.root / repo_id, [], []
+        for op in operations:
+            target = folder / op.path_in_repo
+            if isinstance(op, CommitOperationDelete):
+                target.unlink()
+                deleted.append(op.path_in_repo)
+            elif isinstance(op, CommitOperationAdd):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = op.path_or_fileobj
+                target.write_bytes(source if isinstance(source, bytes) else Path(source).read_bytes())
+                added.append(op.path_in_repo)
+        self.commits.append({"repo_id": repo_id, "repo_type": repo_type, "added": added, "deleted": deleted})
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """The Hub as a recorder, with a token present, so every push path runs to its last call offline."""
+    import covid_cxr.hub
+
+    hub = FakeHub(tmp_path / "hub")
+    monkeypatch.setattr(covid_cxr.hub, "HfApi", hub)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_tests")
+    return hub

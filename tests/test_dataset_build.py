@@ -159,22 +159,9 @@ def test_max_size_downscales(small_cxr: Path, tmp_path: Path) -> None:
     assert all(isinstance(image, Image.Image) for image in result.dataset["train"][:3]["image"])
 
 
-def test_push_is_one_commit_that_load_dataset_reads_back(small_cxr: Path, tmp_path: Path, monkeypatch) -> None:
-    from huggingface_hub import HfApi
-
-    commits = []
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
-
-    def create_commit(self, repo_id, operations, **kw):  # materialise the commit as the Hub repo would hold it
-        repo = tmp_path / "hub" / repo_id
-        for op in operations:
-            target = repo / op.path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = op.path_or_fileobj
-            target.write_bytes(source if isinstance(source, bytes) else Path(source).read_bytes())
-        commits.append((repo_id, kw["repo_type"], sorted(op.path_in_repo for op in operations)))
-
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+def test_push_is_one_commit_that_load_dataset_reads_back(
+    small_cxr: Path, tmp_path: Path, monkeypatch, fake_hub
+) -> None:
     output = tmp_path / "out"
     argv = ["build_dataset.py", "--input_dir", str(small_cxr), "--output_dir", str(output), "--num_proc", "1"]
     monkeypatch.setattr(sys, "argv", [*argv, "--push_to_hub", "me/cxr"])
@@ -186,11 +173,11 @@ def test_push_is_one_commit_that_load_dataset_reads_back(small_cxr: Path, tmp_pa
     finally:
         sys.path.remove(str(BUILD_SCRIPT.parent))
 
-    assert len(commits) == 1
-    repo_id, repo_type, paths = commits[0]
-    assert (repo_id, repo_type) == ("me/cxr", "dataset")
+    (commit,) = fake_hub.commits
+    paths = commit["added"]
+    assert (commit["repo_id"], commit["repo_type"]) == ("me/cxr", "dataset")
     assert {"README.md", "LICENSE.md", "build_report.json", "intensity_histogram.png"} <= set(paths)
-    card = (tmp_path / "hub" / "me/cxr" / "README.md").read_text()
+    card = (fake_hub.root / "me/cxr" / "README.md").read_text()
     for linked in re.findall(r"\]\(([^)#:]+)\)", card):  # every relative link of the card is in the commit
         assert linked in paths, linked
     assert (output / "hub_repo_id.txt").read_text().strip() == "me/cxr"
@@ -198,7 +185,7 @@ def test_push_is_one_commit_that_load_dataset_reads_back(small_cxr: Path, tmp_pa
     built = datasets.load_from_disk(str(output))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. a split size that does not match the card's dataset_info
-        pushed = datasets.load_dataset(str(tmp_path / "hub" / "me/cxr"))
+        pushed = datasets.load_dataset(str(fake_hub.root / "me/cxr"))
     assert {split: pushed[split].num_rows for split in pushed} == {split: built[split].num_rows for split in built}
     assert pushed["train"].features == built["train"].features
     assert pushed["test"][0]["image"].size == built["test"][0]["image"].size

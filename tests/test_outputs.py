@@ -148,4 +148,8 @@ def test_unreadable_input_is_one_error_line(tmp_path: Path) -> None:
 def test_finetune_help_shows_the_checkout_defaults() -> None:
     script = REPO_ROOT / "train" / "finetune.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
-    assert "(default: build/dataset)" in out and "(default: build/model)" in out
+    words = " ".join(out.split())  # argparse wraps long lines
+    assert (
+        f"(default: {REPO_ROOT / 'build' / 'dataset'})" in words
+        and f"(default: {REPO_ROOT / 'build' / 'model'})" in words
+    )

@@ -29,6 +29,20 @@ ALLOWED = {
     "cards": {"outputs", "labels", "data", "modeling", "evaluation"},
     "training": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
     "serving": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
+    "audit": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
+    "cli": {
+        "outputs",
+        "labels",
+        "hub",
+        "data",
+        "modeling",
+        "evaluation",
+        "cards",
+        "lungs",
+        "training",
+        "serving",
+        "audit",
+    },
 }
 INSTALLED_CHECK = """
 import importlib, pkgutil, sys
@@ -38,6 +52,7 @@ assert Path(covid_cxr.__file__).is_relative_to(sys.argv[1]), covid_cxr.__file__
 modules = [m.name for m in pkgutil.walk_packages(covid_cxr.__path__, "covid_cxr.")]
 for name in modules:
     importlib.import_module(name)
+from covid_cxr.cards.facts import data_facts
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import Evaluation
@@ -60,8 +75,8 @@ context = ModelCardContext(
                       "cv_roc_auc": 0.95, "cv_roc_auc_low": 0.94, "cv_roc_auc_high": 0.96},
     backbone={"description": "test backbone"},
     base_model="facebook/dinov2-small",
-    dataset="build/dataset",
     dataset_hub_id="org/cxr",
+    facts=data_facts(["ieee8023", "nih_cxr14"], ["covid", "non_covid"], ["CC BY 4.0", "CC BY-NC-SA 4.0"]),
     split_sizes={"train": 2, "validation": 2, "test": 4},
     recipe=Recipe(168, 2, 3.0, 32, 5e-4, "cosine", 0.05, 42, "fp32", 3),
     hardware="CPU",

@@ -7,8 +7,10 @@ import re
 import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from covid_cxr.cards.facts import KNOWN_SOURCES, DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
 from covid_cxr.data.build import FEATURES, HISTOGRAM_NAME, BuildConfig, BuildResult
+from covid_cxr.data.records import detect_layout
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.stats import (
     confounding,
@@ -19,37 +21,6 @@ from covid_cxr.data.stats import (
     view_counts,
 )
 from covid_cxr.labels import CLASS_NAMES
-
-# Provenance of the public sources this project knows (see ../shared/cxr/SOURCES.md).
-KNOWN_SOURCES: dict[str, dict[str, str]] = {
-    "ieee8023": {
-        "name": "COVID-19 Image Data Collection (ieee8023/covid-chestxray-dataset)",
-        "citation": 'J. P. Cohen, P. Morrison, L. Dao, K. Roth, T. Q. Duong, M. Ghassemi, "COVID-19 Image Data '
-        'Collection: Prospective Predictions Are the Future", arXiv:2006.11988 (2020)',
-    },
-    "figure1": {
-        "name": "Figure 1 COVID-19 Chest X-ray Dataset Initiative (agchung/Figure1-COVID-chestxray-dataset)",
-        "citation": 'L. Wang, Z. Q. Lin, A. Wong, "COVID-Net: a tailored deep convolutional neural network design '
-        'for detection of COVID-19 cases from chest X-ray images", Sci. Rep. 10, 19549 (2020)',
-    },
-    "hannover": {
-        "name": "COVID-19 Image Repository, Hannover Medical School (ml-workgroup/covid-19-image-repository)",
-        "citation": 'H. B. Winther, H. Laser, S. Gerbel, et al., "COVID-19 Image Repository", Hannover Medical '
-        "School, doi:10.25835/0090041",
-    },
-    "covid_cxnet": {
-        "name": "COVID-CXNet image collection (armiro/COVID-CXNet)",
-        "citation": 'A. Haghanifar, M. M. Majdabadi, Y. Choi, S. Deivalakshmi, S. Ko, "COVID-CXNet: Detecting '
-        'COVID-19 in frontal chest X-ray images using deep learning", Multimedia Tools and Applications (2022), '
-        "doi:10.1007/s11042-022-12156-z",
-    },
-    "nih_cxr14": {
-        "name": "NIH ChestX-ray14 subset (via muhammedtalo/COVID-19)",
-        "citation": 'X. Wang, Y. Peng, L. Lu, Z. Lu, M. Bagheri, R. M. Summers, "ChestX-ray8: Hospital-scale Chest '
-        'X-ray Database and Benchmarks", CVPR 2017; T. Ozturk, M. Talo, et al., Comput. Biol. Med. 121:103792 '
-        "(2020)",
-    },
-}
 
 
 def hub_license_id(text: str) -> str:
@@ -94,10 +65,34 @@ def dataset_card_data(result: BuildResult, pretty_name: str) -> DatasetCardData:
     )
 
 
-def render_dataset_card(
-    result: BuildResult, config: BuildConfig, pretty_name: str = "COVID-19 chest X-rays (frontal, curated)"
-) -> DatasetCard:
-    """Fill ``dataset_card.md`` with the numbers of this build."""
+# The card's title and the words for where the images came from, per input layout
+LAYOUT_WORDS: dict[str, tuple[str, str]] = {
+    "curated": ("COVID-19 chest X-rays (frontal, curated)", "a curated layout (metadata.csv + images/)"),
+    "ieee8023": (
+        "COVID-19 chest X-rays (ieee8023/covid-chestxray-dataset, frontal)",
+        "a clone of ieee8023/covid-chestxray-dataset",
+    ),
+    "folders": ("Chest X-rays, COVID-19 and non-COVID (class folders)", "a local folder of class sub-folders"),
+}
+
+
+def layout_of(config: BuildConfig) -> str:
+    return detect_layout(config.input_dir) if config.layout == "auto" else config.layout
+
+
+def default_title(config: BuildConfig) -> str:
+    return LAYOUT_WORDS[layout_of(config)][0]
+
+
+def facts_of(result: BuildResult) -> DataFacts:
+    return data_facts(
+        [r.source for r in result.records], [r.label for r in result.records], [r.license for r in result.records]
+    )
+
+
+def render_dataset_card(result: BuildResult, config: BuildConfig, pretty_name: str | None = None) -> DatasetCard:
+    """Fill ``dataset_card.md`` with the numbers of this build; what it says of the sources follows the data."""
+    pretty_name = pretty_name or default_title(config)
     frame = records_frame(result.records, result.splits)
     sources = sorted(frame["source"].unique())
     return DatasetCard.from_template(
@@ -113,12 +108,23 @@ def render_dataset_card(
         confounding=confounding(frame),
         licence_table=markdown_table(licence_frame(frame)),
         sources=[
-            {"id": s, **KNOWN_SOURCES.get(s, {"name": s, "citation": "see the source's own documentation"})}
+            {
+                "id": s,
+                **KNOWN_SOURCES.get(
+                    s,
+                    {
+                        "name": "local images, not a public collection this project knows",
+                        "citation": "as their owner asks",
+                    },
+                ),
+            }
             for s in sources
         ],
         skipped_count=len(result.skipped),
         near_duplicate_count=len(result.near_duplicates),
         config=config,
+        origin=LAYOUT_WORDS[layout_of(config)][1],
+        facts=facts_of(result),
         histogram_file=HISTOGRAM_NAME,
     )
 
@@ -138,14 +144,20 @@ def licence_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def licence_terms(result: BuildResult) -> str:
     """The `LICENSE.md` a card with `license: other` links to: every source's own terms, which still apply."""
     frame = records_frame(result.records, result.splits)
+    facts = facts_of(result)
     citations = "\n".join(
         f"- **{s}**: {KNOWN_SOURCES[s]['name']}. Cite: {KNOWN_SOURCES[s]['citation']}."
-        for s in sorted(frame["source"].unique())
+        for s in facts.sources
         if s in KNOWN_SOURCES
     )
-    return (
-        "# Licences\n\nThis dataset collects images from public sources; each image keeps its source's licence "
-        '(the `license` column of every row). Some terms are non-commercial or "research purposes only"; '
-        "use the images under the terms of their source.\n\n"
-        f"{markdown_table(licence_frame(frame))}\n\n## Sources\n\n{citations}\n"
-    )
+    if facts.public_collection:
+        intro = "This dataset collects images from public sources; each image keeps its source's licence"
+    else:
+        intro = "Each image of this dataset keeps the licence its owner gave it"
+    intro += " (the `license` column of every row, summarised below)."
+    if facts.restrictive_licences:
+        intro += ' Some terms are non-commercial, no-derivatives or "research purposes only".'
+    if not facts.licences_stated or "" in facts.licences:
+        intro += " Where no licence is stated, ask the images' owner before sharing them."
+    sources = f"\n\n## Sources\n\n{citations}" if citations else ""
+    return f"# Licences\n\n{intro}\n\n{markdown_table(licence_frame(frame))}{sources}\n"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from covid_cxr.cards.facts import DataFacts
 from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
 from covid_cxr.evaluation.grouped import MIXED, Evaluation
 from covid_cxr.modeling.calibration import Calibration
@@ -45,11 +46,16 @@ class ModelCardContext:
     cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
-    dataset: str  # what was trained on: a local folder or a Hub id
-    dataset_hub_id: str | None  # the Hub dataset the card names (None: not on the Hub)
+    dataset_hub_id: str | None  # the Hub dataset the card names (None: a local dataset, never named by its path)
+    facts: DataFacts  # sources, licences and how the label follows the source, counted from the training data
     split_sizes: dict[str, int]
     recipe: Recipe
     hardware: str
+
+
+def figure(value: float | None, digits: int = 3) -> str:
+    """A measured figure as the card prints it; "n/a" for one that is undefined (NaN: a split of one class)."""
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
 def metric_table(grouped: dict[str, dict[str, float]]) -> str:
@@ -107,25 +113,36 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         eval_table=metric_table(evaluation.validation),
         mixed_sources=evaluation.mixed_sources,
         temperature=context.calibration.temperature,
+        temperature_at_bound=context.calibration.temperature_at_bound,
+        validation_images=int(evaluation.validation["all"]["n"]),
+        fmt=figure,
+        facts=context.facts,
         threshold=context.calibration.threshold,
         baseline=context.baseline,
         lung_attention=context.lung_attention,
         cross_validation=context.cross_validation,
         backbone=context.backbone,
-        dataset=context.dataset_hub_id or context.dataset,
+        dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,
         recipe=context.recipe,
         hardware=context.hardware,
     )
 
 
-def research_only_terms() -> str:
-    """The terms `license: other` links to: research use only, and the data's own licences."""
+def research_only_terms(facts: DataFacts) -> str:
+    """The terms `license: other` links to: research use only, and the training data's own licences."""
+    if facts.restrictive_licences:
+        data = (
+            "The weights were fine-tuned on images whose licences include non-commercial, no-derivatives or "
+            '"research purposes only" terms; those terms carry over, so no commercial use.'
+        )
+    elif facts.licences_stated and "" not in facts.licences:
+        data = f"The images it was fine-tuned on are licensed {', '.join(facts.licences)}; their terms carry over."
+    else:
+        data = "The images it was fine-tuned on state no licence: their owner's terms carry over."
     return (
         "# covid-cxr model: terms of use\n\n"
         "Research and teaching only. This model is **not a medical device**: do not use it to diagnose, screen, "
-        "triage or treat anyone, or in any clinical workflow.\n\n"
-        "The weights were fine-tuned on public chest X-ray collections whose licences include CC BY-NC and "
-        '"research purposes only" terms; those terms carry over, so no commercial use. The code that trained '
-        "it is MIT-licensed; the starting backbone's licence is named in the model card.\n"
+        f"triage or treat anyone, or in any clinical workflow.\n\n{data} The code that trained it is MIT-licensed; "
+        "the starting backbone's licence is named in the model card.\n"
     )

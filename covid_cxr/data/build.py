@@ -238,8 +238,11 @@ def write_report(result: BuildResult, config: BuildConfig, path: Path) -> None:
     """Every skipped file with its reason, every unreferenced image file, every near-duplicate pair, the split
     counts and the settings."""
     reasons = Counter(s.kind for s in result.skipped)
+    # the report travels with the dataset, to the Hub too: the input folder by its name, no local path
+    settings = asdict(config) | {"input_dir": config.input_dir.resolve().name}
+    settings.pop("output_dir")
     report = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "config": settings,
         "kept": len(result.records),
         "skipped_count": len(result.skipped),
         "skipped_by_reason": dict(reasons.most_common()),

@@ -72,7 +72,45 @@ def assign_splits(
     fold_counts = np.maximum(np.round(np.asarray(fractions) * n_folds).astype(int), (np.asarray(fractions) > 0))
     fold_counts[0] = n_folds - fold_counts[1:].sum()
     fold_to_split = np.repeat(np.arange(len(SPLIT_NAMES)), fold_counts)
-    return [SPLIT_NAMES[fold_to_split[fold]] for fold in deal_folds(strata_array, groups, n_folds, seed)]
+    folds = deal_folds(strata_array, groups, n_folds, seed)
+    labels = np.array([stratum.rsplit("/", 1)[-1] for stratum in strata_array])  # strata_of's "source/label"
+    fold_labels = [set(labels[folds == fold]) for fold in range(n_folds)]
+    fold_to_split = cover_labels(fold_to_split, fold_labels)
+    return [SPLIT_NAMES[fold_to_split[fold]] for fold in folds]
+
+
+def _missing(fold_to_split: np.ndarray, fold_labels: list[set[str]]) -> list[tuple[int, str]]:
+    """(split, label) pairs where the split holds no image of a label the data has."""
+    every = set().union(*fold_labels)
+    held = [set().union(*(fold_labels[f] for f in np.flatnonzero(fold_to_split == s))) for s in range(len(SPLIT_NAMES))]
+    return [(s, label) for s in range(len(SPLIT_NAMES)) for label in sorted(every - held[s])]
+
+
+def cover_labels(fold_to_split: np.ndarray, fold_labels: list[set[str]]) -> np.ndarray:
+    """Swap whole folds between splits until every split holds every label, where the folds allow it.
+
+    A small dataset's rare class fills few folds, and the plain order of folds can leave a split without it
+    (a training split of one class cannot be learnt from; a validation split of one class cannot set a
+    threshold). A mapping that already covers every label, as on any dataset of a few dozen images per class,
+    is returned unchanged."""
+    mapping = fold_to_split.copy()
+    while missing := _missing(mapping, fold_labels):
+        best = None
+        for f in range(len(mapping)):
+            for g in range(len(mapping)):
+                if mapping[f] == mapping[g]:
+                    continue
+                trial = mapping.copy()
+                trial[f], trial[g] = mapping[g], mapping[f]
+                if len(_missing(trial, fold_labels)) < len(missing):
+                    best = trial
+                    break
+            if best is not None:
+                break
+        if best is None:
+            return mapping  # the folds cannot cover it: the training step says which split lacks which class
+        mapping = best
+    return mapping
 
 
 def deal_folds(strata: Sequence[str], groups: np.ndarray, n_folds: int, seed: int = 42) -> np.ndarray:

@@ -136,7 +136,7 @@ def demographics(frame: pd.DataFrame) -> dict[str, dict[str, object]]:
 
 def confounding(frame: pd.DataFrame) -> dict[str, object]:
     """How tightly label follows source: single-class sources, mixed sources, the top source per label."""
-    by_source = pd.crosstab(frame["source"], frame["label"], dropna=False)
+    by_source = pd.crosstab(frame["source"], frame["label"], dropna=False).reindex(columns=CLASS_NAMES, fill_value=0)
     single = {source: label for source, row in by_source.iterrows() for label in CLASS_NAMES if row[label] == row.sum()}
     mixed = [source for source in by_source.index if source not in single]
     top = {}

@@ -1,6 +1,6 @@
 """Write a lung-field mask for every PNG, JPEG and DICOM file of a folder.
 
-    python -m covid_cxr.lungs --model build/lungs --input_dir DIR --output_dir OUT
+    covid-cxr lungs --model lungs/ --input_dir DIR --output_dir OUT      # or: python -m covid_cxr.lungs ...
 
 Each mask is OUT/<stem>.png: mode L, 0 (background) or 255 (lung), with the input image's width and height.
 Files that cannot be read are listed with the reason and skipped; the exit status is 0 unless nothing was read.
@@ -54,13 +54,13 @@ def write_masks(segmenter: Segmenter, input_dir: Path, output_dir: Path) -> tupl
     return len(written), skipped
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m covid_cxr.lungs") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m covid_cxr.lungs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="Segmenter folder (train/train_lungs.py, make lungs).")
-    parser.add_argument("--input_dir", required=True, type=Path, help="Folder of PNG, JPEG or DICOM files.")
-    parser.add_argument("--output_dir", required=True, type=Path, help="Where to write <stem>.png masks.")
+    parser.add_argument("--model", required=True, help="Segmenter folder (covid-cxr train-lungs). (required)")
+    parser.add_argument("--input_dir", required=True, type=Path, help="Folder of PNG, JPEG or DICOM files. (required)")
+    parser.add_argument("--output_dir", required=True, type=Path, help="Where to write <stem>.png masks. (required)")
     args = parser.parse_args(argv)
     try:
         check_output_dir(args.output_dir, {"--input_dir": args.input_dir})

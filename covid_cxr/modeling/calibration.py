@@ -15,14 +15,16 @@ from scipy.special import log_softmax
 from sklearn.metrics import roc_curve
 from torch import nn
 
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # the search range: a fit on its edge means the range, not the data, decided
+
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T > 0 that minimises the negative log-likelihood of softmax(logits / T)."""
+    """The T in TEMPERATURE_BOUNDS that minimises the negative log-likelihood of softmax(logits / T)."""
 
     def nll(log_t: float) -> float:
         return -float(log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(labels)), labels].mean())
 
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(nll, bounds=tuple(np.log(TEMPERATURE_BOUNDS)), method="bounded")
     return float(np.exp(result.x))
 
 
@@ -57,6 +59,13 @@ class Calibration:
 
     temperature: float
     threshold: Threshold
+
+    @property
+    def temperature_at_bound(self) -> bool:
+        """The fit stopped on the edge of its search range (a model whose validation scores barely separate,
+        or a validation split too small): its probabilities are not calibrated, only squashed or stretched."""
+        low, high = TEMPERATURE_BOUNDS
+        return not low * 1.01 < self.temperature < high / 1.01
 
 
 def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, target_sensitivity: float) -> Threshold:

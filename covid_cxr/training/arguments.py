@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from transformers import TrainingArguments
 
 from covid_cxr.modeling.backbones import DEFAULT_BACKBONE
@@ -17,6 +18,8 @@ from covid_cxr.modeling.backbones.cache import backbone_root
 @dataclass
 class ModelArguments:
     """Which backbone to start from and how much of it to train."""
+
+    _argument_group_name = "model"  # the --help section (HfArgumentParser)
 
     model_name_or_path: str = field(
         default=DEFAULT_BACKBONE,
@@ -62,19 +65,25 @@ class ModelArguments:
     )
     backbone_dir: str = field(
         default_factory=lambda: str(backbone_root()),
-        metadata={"help": "Where offline backbones are converted (default: the user cache, $COVID_CXR_CACHE)."},
+        metadata={"help": "Where offline backbones are converted: the user cache ($COVID_CXR_CACHE moves it)."},
     )
 
 
 @dataclass
 class DataArguments:
-    """The dataset made by train/build_dataset.py (a folder) or a Hub dataset with the same features."""
+    """The dataset made by `covid-cxr build` (a folder) or a Hub dataset with the same features."""
 
-    dataset: str = field(metadata={"help": "save_to_disk folder or Hub dataset id (train/build_dataset.py)."})
+    _argument_group_name = "data"
+
+    dataset: str = field(
+        metadata={
+            "help": "A `covid-cxr build` output folder (save_to_disk) or a Hub dataset id with the same features."
+        }
+    )
     dataset_hub_id: str | None = field(
         default=None,
         metadata={
-            "help": "Hub id that the model card names as its training data; default: the id the local dataset "
+            "help": "Hub id that the model card names as its training data; None: the id the local dataset "
             "was pushed to (recorded by build_dataset.py --push_to_hub), or --dataset itself when it is a Hub id."
         },
     )
@@ -113,6 +122,8 @@ class DataArguments:
 class EvaluationArguments:
     """Calibration, operating point, baselines and publishing."""
 
+    _argument_group_name = "evaluation and publishing"
+
     target_sensitivity: float = field(default=0.90, metadata={"help": "Validation sensitivity the threshold targets."})
     linear_probe: bool = field(default=True, metadata={"help": "Fit the frozen-feature label and source probes."})
     lung_segmenter: str | None = field(
@@ -145,38 +156,77 @@ class EvaluationArguments:
         },
     )
     hub_repo_id: str | None = field(
-        default=None, metadata={"help": "Push the final calibrated model and its card to this Hub repo."}
+        default=None,
+        metadata={
+            "help": "Push the final calibrated model folder and its card (no checkpoints) to this Hub repo "
+            "(org/name); the repo id, the token and the repo are checked before training starts."
+        },
     )
+    hub_private: bool = field(default=False, metadata={"help": "Create the --hub_repo_id repo as private."})
+    dry_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --hub_repo_id: write exactly the files the push would upload into this folder instead "
+            "(no token or network needed)."
+        },
+    )
+
+
+# Trainer's own Hub flags, which this project does not honour, and why: hidden from --help, refused when given
+REFUSED_TRAINER_FLAGS = {
+    "push_to_hub": "it would upload the uncalibrated Trainer checkpoints; use --hub_repo_id org/name",
+    "hub_model_id": "use --hub_repo_id org/name, which pushes the calibrated model folder and its card",
+    "hub_strategy": "the calibrated model is pushed once, at the end (--hub_repo_id)",
+    "hub_token": "log in with `hf auth login` or set HF_TOKEN (a token on the command line lands in shell history)",
+    "hub_private_repo": "use --hub_private",
+    "hub_always_push": "the calibrated model is pushed once, at the end (--hub_repo_id)",
+    "hub_revision": "the model is pushed to the main branch of --hub_repo_id",
+}
 
 
 @dataclass
 class CxrTrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments with this project's defaults (all still overridable)."""
+    """transformers' TrainingArguments with this project's CPU recipe as defaults (all still overridable)."""
 
-    output_dir: str = field(metadata={"help": "Where the model and reports go."})
-    num_train_epochs: float = 3.0
-    per_device_train_batch_size: int = 32
-    per_device_eval_batch_size: int = 64
-    learning_rate: float = 5e-4
-    optim: str = "adamw_torch_fused"
-    weight_decay: float = 0.05
-    warmup_steps: float = 0.1
-    lr_scheduler_type: str = "cosine"
-    eval_strategy: str = "epoch"
-    save_strategy: str = "epoch"
-    save_total_limit: int | None = 2
-    load_best_model_at_end: bool = True
-    metric_for_best_model: str | None = "roc_auc"
-    logging_steps: float = 10
-    remove_unused_columns: bool = False
-    ddp_find_unused_parameters: bool | None = False  # frozen blocks are excluded from DDP anyway
-    seed: int = 42
+    _argument_group_name = "training (transformers.TrainingArguments, with this project's defaults)"
+
+    output_dir: str = field(metadata={"help": "Where the model folder, its card, the reports and the checkpoints go."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (early stopping may end sooner)."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training images per device per step."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation images per device per step."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate of the head (AdamW)."})
+    optim: str = field(default="adamw_torch_fused", metadata={"help": "Optimizer (transformers' OptimizerNames)."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Linear warm-up: steps (an integer) or a share of all steps (below 1)."}
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule after warm-up."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on validation (no/steps/epoch)."})
+    save_strategy: str = field(
+        default="epoch", metadata={"help": "When to checkpoint (no/steps/epoch/best); a crashed run resumes from it."}
+    )
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the best one always among them)."}
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "End with the best checkpoint by --metric_for_best_model, not the last."}
+    )
+    metric_for_best_model: str | None = field(
+        default="roc_auc", metadata={"help": "Validation metric that picks the best checkpoint."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep False: the data collator needs the dataset's image columns."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "DDP's unused-parameter search (off: frozen blocks are excluded anyway)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of the head's initialisation, the shuffle and augmentation."})
 
     def __post_init__(self) -> None:
         # Trainer's own push uploads uncalibrated checkpoints and a pickled training_args.bin: one way only.
         if self.push_to_hub or self.hub_model_id:
-            raise ValueError(
-                "--push_to_hub/--hub_model_id would upload the uncalibrated Trainer checkpoints; use "
-                "--hub_repo_id org/name instead, which pushes the calibrated model folder and its card"
-            )
+            raise ValueError(f"--push_to_hub/--hub_model_id are not used: {REFUSED_TRAINER_FLAGS['push_to_hub']}")
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; without one torch warns every epoch
         super().__post_init__()

@@ -19,15 +19,27 @@ from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.training.arguments import DataArguments
 
 
+class DatasetError(ValueError):
+    """The dataset cannot train a classifier as it is; the message says what it lacks and what to do."""
+
+
 def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
     """train/validation/test from a `save_to_disk` folder or a Hub dataset, checked and optionally truncated."""
     splits = _load(data_args.dataset)
     missing = set(SPLIT_NAMES) - set(splits)
     if missing:
-        raise ValueError(f"{data_args.dataset} lacks split(s) {sorted(missing)}")
+        raise DatasetError(f"{data_args.dataset} lacks split(s) {sorted(missing)}")
     names = splits["train"].features["label"].names
     if tuple(names) != CLASS_NAMES:
-        raise ValueError(f"{data_args.dataset}: label names {names} differ from {list(CLASS_NAMES)}")
+        raise DatasetError(f"{data_args.dataset}: label names {names} differ from {list(CLASS_NAMES)}")
+    for split in ("train", "validation"):  # learning and the threshold need both classes; a test of one is n/a
+        held = set(splits[split]["label"])
+        if len(held) < len(CLASS_NAMES):
+            lacking = [name for index, name in enumerate(CLASS_NAMES) if index not in held]
+            raise DatasetError(
+                f"the {split} split of {data_args.dataset} holds no {' or '.join(lacking)} image: add images of "
+                "that class (a few dozen of each is a start) and build the dataset again"
+            )
     for split, limit in (
         ("train", data_args.max_train_samples),
         ("validation", data_args.max_eval_samples),

@@ -24,7 +24,13 @@ from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
 from covid_cxr.lungs.attention import lung_attention
 from covid_cxr.lungs.segmenter import LungSegmenter
-from covid_cxr.modeling.calibration import Calibration, choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.modeling.calibration import (
+    TEMPERATURE_BOUNDS,
+    Calibration,
+    choose_threshold,
+    fit_temperature,
+    fold_temperature,
+)
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
 
@@ -59,7 +65,16 @@ def calibrate(model: PreTrainedModel, validation: ScoredSplit, target_sensitivit
     temperature = fit_temperature(validation.logits, validation.labels)
     fold_temperature(model, temperature)
     threshold = choose_threshold(validation.probabilities(temperature), validation.labels, target_sensitivity)
-    return Calibration(temperature, threshold)
+    calibration = Calibration(temperature, threshold)
+    if calibration.temperature_at_bound:
+        logger.warning(
+            "The temperature fit stopped at the edge of its range (T = %.3f, range %s-%s): the validation split "
+            "(%d images) does not calibrate this model; its probabilities are not calibrated (the card says so)",
+            temperature,
+            *TEMPERATURE_BOUNDS,
+            len(validation.labels),
+        )
+    return calibration
 
 
 def evaluate(

@@ -27,13 +27,15 @@ from transformers import (
     set_seed,
 )
 
+from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.evaluation.grouped import mixed_label_sources
-from covid_cxr.hub import push_model
+from covid_cxr.hub import model_operations, push_model, write_operations
+from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -251,9 +253,13 @@ def finalise(
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
     backbone = provenance(model_path)
     hub_dataset = dataset_hub_id(data_args)
-    facts = {"backbone_description": str(backbone["description"]), "training_dataset": hub_dataset or data_args.dataset}
-    save_model_folder(output_dir, model, processor, calibration, guard, facts)
-    (output_dir / LICENSE_FILE).write_text(research_only_terms(), encoding="utf-8")
+    data = training_data_facts(splits)
+    config_facts = {
+        "backbone_description": str(backbone["description"]),
+        "training_dataset": hub_dataset or "a local dataset",  # never a local path
+    }
+    save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
+    (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
 
     baseline = {}
@@ -269,7 +275,8 @@ def finalise(
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
     else:
-        logger.warning("No lung segmenter in %s: the card leaves out the attention share", eval_args.lung_segmenter)
+        where = f"in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "given (--lung_segmenter)"
+        logger.warning("No lung segmenter %s: the card leaves out the share of the heat inside the lungs", where)
     sections = {
         "calibration": {
             "temperature": calibration.temperature,
@@ -296,16 +303,38 @@ def finalise(
         cross_validation=cross_validation,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),
-        dataset=data_args.dataset,
         dataset_hub_id=hub_dataset,
+        facts=data,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         recipe=recipe,
         hardware=_hardware(),
     )
     render_model_card(context).save(output_dir / "README.md")
     if eval_args.hub_repo_id:
-        push_model(output_dir, eval_args.hub_repo_id)
+        publish(output_dir, eval_args)
     return results
+
+
+def training_data_facts(splits: datasets.DatasetDict) -> DataFacts:
+    """What the card may say of the data: sources, labels and licences of every split."""
+    rows = datasets.concatenate_datasets(
+        [splits[name].select_columns(["source", "label", "license"]) for name in splits]
+    )
+    return data_facts(rows["source"], [CLASS_NAMES[label] for label in rows["label"]], rows["license"])
+
+
+def publish(output_dir: Path, eval_args: EvaluationArguments) -> None:
+    """Push the model folder to --hub_repo_id, or with --dry_run write the files the push would upload."""
+    if eval_args.dry_run:
+        written = write_operations(model_operations(output_dir), Path(eval_args.dry_run))
+        logger.warning(
+            "Dry run: the %d files a push to %s would upload are in %s/",
+            len(written),
+            eval_args.hub_repo_id,
+            eval_args.dry_run,
+        )
+    else:
+        push_model(output_dir, eval_args.hub_repo_id, eval_args.hub_private)
 
 
 def recipe_of(

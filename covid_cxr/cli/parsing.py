@@ -1,0 +1,90 @@
+"""One argument parser for every command: dataclass fields as flags (transformers' `HfArgumentParser`), each shown
+with its help and default, a config file as the first argument with the command line overriding it (as timm's
+scripts do), and flags a command does not honour hidden from the help and refused with the reason."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every flag's default after its help ("required" for a flag with none); the description kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required:
+            return f"{action.help} (required)"
+        return super()._get_help_string(action)
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """A YAML or JSON file of ``flag: value`` pairs (JSON is YAML too); a clear error when it is neither."""
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SystemExit(f"error: cannot read the config file {path}: {err}") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"error: the config file {path} must hold `flag: value` pairs, one per line")
+    return config
+
+
+def parse_arguments(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    defaults: Mapping[str, Any] | None = None,
+    refused: Mapping[str, str] | None = None,
+) -> tuple:
+    """The dataclasses filled from ``[CONFIG.yaml] [--flag value ...]``.
+
+    `defaults` replaces fields' defaults (shown as such in --help; a required field with one is no longer required);
+    `refused` maps flags this command does not honour to the reason, which `--flag` then prints instead of running.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description, formatter_class=HelpFormatter)
+    known = {action.dest for action in parser._actions}
+    refused = dict(refused or {})
+    original = {action.dest: action.default for action in parser._actions if action.dest in refused}
+    for action in parser._actions:
+        if action.dest in refused:
+            action.help = argparse.SUPPRESS
+    settings = dict(defaults or {})
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        config = read_config(argv.pop(0))
+        if unknown := sorted(set(config) - known):
+            parser.error(f"the config file sets unknown flag(s): {', '.join(unknown)}")
+        settings |= config
+    parser.set_defaults(**settings)  # every action of a field (--flag and --no_flag) takes the new default
+    for action in parser._actions:
+        if action.dest in settings:
+            action.required = False
+    required = [
+        f"{action.option_strings[0]} {action.metavar or action.dest.upper()}"
+        for action in parser._actions
+        if action.required
+    ]
+    parser.usage = " ".join([prog, "[CONFIG.yaml]", *required, "[--flag value ...]"])
+    namespace, remaining = parser.parse_known_args(argv)
+    if remaining:
+        parser.error(f"unrecognised arguments: {' '.join(remaining)} (see {prog} --help)")
+    for dest, reason in refused.items():
+        if getattr(namespace, dest) != original[dest]:
+            parser.error(f"--{dest} is not used by this command: {reason}")
+    values = vars(namespace)
+    try:  # the dataclasses' own checks (TrainingArguments: bf16 without a GPU, ...) are the user's to fix
+        return tuple(
+            cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.init}) for cls in dataclass_types
+        )
+    except ValueError as err:
+        parser.error(str(err))
