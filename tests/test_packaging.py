@@ -43,6 +43,7 @@ ALLOWED = {
         "serving",
         "audit",
     },
+    "__main__": {"cli"},  # python -m covid_cxr: the command, nothing else
 }
 INSTALLED_CHECK = """
 import importlib, pkgutil, sys
