@@ -12,7 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from transformers import TrainerCallback
 
 from covid_cxr.data.build import BuildConfig, build_dataset
@@ -177,6 +181,43 @@ def lungs_folder(lung_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("lungs")
     segmenter.save_pretrained(folder)
     return folder
+
+
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    modality: str = "CR",
+    frames: int = 1,
+    with_pixels: bool = True,
+    **elements: object,
+) -> Path:
+    """A minimal but valid DICOM file holding `pixels` (uint16), written with pydicom; `elements` are further data
+    elements by keyword (WindowCenter=..., PatientName=...)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientID = "test"
+    if with_pixels:
+        data = np.repeat(pixels[None], frames, axis=0) if frames > 1 else pixels
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelRepresentation = 0
+        if frames > 1:
+            ds.NumberOfFrames = frames
+        ds.PixelData = data.astype(np.uint16).tobytes()
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 class FakeHub:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 
 from covid_cxr.data.build import REPORT_NAME, BuildConfig, build_dataset
 from study.folds import dataset_folds
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_dicom
 
 BUILD_SCRIPT = REPO_ROOT / "train" / "build_dataset.py"
 
@@ -204,18 +203,9 @@ def test_hostile_input_folder_is_built_and_every_problem_reported(fixture_root: 
     with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     source = root / rows[0]["file_name"]
-    pixels = (np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16)[None]
-    ds = pydicom.Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PixelRepresentation = "CR", "MONOCHROME2", 1, 0
-    ds.Rows, ds.Columns = pixels.shape[1:]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.WindowCenter, ds.WindowWidth = 2048, 0  # an invalid window: read with the full range
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(root / "images" / "zero_window.dcm", enforce_file_format=True)
+    pixels = np.asarray(Image.open(source).convert("L"), dtype=np.uint16) * 16
+    # an invalid window: read with the full range
+    write_dicom(root / "images" / "zero_window.dcm", pixels, WindowCenter=2048, WindowWidth=0)
     data = (root / "images" / "zero_window.dcm").read_bytes()
     (root / "images" / "cut.dcm").write_bytes(data[: len(data) // 2])
     shutil.copy(source, root / "images" / "forgotten.jpg")

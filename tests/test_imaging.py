@@ -12,17 +12,15 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image, PngImagePlugin
-from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from covid_cxr.data.imaging import ImageError, load_image, sniff_format
+from tests.conftest import write_dicom
 
 
 @pytest.fixture(scope="module")
@@ -33,39 +31,6 @@ def real_jpeg(fixture_root: Path) -> Path:
 @pytest.fixture(scope="module")
 def real_pixels(real_jpeg: Path) -> np.ndarray:
     return np.asarray(Image.open(real_jpeg).convert("L"))
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    photometric: str = "MONOCHROME2",
-    modality: str = "CR",
-    frames: int = 1,
-    with_pixels: bool = True,
-) -> Path:
-    """A minimal but valid DICOM file holding `pixels` (uint16), written with pydicom."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.PatientID = "test"
-    if with_pixels:
-        data = np.repeat(pixels[None], frames, axis=0) if frames > 1 else pixels
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-        ds.PixelRepresentation = 0
-        if frames > 1:
-            ds.NumberOfFrames = frames
-        ds.PixelData = data.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def test_real_jpeg_loads_as_8bit_grey(real_jpeg: Path, real_pixels: np.ndarray) -> None:

@@ -17,11 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO_ROOT, read_metadata
+from tests.conftest import REPO_ROOT, read_metadata, write_dicom
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +40,7 @@ def class_folders(fixture_root: Path, target: Path) -> Path:
 def dicom_of(image: Path, target: Path) -> Path:
     """A real film as a 12-bit MONOCHROME2 DICOM with a patient name (which must never surface)."""
     pixels = np.asarray(Image.open(image).convert("L"), dtype=np.uint16) * 16
-    ds = pydicom.Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PixelRepresentation = "CR", "MONOCHROME2", 1, 0
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PatientName = "Secret^Patient"
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(target, enforce_file_format=True)
-    return target
+    return write_dicom(target, pixels, PatientName="Secret^Patient")
 
 
 @pytest.fixture(scope="module")
