@@ -27,7 +27,7 @@ ALLOWED = {
     "evaluation": {"outputs", "labels", "data", "modeling"},
     "lungs": {"outputs", "data", "modeling", "evaluation"},
     "cards": {"outputs", "labels", "data", "modeling", "evaluation"},
-    "training": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
+    "training": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs", "audit"},
     "serving": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
     "audit": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
     "cli": {
@@ -71,6 +71,7 @@ context = ModelCardContext(
         "test_mixed_sources_lung_attention_mean": 0.7,
         "test_lung_attention_below_half": 0.1,
     },
+    occlusion={},
     cross_validation={"cv_folds": 5.0, "cv_mixed_sources_n": 463.0, "cv_mixed_sources_roc_auc": 0.7,
                       "cv_mixed_sources_roc_auc_low": 0.6, "cv_mixed_sources_roc_auc_high": 0.8, "cv_n": 2086.0,
                       "cv_roc_auc": 0.95, "cv_roc_auc_low": 0.94, "cv_roc_auc_high": 0.96},

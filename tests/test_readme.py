@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pages import lungs, quality, results
+from pages import audit, lungs, quality, results
 from pages.blocks import DOCS, README, Block
 
-BLOCKS = (results.BLOCK, lungs.BLOCK, quality.BLOCK)
+BLOCKS = (results.BLOCK, lungs.BLOCK, quality.BLOCK, audit.BLOCK)
 PAGES = (README, *sorted(DOCS.glob("*.md")))
 MEASURED = re.compile(r"\b\d\.\d{3}\b")  # how the pages write a measured ROC AUC, Dice or ECE
 

@@ -27,6 +27,8 @@ from transformers import (
     set_seed,
 )
 
+from covid_cxr.audit.card import card_figures
+from covid_cxr.audit.run import occlusion_test
 from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
@@ -74,6 +76,7 @@ from covid_cxr.training.trainer import build_trainer, class_weights, freeze_back
 
 logger = logging.getLogger(__name__)
 RUN_CONFIG = "run_config.json"
+OCCLUSION_RESULTS = "occlusion_results.json"  # the occlusion test on test (covid-cxr audit's), as the card shows it
 
 
 def run(
@@ -271,12 +274,16 @@ def finalise(
     cross_validation = cross_validated(
         eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
-    attention = {}
+    attention, occlusion = {}, {}
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
+        occlusion = card_figures(occlusion_test(output_dir, splits, eval_args.lung_segmenter))
+        (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
     else:
         where = f"in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "given (--lung_segmenter)"
-        logger.warning("No lung segmenter %s: the card leaves out the share of the heat inside the lungs", where)
+        logger.warning(
+            "No lung segmenter %s: the card leaves out the heat inside the lungs and the occlusion test", where
+        )
     sections = {
         "calibration": {
             "temperature": calibration.temperature,
@@ -300,6 +307,7 @@ def finalise(
         calibration=calibration,
         baseline=baseline,
         lung_attention=attention,
+        occlusion=occlusion,
         cross_validation=cross_validation,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),

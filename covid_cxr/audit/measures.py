@@ -1,0 +1,173 @@
+"""The audit's figures, each with a patient-bootstrap 95% interval: discrimination per source and on the mixed-label
+sources, how much the source alone gives away, the occlusion test, and how readable the source is from the model's
+own features.
+
+Every interval resamples whole patients (covid_cxr.evaluation.bootstrap); a figure is a dict
+{"value", "low", "high"}, NaN-free where it is defined and None where it is not (an AUC on one class).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from covid_cxr.audit.occlusion import LUNGS_HIDDEN, VIEWS, WHOLE
+from covid_cxr.data.splits import deal_folds
+from covid_cxr.evaluation import load_cxr_metric
+from covid_cxr.evaluation.bootstrap import patient_bootstrap, roc_auc, roc_auc_difference_ci
+from covid_cxr.evaluation.cxr_binary.cxr_binary import expected_calibration_error
+from covid_cxr.evaluation.grouped import grouped_metrics, reported_subsets
+from covid_cxr.evaluation.keys import ALL, MIXED
+from covid_cxr.evaluation.probes import source_probe
+
+Figure = dict[str, float | None]
+FOLDS = 5
+# The verdict of the occlusion test: what share of its discrimination above chance a model keeps with the lungs
+# hidden, and on which side of one half the whole interval of that share lies.
+READS_OUTSIDE, READS_LUNGS, UNCLEAR, NO_DISCRIMINATION = "outside", "lungs", "unclear", "no_discrimination"
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def figure(
+    statistic: Callable[[np.ndarray], float], groups: np.ndarray, rounds: int, value: float | None = None
+) -> Figure:
+    """A statistic of all images (indices in, number out; or its `value` when already known) with its
+    patient-bootstrap 95% interval."""
+    value = _clean(statistic(np.arange(len(groups))) if value is None else value)
+    if value is None:
+        return {"value": None, "low": None, "high": None}
+    low, high = patient_bootstrap(statistic, groups, rounds)
+    return {"value": value, "low": _clean(low), "high": _clean(high)}
+
+
+def _rate(decisions: np.ndarray, wanted: np.ndarray) -> float:
+    return float(decisions[wanted].mean()) if wanted.any() else float("nan")
+
+
+def discrimination(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    sources: Sequence[str],
+    groups: np.ndarray,
+    threshold: float,
+    mixed_sources: Sequence[str],
+    rounds: int,
+) -> dict[str, dict[str, object]]:
+    """Per subset (all, the mixed-label sources, each source): n, positives, and ROC AUC, sensitivity, specificity
+    (at `threshold`) and ECE, each with its interval (point values from the project's metric module)."""
+    points = grouped_metrics(load_cxr_metric(), probabilities, labels, list(sources), threshold, mixed_sources)
+    results = {}
+    for name, mask in reported_subsets(sources, mixed_sources).items():
+        results[name] = {"n": int(mask.sum()), "n_covid": int(labels[mask].sum())}
+        for key, statistic in _statistics(probabilities[mask], labels[mask], threshold).items():
+            results[name][key] = figure(statistic, groups[mask], rounds, _clean(points[name][key]))
+    return results
+
+
+def _statistics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Callable[[np.ndarray], float]]:
+    """The discrimination figures as functions of a resample's indices, for the bootstrap."""
+    decided = p >= threshold
+    return {
+        "roc_auc": lambda i: roc_auc(y[i], p[i]),
+        "sensitivity": lambda i: _rate(decided[i], y[i] == 1),
+        "specificity": lambda i: _rate(~decided[i], y[i] == 0),
+        "ece": lambda i: expected_calibration_error(p[i], y[i]),
+    }
+
+
+def folds_of(sources: Sequence[str], groups: np.ndarray) -> np.ndarray:
+    """Patient-grouped folds that each mirror the sources (the same dealing as the dataset's splits)."""
+    return deal_folds(list(sources), groups, min(FOLDS, len(np.unique(groups))), seed=0)
+
+
+def source_only(labels: np.ndarray, sources: Sequence[str], folds: np.ndarray, groups: np.ndarray, rounds: int):
+    """How well the source alone predicts the label: each image scored by the COVID-19 share of its source among
+    the other folds' images (out of fold, so an image never scores itself)."""
+    sources = np.asarray(sources)
+    scores = np.empty(len(labels))
+    for fold in np.unique(folds):
+        held = folds == fold
+        rest_labels, rest_sources = labels[~held], sources[~held]
+        overall = rest_labels.mean() if len(rest_labels) else 0.5
+        shares = {s: rest_labels[rest_sources == s].mean() for s in np.unique(rest_sources)}
+        scores[held] = [shares.get(s, overall) for s in sources[held]]
+    return figure(lambda i: roc_auc(labels[i], scores[i]), groups, rounds)
+
+
+def retained(labels: np.ndarray, occluded: np.ndarray, whole: np.ndarray) -> float:
+    """The share of the whole image's discrimination above chance that the occluded view keeps."""
+    above_chance = roc_auc(labels, whole) - 0.5
+    return (roc_auc(labels, occluded) - 0.5) / above_chance if above_chance > 0 else float("nan")
+
+
+def verdict(whole_auc: Figure, kept: Figure) -> str:
+    """READS_OUTSIDE when the whole interval of the share kept with the lungs hidden lies at or above one half,
+    READS_LUNGS when it lies below, UNCLEAR otherwise; NO_DISCRIMINATION when the whole image's AUC interval
+    reaches chance, so that there is nothing to lose."""
+    if whole_auc["low"] is None or whole_auc["low"] <= 0.5 or kept["low"] is None:
+        return NO_DISCRIMINATION
+    if kept["low"] >= 0.5:
+        return READS_OUTSIDE
+    if kept["high"] < 0.5:
+        return READS_LUNGS
+    return UNCLEAR
+
+
+def occlusion(
+    scores: dict[str, np.ndarray], labels: np.ndarray, subsets: dict[str, np.ndarray], groups: np.ndarray, rounds: int
+) -> dict[str, dict[str, object]]:
+    """Per subset (all images, mixed-label images): each view's AUC, each occluded view's paired change against the
+    whole image and the share of discrimination it keeps, and the verdict."""
+    results = {}
+    for name, mask in subsets.items():
+        y, g, whole = labels[mask], groups[mask], scores[WHOLE][mask]
+        entry: dict[str, object] = {"n": int(mask.sum()), "n_covid": int(y.sum())}
+        entry |= {view: _view_figures(y, scores[view][mask], whole, g, rounds, view == WHOLE) for view in VIEWS}
+        entry["verdict"] = verdict(entry[WHOLE]["roc_auc"], entry[LUNGS_HIDDEN].get("kept", {"low": None}))
+        results[name] = entry
+    return results
+
+
+def _view_figures(
+    y: np.ndarray, s: np.ndarray, whole: np.ndarray, g: np.ndarray, rounds: int, reference: bool
+) -> dict[str, Figure]:
+    """One view's AUC and, for an occluded view, its paired change against the whole image and the share of the
+    whole image's discrimination it keeps."""
+    auc = figure(lambda i: roc_auc(y[i], s[i]), g, rounds)
+    if reference or auc["value"] is None:
+        return {"roc_auc": auc}
+    low, high = roc_auc_difference_ci(y, s, whole, g, rounds)
+    change = {"value": auc["value"] - roc_auc(y, whole), "low": _clean(low), "high": _clean(high)}
+    return {"roc_auc": auc, "change": change, "kept": figure(lambda i: retained(y[i], s[i], whole[i]), g, rounds)}
+
+
+def occlusion_subsets(sources: Sequence[str], mixed_sources: Sequence[str]) -> dict[str, np.ndarray]:
+    """All images and the mixed-label ones (where the source cannot give the label away)."""
+    return {k: v for k, v in reported_subsets(sources, mixed_sources).items() if k in (ALL, MIXED)}
+
+
+def source_readability(features: np.ndarray, sources: Sequence[str], folds: np.ndarray) -> dict[str, float] | None:
+    """A linear probe from the model's penultimate features to the source, cross-validated over patient-grouped
+    folds, against always guessing the commonest source of the training folds (None with one source only)."""
+    sources = np.asarray(sources)
+    if len(np.unique(sources)) < 2 or len(np.unique(folds)) < 2:
+        return None
+    per_fold = []
+    for fold in np.unique(folds):
+        held = folds == fold
+        if len(np.unique(sources[~held])) < 2:
+            continue  # a probe needs two sources to learn from
+        with warnings.catch_warnings():  # a fold may lack a source the probe predicts: expected, not a fault
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true", category=UserWarning)
+            probe = source_probe(features[~held], list(sources[~held]), features[held], list(sources[held]))
+        per_fold.append((int(held.sum()), probe))
+    total = sum(n for n, _ in per_fold)
+    keys = ("source_accuracy", "source_balanced_accuracy", "source_majority_baseline")
+    pooled = {key: sum(n * probe[key] for n, probe in per_fold) / total for key in keys}
+    return pooled | {"n_sources": len(np.unique(sources)), "folds": len(per_fold), "n": total}

@@ -1,0 +1,194 @@
+"""The audit in words: `AUDIT.md` for a reviewer who has never seen this project, and the console summary, both
+written from the figures of `audit.json` alone (so the words can never say more than the figures do)."""
+
+from __future__ import annotations
+
+from covid_cxr.audit.measures import NO_DISCRIMINATION, READS_LUNGS, READS_OUTSIDE, Figure
+from covid_cxr.audit.occlusion import LUNGS_HIDDEN, LUNGS_ONLY, VIEW_NAMES, VIEWS, WHOLE
+from covid_cxr.audit.plots import SUBSET_NAMES
+from covid_cxr.cards.markdown import markdown_rows
+from covid_cxr.data.lung_focus import BLUR, DILATION
+from covid_cxr.evaluation.keys import ALL, MIXED
+
+OCCLUSION_PLOT, VIEWS_PLOT = "audit_occlusion.png", "audit_views.png"
+LOOKS = {
+    READS_OUTSIDE: "it looks like it reads something outside the lungs",
+    READS_LUNGS: "it looks like it reads the lungs",
+    NO_DISCRIMINATION: "it does not tell the classes apart here, so the occlusion test cannot say what it reads",
+}
+EITHER = ": it keeps most of its discrimination with either part of the film hidden, so it can read the lungs too"
+UNCLEAR_WORDS = (
+    "the audit cannot tell whether it reads the lungs or something outside them (the interval of the share it keeps "
+    "with the lungs hidden spans one half)"
+)
+
+
+def number(f: Figure, pattern: str = "{:.3f}") -> str:
+    """A figure with its interval, e.g. 0.950 (95% CI 0.939-0.962); n/a when undefined."""
+    if f["value"] is None:
+        return "n/a"
+    if f["low"] is None:
+        return pattern.format(f["value"])
+    return f"{pattern.format(f['value'])} (95% CI {pattern.format(f['low'])} to {pattern.format(f['high'])})"
+
+
+def signed(f: Figure) -> str:
+    return number(f, "{:+.3f}")
+
+
+def looks(entry: dict) -> str:
+    """The verdict of one occlusion subset in plain words, with the evidence."""
+    whole, hidden, only = entry[WHOLE]["roc_auc"], entry[LUNGS_HIDDEN], entry[LUNGS_ONLY]
+    words = LOOKS.get(entry["verdict"], UNCLEAR_WORDS)
+    if entry["verdict"] == NO_DISCRIMINATION:
+        return f"{words}: its whole-image ROC AUC is {number(whole)}, an interval that reaches chance"
+    return (
+        f"{words}. With the lungs hidden its ROC AUC is {number(hidden['roc_auc'])}, against {number(whole)} on "
+        f"the whole image; the paired change is {signed(hidden['change'])}, so it keeps "
+        f"{number(hidden['kept'], '{:.0%}')} of its discrimination above chance. With only the lungs left sharp its "
+        f"ROC AUC is {number(only['roc_auc'])}, {number(only['kept'], '{:.0%}')} kept"
+        + (EITHER if entry["verdict"] == READS_OUTSIDE and (only["kept"]["low"] or 0) >= 0.5 else "")
+    )
+
+
+def verdict_lines(occlusion: dict | None) -> list[str]:
+    if occlusion is None:
+        return ["Occlusion test not run: no lung fields were given (--lungs)."]
+    return [
+        f"On {SUBSET_NAMES[s]} (n={occlusion[s]['n']}), {looks(occlusion[s])}." for s in SUBSET_NAMES if s in occlusion
+    ]
+
+
+def summary(results: dict) -> str:
+    """The few lines the console shows."""
+    model, data, discrimination = results["model"], results["data"], results["discrimination"]
+    lines = [
+        f"Audit of {model['id']} ({model['architecture']}; labels {', '.join(model['labels'])}; positive "
+        f"{model['positive_label']}; threshold {model['threshold']:.3f} from {model['threshold_from']})",
+        f"on {data['name']} ({data['split']}): {data['n_scored']} images scored, {len(results['refused'])} refused.",
+    ]
+    for subset in (ALL, MIXED):
+        if subset in discrimination:
+            d = discrimination[subset]
+            lines.append(f"  {SUBSET_NAMES[subset]} (n={d['n']}): ROC AUC {number(d['roc_auc'])}")
+    if results["source_only"]:
+        lines.append(f"  the source alone predicts the label with ROC AUC {number(results['source_only'])}")
+    lines += [f"  {line}" for line in verdict_lines(results["occlusion"])]
+    if probe := results["source_probe"]:
+        lines.append(f"  {probe_sentence(probe)}")
+    return "\n".join(lines)
+
+
+def probe_sentence(probe: dict) -> str:
+    return (
+        f"A linear probe on the model's penultimate features names the source ({probe['n_sources']} sources) of "
+        f"{probe['source_accuracy']:.0%} of images ({probe['folds']}-fold, patient-grouped; balanced accuracy "
+        f"{probe['source_balanced_accuracy']:.0%}); always guessing the commonest source: "
+        f"{probe['source_majority_baseline']:.0%}."
+    )
+
+
+def discrimination_table(discrimination: dict) -> str:
+    names = {ALL: "**all sources**", MIXED: "**mixed-label sources**"}
+    rows = [
+        [names.get(subset, subset), f"{d['n']} ({d['n_covid']})"]
+        + [number(d[key]) for key in ("roc_auc", "sensitivity", "specificity", "ece")]
+        for subset, d in discrimination.items()
+    ]
+    return markdown_rows(["subset", "images (COVID-19)", "ROC AUC", "sensitivity", "specificity", "ECE"], rows)
+
+
+def occlusion_table(occlusion: dict) -> str:
+    rows = []
+    for subset in (s for s in SUBSET_NAMES if s in occlusion):
+        entry = occlusion[subset]
+        for view in VIEWS:
+            change = signed(entry[view]["change"]) if "change" in entry[view] else "(reference)"
+            kept = number(entry[view]["kept"], "{:.0%}") if "kept" in entry[view] else ""
+            rows.append([f"{SUBSET_NAMES[subset]} (n={entry['n']})", VIEW_NAMES[view], number(entry[view]["roc_auc"]),
+                         change, kept])  # fmt: skip
+    return markdown_rows(["images", "view", "ROC AUC", "change vs whole", "discrimination kept"], rows)
+
+
+def refused_lines(refused: list[dict], shown: int = 50) -> list[str]:
+    if not refused:
+        return ["None: every image was scored."]
+    lines = [f"- `{r['file_name']}`: {r['reason']}" for r in refused[:shown]]
+    if len(refused) > shown:
+        lines.append(f"- ... and {len(refused) - shown} more, all listed in `audit.json`")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    """AUDIT.md."""
+    model, data = results["model"], results["data"]
+    mixed = ", ".join(data["mixed_sources"]) or "none"
+    lines = [
+        f"# Audit of `{model['id']}` on `{data['name']}`",
+        "",
+        f"Written by `covid-cxr audit` {results['version']} on {results['date']}. It asks one question of a COVID-19 "
+        "chest X-ray classifier: does it read the lungs, or something else about the film, such as the hospital it "
+        "came from? Public COVID-19 collections tie the label to the hospital, and models that score about 0.99 on "
+        "their own data and about 0.70 on another hospital's learned to recognise the hospital (DeGrave et al., "
+        "Nature Machine Intelligence 2021). Every interval below is a 95% patient-bootstrap interval; a difference "
+        "whose interval holds zero is no finding.",
+        "",
+        "## In short",
+        "",
+        *[f"- {line}" for line in verdict_lines(results["occlusion"])],
+        "",
+        "## 1. Discrimination where the source cannot give the label away",
+        "",
+        f"The *mixed-label sources* ({mixed}) hold both classes, so a model cannot score there by recognising the "
+        "source; the all-source row mostly measures how well the model recognises the source. Sensitivity and "
+        f"specificity are at the model's threshold, {model['threshold']:.3f} ({model['threshold_from']}); ECE is the "
+        "expected calibration error of its probability for the positive class (10 bins).",
+        "",
+        discrimination_table(results["discrimination"]),
+        "",
+    ]
+    if results["source_only"]:
+        lines += [
+            "How much the data itself gives away: scoring each image by nothing but the share of COVID-19 images "
+            f"in its source (out of fold) gives ROC AUC **{number(results['source_only'])}** on all images.",
+            "",
+        ]
+    lines += ["## 2. Occlusion test: what is left when the lungs are hidden", ""]
+    if results["occlusion"] is None:
+        lines += [*verdict_lines(None), ""]
+    else:
+        lines += [
+            f"Each image was scored three ways: whole; *lungs only* (everything outside the lung fields, dilated by "
+            f"{DILATION:.0%} of the image side, blurred with a Gaussian of {BLUR:.0%} of the side: what "
+            "`--lung_focus` trains on); *lungs hidden* (the same dilated lung fields filled with the median grey "
+            f"around them, the rest untouched). Lung fields: {results['lungs']}. *Discrimination kept* is "
+            "(AUC - 0.5) / (whole-image AUC - 0.5): a model that reads the lungs keeps little of it with the lungs "
+            "hidden; a model that reads the hospital keeps most of it. The verdict is given only when the whole "
+            "interval of that share lies on one side of one half.",
+            "",
+            occlusion_table(results["occlusion"]),
+            "",
+            f"![ROC AUC of the three views]({OCCLUSION_PLOT})",
+            "",
+            f"![One film in the three views]({VIEWS_PLOT})",
+            "",
+        ]
+    lines += ["## 3. Can the model's own features tell the source?", ""]
+    probe = results["source_probe"]
+    lines += [probe_sentence(probe) if probe else "Not measured: the images come from one source only.", ""]
+    lines += [
+        "## 4. The model",
+        "",
+        f"- id: `{model['id']}` ({model['architecture']}, processor {model['processor']})",
+        f"- labels: {', '.join(model['labels'])}; positive class: `{model['positive_label']}`",
+        f"- input: {model['input_size'][0]}x{model['input_size'][1]} px; crops the film: {model['crops_the_film']}",
+        f"- threshold: {model['threshold']:.3f}, {model['threshold_from']}",
+        f"- data: `{data['name']}`, {data['split']}: {data['n_scored']} images scored, {len(results['refused'])} "
+        "refused:",
+        "",
+        *refused_lines(results["refused"]),
+        "",
+        "Not a medical device: this audit says what a model appears to rely on, on these images; it validates "
+        "nothing for clinical use.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,182 @@
+"""`audit()`: score every image three ways, measure, and write `audit.json`, `AUDIT.md` and its plots.
+
+Steps: check the output folder -> load the model and the lung finder -> read the data -> score each chunk of
+images (whole, lungs only, lungs hidden; penultimate features of the whole image) -> measure -> write into a
+fresh folder that replaces the output folder only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from covid_cxr import __version__
+from covid_cxr.audit import measures
+from covid_cxr.audit.classifier import AuditedClassifier, AuditError, load_classifier
+from covid_cxr.audit.images import AuditData, Refusal, from_splits, open_data
+from covid_cxr.audit.occlusion import VIEWS, WHOLE, LungFinder, SegmenterLungs, lung_finder, views
+from covid_cxr.audit.plots import plot_occlusion, plot_views
+from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, markdown, summary
+from covid_cxr.data.errors import ImageError
+from covid_cxr.data.imaging import fault_reason, load_image
+from covid_cxr.data.lung_focus import BLUR, DILATION
+from covid_cxr.modeling.inference import run_model, softmax
+from covid_cxr.outputs import check_output_dir, replacing
+
+REPORT_NAME, MARKDOWN_NAME = "audit.json", "AUDIT.md"
+
+
+@dataclass
+class AuditReport:
+    """What `audit()` measured (the content of audit.json) and where it wrote it."""
+
+    results: dict
+    output_dir: Path
+
+    def summary(self) -> str:
+        return summary(self.results)
+
+
+@dataclass
+class Scored:
+    """The images the model scored: P(positive) per view, penultimate features of the whole image, and what
+    the bootstrap and the subsets need."""
+
+    probabilities: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    features: list[np.ndarray] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)  # row indices into the data
+    example: dict[str, Image.Image] | None = None  # the first scored film in every view
+
+
+def audit(
+    model: str,
+    data: str,
+    output_dir: str | Path,
+    positive_label: str = "covid",
+    lungs: str | Path | None = None,
+    split: str = "test",
+    batch_size: int = 16,
+    bootstrap_rounds: int = 2000,
+) -> AuditReport:
+    """Audit the classifier `model` (a folder or a Hub id) on `data` (see covid_cxr.audit.images), with the lung
+    fields of `lungs` (a segmenter or a mask folder; without it there is no occlusion test)."""
+    inputs = {"--model": model, "--data": data, "--lungs": lungs}
+    check_output_dir(output_dir, {k: v for k, v in inputs.items() if v and Path(v).exists()}, replaces=REPORT_NAME)
+    classifier = load_classifier(model, positive_label)
+    finder = lung_finder(lungs) if lungs else None
+    with open_data(data, split) as images:
+        scored = score(classifier, images, finder, batch_size)
+        if not scored.kept:
+            raise AuditError(f"--data {data}: no image could be scored ({len(images.refused)} refused)")
+        results = measure(classifier, images, scored, bootstrap_rounds)
+    results["lungs"] = describe_lungs(lungs, finder)
+    with replacing(output_dir) as staging:
+        (staging / REPORT_NAME).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        if results["occlusion"] is not None:
+            plot_occlusion({classifier.name: results["occlusion"]}, staging / OCCLUSION_PLOT)
+            plot_views(scored.example, staging / VIEWS_PLOT)
+        (staging / MARKDOWN_NAME).write_text(markdown(results), encoding="utf-8")
+    return AuditReport(results, Path(output_dir))
+
+
+def score(classifier: AuditedClassifier, data: AuditData, finder: LungFinder | None, batch_size: int) -> Scored:
+    """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason."""
+    scored = Scored({view: [] for view in (VIEWS if finder else (WHOLE,))})
+    for start in tqdm(range(0, data.images.num_rows, batch_size), desc="Auditing", unit="batch"):
+        rows = data.images[start : start + batch_size]
+        films, names, indices = [], [], []
+        for offset, (entry, name) in enumerate(zip(rows["image"], rows["audit_file"], strict=True)):
+            try:
+                films.append(load_image(entry["bytes"] or entry["path"]).image)
+            except ImageError as err:
+                data.refused.append(Refusal(name, str(err)))
+                continue
+            except Exception as err:  # a fault in this code or a library, not in the file: refuse it, keep going
+                data.refused.append(Refusal(name, fault_reason(Path(name), err)))
+                continue
+            names.append(name)
+            indices.append(start + offset)
+        batch = []
+        found = finder.find(films, names) if finder else [None] * len(films)
+        for film, name, index, lungs in zip(films, names, indices, found, strict=True):
+            if isinstance(lungs, str):
+                data.refused.append(Refusal(name, lungs))
+                continue
+            batch.append({WHOLE: film.convert("L")} if lungs is None else views(film, lungs))
+            scored.kept.append(index)
+        if not batch:
+            continue
+        for view in scored.probabilities:
+            outputs = run_model(classifier.model, classifier.processor, [b[view] for b in batch], batch_size)
+            scored.probabilities[view].append(softmax(outputs.logits)[:, classifier.positive])
+            if view == WHOLE:
+                scored.features.append(outputs.features)
+        scored.example = scored.example or batch[0]
+    return scored
+
+
+def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, rounds: int) -> dict:
+    """audit.json's figures (see covid_cxr.audit.measures), the model's facts and the refusals."""
+    labels = np.asarray(data.labels)[scored.kept]
+    sources = [data.sources[i] for i in scored.kept]
+    groups = np.asarray(data.groups)[scored.kept]
+    probabilities = {view: np.concatenate(parts) for view, parts in scored.probabilities.items()}
+    features = np.concatenate(scored.features)
+    several_patients = len(np.unique(groups)) >= 2
+    folds = measures.folds_of(sources, groups) if several_patients else None
+    return {
+        "tool": "covid-cxr audit",
+        "version": __version__,
+        "date": datetime.date.today().isoformat(),
+        "model": classifier.facts(),
+        "data": {
+            "name": data.name,
+            "split": data.split,
+            "n_scored": len(scored.kept),
+            "mixed_sources": data.mixed_sources,
+        },
+        "discrimination": measures.discrimination(
+            probabilities[WHOLE], labels, sources, groups, classifier.threshold, data.mixed_sources, rounds
+        ),
+        "source_only": measures.source_only(labels, sources, folds, groups, rounds) if several_patients else None,
+        "occlusion": measured_occlusion(data, scored, rounds),
+        "source_probe": measures.source_readability(features, sources, folds) if several_patients else None,
+        "refused": [{"file_name": r.file_name, "reason": r.reason} for r in data.refused],
+        "settings": {"bootstrap_rounds": rounds, "lung_dilation": DILATION, "outside_blur": BLUR},
+    }
+
+
+def measured_occlusion(data: AuditData, scored: Scored, rounds: int) -> dict | None:
+    """The occlusion test's figures per subset; None when the images were scored whole only (no lungs given)."""
+    if len(scored.probabilities) != len(VIEWS):
+        return None
+    probabilities = {view: np.concatenate(parts) for view, parts in scored.probabilities.items()}
+    sources = [data.sources[i] for i in scored.kept]
+    subsets = measures.occlusion_subsets(sources, data.mixed_sources)
+    labels, groups = np.asarray(data.labels)[scored.kept], np.asarray(data.groups)[scored.kept]
+    return measures.occlusion(probabilities, labels, subsets, groups, rounds)
+
+
+def occlusion_test(
+    model: str | Path, splits: datasets.DatasetDict, lungs: str | Path, split: str = "test", rounds: int = 2000
+) -> dict | None:
+    """The occlusion test alone, as audit.json's "occlusion" holds it: what a fine-tune measures on its own test
+    split for its model card (the model folder already saved, the lungs a segmenter folder)."""
+    classifier = load_classifier(str(model))
+    data = from_splits("the training dataset", splits, split, [])
+    scored = score(classifier, data, lung_finder(lungs), batch_size=16)
+    return measured_occlusion(data, scored, rounds) if scored.kept else None
+
+
+def describe_lungs(lungs: str | Path | None, finder: LungFinder | None) -> str | None:
+    if finder is None:
+        return None
+    kind = "the lung segmenter in" if isinstance(finder, SegmenterLungs) else "the masks in"
+    return f"{kind} `{lungs}`"

@@ -1,0 +1,77 @@
+"""Measure what a COVID-19 chest X-ray classifier reads: per-source and mixed-label figures, the occlusion test
+(lungs only, lungs hidden) and how well its features name the source, each with a patient-bootstrap 95% CI.
+
+Works on any image classifier (a folder or a Hub id, safetensors, no remote code) and any dataset this project
+builds or has built. Writes audit.json, AUDIT.md and its plots; prints a short summary. A bad input ends with
+one line and exit status 2.
+
+    covid-cxr audit --model ID_OR_FOLDER --data DATASET_OR_FOLDER --lungs lungs/ --output_dir audit/
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from covid_cxr.audit.classifier import AuditError
+from covid_cxr.audit.images import ALL_SPLITS
+from covid_cxr.audit.run import MARKDOWN_NAME, REPORT_NAME, audit
+from covid_cxr.cli.parsing import parse_arguments
+from covid_cxr.outputs import OutputFolderError
+
+
+@dataclass
+class AuditArguments:
+    """What to audit, on what, and where to write the report."""
+
+    model: str = field(
+        metadata={
+            "help": "The classifier: a model folder or a Hub id of any AutoModelForImageClassification with its "
+            "image processor, loaded from safetensors without remote code."
+        }
+    )
+    data: str = field(
+        metadata={
+            "help": "A dataset this project built (a folder with dataset_dict.json, or its Hub id), or a folder it "
+            "can build one from: curated layout, class folders or an ieee8023 clone (every image is audited)."
+        }
+    )
+    output_dir: str = field(
+        metadata={
+            "help": f"Where to write {REPORT_NAME}, {MARKDOWN_NAME} and its plots: a new folder or an earlier "
+            "audit's; never inside --model, --data or --lungs."
+        }
+    )
+    positive_label: str = field(
+        default="covid",
+        metadata={"help": "The model's label for COVID-19 (any case; COVID-19, positive, ... are matched too)."},
+    )
+    lungs: str | None = field(
+        default=None,
+        metadata={
+            "help": "Lung fields for the occlusion test: a lung segmenter folder (covid-cxr train-lungs) or a "
+            "folder of "
+            "<stem>.png masks (covid-cxr lungs); without it the occlusion test is not run."
+        },
+    )
+    split: str = field(
+        default="test",
+        metadata={"help": f"The split of a built dataset to audit, or {ALL_SPLITS}; ignored for a folder of images."},
+    )
+    batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
+    bootstrap_rounds: int = field(
+        default=2000, metadata={"help": "Patient-bootstrap resamples behind every 95%% interval."}
+    )
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr audit") -> None:
+    """Parse, audit, print the summary; exit status 2 with the reason for an input the audit cannot use."""
+    (args,) = parse_arguments((AuditArguments,), argv, prog=prog, description=__doc__)
+    try:
+        report = audit(**vars(args))
+    except (AuditError, OutputFolderError, FileNotFoundError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(report.summary())
+    print(f"Wrote {report.output_dir / REPORT_NAME} and {report.output_dir / MARKDOWN_NAME}")

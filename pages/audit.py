@@ -1,0 +1,101 @@
+"""docs/audit.json, docs/audit_*.png and the audit block of docs/audit.md, from `covid-cxr audit` output folders.
+
+    python -m pages.audit --audit "DINOv2-S fine-tune=build/audit-model" --audit "MobileNetV2=build/audit-mobilenet"
+
+Each folder's audit.json is copied into docs/audit.json (committed) under its name, the side-by-side plot is drawn
+from those figures and the example film copied from the first audit; the block is rendered from docs/audit.json,
+so the page quotes the audits and never a hand-typed figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from covid_cxr.audit.occlusion import LUNGS_HIDDEN, LUNGS_ONLY, VIEW_NAMES, VIEWS
+from covid_cxr.audit.plots import SUBSET_NAMES, plot_occlusion
+from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, looks, number, signed
+from covid_cxr.cards.markdown import markdown_rows
+from covid_cxr.evaluation.keys import ALL, MIXED
+from pages.blocks import DOCS, Artefact, Block, fill
+
+
+def figure_rows(audits: dict[str, dict]) -> list[list[str]]:
+    """One row per figure, one column per model."""
+    rows = []
+    for subset in (ALL, MIXED):
+        entries = [a["occlusion"][subset] for a in audits.values()]
+        counts = [f"{e['n']} ({e['n_covid']})" for e in entries]
+        rows.append([f"**{SUBSET_NAMES[subset]}**: images (COVID-19)", *counts])
+        rows += [[f"ROC AUC, {VIEW_NAMES[v]}", *[number(e[v]["roc_auc"]) for e in entries]] for v in VIEWS]
+        rows += [
+            [f"change, {VIEW_NAMES[v]} vs whole", *[signed(e[v]["change"]) for e in entries]]
+            for v in (LUNGS_ONLY, LUNGS_HIDDEN)
+        ]
+        kept = [number(e[LUNGS_HIDDEN]["kept"], "{:.0%}") for e in entries]
+        rows.append(["discrimination kept, lungs hidden", *kept])
+    rows.append(["source alone predicts the label: ROC AUC", *[number(a["source_only"]) for a in audits.values()]])
+    probes = [a["source_probe"] for a in audits.values()]
+    read = [f"{p['source_accuracy']:.0%} ({p['source_majority_baseline']:.0%})" for p in probes]
+    rows.append(["source read from the model's features (always the commonest source)", *read])
+    return rows
+
+
+def body(artefact: Artefact) -> str:
+    audits = artefact["audits"]
+    first = next(iter(audits.values()))
+    data = first["data"]
+    names = [f"{name} (`{a['model']['id']}`)" for name, a in audits.items()]
+    verdicts = [
+        f"- **{name}**, on {SUBSET_NAMES[subset]}: {looks(a['occlusion'][subset])}."
+        for name, a in audits.items()
+        for subset in (ALL, MIXED)
+    ]
+    return fill(
+        "audit.md",
+        {
+            "title": " and ".join(audits) + ", side by side",
+            "date": first["date"],
+            "data": f"`{data['name']}`",
+            "split": data["split"],
+            "counts": "; ".join(
+                f"{n}: {a['data']['n_scored']} images scored, {len(a['refused'])} refused" for n, a in audits.items()
+            ),
+            "lungs": first["lungs"],
+            "rounds": first["settings"]["bootstrap_rounds"],
+            "mixed": ", ".join(data["mixed_sources"]),
+            "table": markdown_rows(["", *names], figure_rows(audits)),
+            "verdicts": "\n".join(verdicts),
+        },
+    )
+
+
+BLOCK = Block("audit", DOCS / "audit.md", DOCS / "audit.json", "python -m pages.audit", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--audit",
+        action="append",
+        required=True,
+        metavar="NAME=FOLDER",
+        help="A model's name on the page and its audit folder (covid-cxr audit --output_dir).",
+    )
+    args = parser.parse_args()
+    folders = dict(item.split("=", 1) for item in args.audit)
+    audits = {name: json.loads((Path(folder) / "audit.json").read_text()) for name, folder in folders.items()}
+    if any(a["occlusion"] is None for a in audits.values()):
+        parser.error("every audit must have run the occlusion test (covid-cxr audit --lungs ...)")
+    artefact = {"audits": audits}
+    BLOCK.source.write_text(json.dumps(artefact, indent=2) + "\n")
+    plot_occlusion({name: a["occlusion"] for name, a in audits.items()}, DOCS / OCCLUSION_PLOT)
+    shutil.copyfile(Path(next(iter(folders.values()))) / VIEWS_PLOT, DOCS / VIEWS_PLOT)
+    BLOCK.write(artefact)
+    print(f"{BLOCK.source.name}, {OCCLUSION_PLOT}, {VIEWS_PLOT} and the audit block of {BLOCK.page.name} written")
+
+
+if __name__ == "__main__":
+    main()
