@@ -13,8 +13,16 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
-# A model folder's files that stay local: checkpoints, TensorBoard runs, pickles, the resume fingerprint
-MODEL_IGNORED = ("checkpoint-*", "incomplete-checkpoint-*", "runs/*", "*.bin", "run_fingerprint.json")
+# A model folder's files that stay local: checkpoints, TensorBoard runs, pickles, and the run's bookkeeping (the
+# resume fingerprint; the resolved configuration, which names local folders)
+MODEL_IGNORED = (
+    "checkpoint-*",
+    "incomplete-checkpoint-*",
+    "runs/*",
+    "*.bin",
+    "run_fingerprint.json",
+    "run_config.json",
+)
 
 
 def is_hub_id(name: str) -> bool:

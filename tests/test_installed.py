@@ -87,6 +87,15 @@ def test_own_images_end_to_end_from_the_wheel(
     covid_cxr(installed, work, "finetune", "--dataset", "ds", "--output_dir", "model", "--model_name_or_path",
               str(backbone), "--lung_segmenter", str(lungs_folder), *tiny)  # fmt: skip
 
+    # a finished model is published (here a dry run) without training again, and nothing local goes up
+    covid_cxr(installed, work, "finetune", "--dataset", "ds", "--output_dir", "model", "--model_name_or_path",
+              str(backbone), "--lung_segmenter", str(lungs_folder), *tiny, "--hub_repo_id", "me/cxr", "--dry_run",
+              "upload")  # fmt: skip
+    uploaded = {p.relative_to(work / "upload").as_posix() for p in (work / "upload").rglob("*") if p.is_file()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= uploaded
+    assert not any(name.startswith("checkpoint-") or name.startswith("run_") for name in uploaded)
+    assert str(work) not in "".join((work / "upload" / name).read_text() for name in uploaded if name.endswith(".json"))
+
     card = (work / "model" / "README.md").read_text()
     assert "one source (`myxrays`)" in card
     assert "This recipe was not cross-validated on this data" in card and "Cross-validated:" not in card

@@ -90,8 +90,11 @@ def facts_of(result: BuildResult) -> DataFacts:
     )
 
 
-def render_dataset_card(result: BuildResult, config: BuildConfig, pretty_name: str | None = None) -> DatasetCard:
-    """Fill ``dataset_card.md`` with the numbers of this build; what it says of the sources follows the data."""
+def render_dataset_card(
+    result: BuildResult, config: BuildConfig, pretty_name: str | None = None, hub_id: str | None = None
+) -> DatasetCard:
+    """Fill ``dataset_card.md`` with the numbers of this build; what it says of the sources, views and ages follows
+    the data; `hub_id` is where it will be pushed, for the usage example."""
     pretty_name = pretty_name or default_title(config)
     frame = records_frame(result.records, result.splits)
     sources = sorted(frame["source"].unique())
@@ -125,6 +128,10 @@ def render_dataset_card(result: BuildResult, config: BuildConfig, pretty_name: s
         config=config,
         origin=LAYOUT_WORDS[layout_of(config)][1],
         facts=facts_of(result),
+        hub_id=hub_id,
+        folder_name=config.output_dir.name,
+        views_stated=bool((frame["view"].str.strip() != "").any()),
+        ages_known=any(d["age_known"] for d in demographics(frame).values()),
         histogram_file=HISTOGRAM_NAME,
     )
 

@@ -52,11 +52,17 @@ class ModelCardContext:
     split_sizes: dict[str, int]
     recipe: Recipe
     hardware: str
+    hub_repo_id: str | None = None  # where the model is pushed, for the card's usage example
 
 
 def figure(value: float | None, digits: int = 3) -> str:
     """A measured figure as the card prints it; "n/a" for one that is undefined (NaN: a split of one class)."""
     return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def shown_subsets(grouped: dict[str, dict[str, float]], facts: DataFacts) -> dict[str, dict[str, float]]:
+    """The rows a card shows: with one source, its row and the mixed-label row would only repeat "all"."""
+    return {"all": grouped["all"]} if facts.one_source else grouped
 
 
 def metric_table(grouped: dict[str, dict[str, float]]) -> str:
@@ -110,8 +116,10 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
         test=evaluation.test,
-        test_table=metric_table(evaluation.test),
-        eval_table=metric_table(evaluation.validation),
+        test_table=metric_table(shown_subsets(evaluation.test, context.facts)),
+        eval_table=metric_table(shown_subsets(evaluation.validation, context.facts)),
+        scope_false_reject_rate=evaluation.scope_false_reject_rate,
+        model_id=context.hub_repo_id or "path/or/hub-id",
         mixed_sources=evaluation.mixed_sources,
         temperature=context.calibration.temperature,
         temperature_at_bound=context.calibration.temperature_at_bound,

@@ -150,7 +150,7 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
             sys.exit(f"error: {err}")
         write_report(result, config, staging / REPORT_NAME)
         plot_intensity_histograms(result.histograms, staging / HISTOGRAM_NAME)
-        card = render_dataset_card(result, config, title)
+        card = render_dataset_card(result, config, title, data_args.push_to_hub)
         card.save(staging / "README.md")
         (staging / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
     result.dataset = datasets.load_from_disk(str(output_dir))
@@ -175,7 +175,8 @@ def upload(dataset, card, linked: list[Path], data_args: DatasetArguments, outpu
         operations = dataset_operations(dataset, card, linked, Path(staging))
         if data_args.dry_run:
             written = write_operations(operations, Path(data_args.dry_run))
-            print(f"Dry run: the {len(written)} files a push to {repo_id} would upload are in {data_args.dry_run}/")
+            folder = data_args.dry_run.rstrip("/")
+            print(f"Dry run: the {len(written)} files a push to {repo_id} would upload are in {folder}/")
             return
         push_dataset(operations, repo_id, data_args.hub_private)
     (output_dir / HUB_ID_FILE).write_text(repo_id + "\n")

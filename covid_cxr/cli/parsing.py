@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,24 @@ def read_config(path: str) -> dict[str, Any]:
     return config
 
 
+def _set_usage(parser: argparse.ArgumentParser, prog: str) -> None:
+    """One short usage line (argparse's own lists every flag: over a hundred lines for finetune)."""
+    required = [f"{a.option_strings[0]} {a.metavar or a.dest.upper()}" for a in parser._actions if a.required]
+    parser.usage = " ".join([prog, "[CONFIG.yaml]", *required, "[--flag value ...]"])
+
+
+def config_settings(config: dict[str, Any], known: set[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """A config file's `flag: value` pairs as field values; `no_flag: true` (as --help lists it) means `flag: false`."""
+    settings = {}
+    for key, value in config.items():
+        if key not in known and key.startswith("no_") and key[3:] in known and isinstance(value, bool):
+            key, value = key[3:], not value
+        settings[key] = value
+    if unknown := sorted(set(settings) - known):
+        parser.error(f"the config file sets unknown flag(s): {', '.join(unknown)}")
+    return settings
+
+
 def parse_arguments(
     dataclass_types: Sequence[type],
     argv: Sequence[str] | None,
@@ -60,21 +79,17 @@ def parse_arguments(
         if action.dest in refused:
             action.help = argparse.SUPPRESS
     settings = dict(defaults or {})
+    _set_usage(parser, prog)
     if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
-        config = read_config(argv.pop(0))
-        if unknown := sorted(set(config) - known):
-            parser.error(f"the config file sets unknown flag(s): {', '.join(unknown)}")
-        settings |= config
+        settings |= config_settings(read_config(argv.pop(0)), known, parser)
+    for before, arg in itertools.pairwise(["--", *argv]):  # a config file elsewhere is no flag's value: say so
+        if arg.endswith(CONFIG_SUFFIXES) and not before.startswith("-"):
+            parser.error(f"a config file ({arg}) must come first, before any flag")
     parser.set_defaults(**settings)  # every action of a field (--flag and --no_flag) takes the new default
     for action in parser._actions:
         if action.dest in settings:
             action.required = False
-    required = [
-        f"{action.option_strings[0]} {action.metavar or action.dest.upper()}"
-        for action in parser._actions
-        if action.required
-    ]
-    parser.usage = " ".join([prog, "[CONFIG.yaml]", *required, "[--flag value ...]"])
+    _set_usage(parser, prog)
     namespace, remaining = parser.parse_known_args(argv)
     if remaining:
         parser.error(f"unrecognised arguments: {' '.join(remaining)} (see {prog} --help)")

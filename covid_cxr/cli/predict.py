@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
     output = Path(args.output)
     if problem := check_output(output, args.inputs, args.overwrite):
         sys.exit(f"error: {problem}")
+    if missing := [name for name in args.inputs if not Path(name).exists()]:
+        sys.exit(f"error: --inputs {' '.join(missing)}: no such file or folder")
     files = files_to_score(args.inputs, args.recursive)
     if not files:
         sys.exit(f"error: no PNG, JPEG or DICOM file in {', '.join(args.inputs)}")
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
 
     folder = fetch_model_folder(args.model)
     if folder is None:
-        sys.exit(f"error: no model at {args.model}: give a model folder (covid-cxr finetune) or a Hub model id")
+        sys.exit(f"error: {no_model(args.model)}")
     segmenter = None
     if args.lung_segmenter:
         if not holds_segmenter(args.lung_segmenter):
@@ -155,6 +157,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
         f"Scored {counts['ok']} of {len(files)} file(s) into {output}"
         + (f"; {others} (reasons in the CSV)" if others else "")
     )
+    if not counts["ok"]:
+        sys.exit(1)  # nothing could be scored: a script calling this should notice
+
+
+def no_model(model: str) -> str:
+    """Why `model` gave no model folder, in the user's terms."""
+    from huggingface_hub import constants
+
+    from covid_cxr.hub import is_hub_id
+
+    if Path(model).exists():
+        return f"{model} holds no model (no config.json): give a covid-cxr finetune output folder"
+    if is_hub_id(model) and constants.HF_HUB_OFFLINE:
+        return f"{model} is not in the local Hub cache, and HF_HUB_OFFLINE is set: download it online once"
+    if is_hub_id(model):
+        return f"{model} could not be downloaded from the Hub (no such model, no access, or no network)"
+    return f"no model folder {model}: give a covid-cxr finetune output folder or a Hub model id (org/name)"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ class ServeArguments:
         default=None, metadata={"help": "A lung segmenter folder: lung outlines, attention shares, one more check."}
     )
     examples: str | None = field(
-        default=None, metadata={"help": "A `covid-cxr build` dataset whose test split gives the example gallery."}
+        default=None,
+        metadata={
+            "help": "A `covid-cxr build` dataset whose test split gives the example gallery (a few images, "
+            "written beside it into <dataset>-examples/)."
+        },
     )
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0: every interface)."})
     port: int = field(default=7860, metadata={"help": "Port to listen on."})

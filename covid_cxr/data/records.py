@@ -103,7 +103,8 @@ def read_records(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"input folder {root} does not exist")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"input folder {root} {what}: give the folder that holds the images")
     layout = detect_layout(root) if layout == "auto" else layout
     readers = {"curated": _read_curated, "ieee8023": _read_ieee8023, "folders": _read_folders}
     if layout not in readers:

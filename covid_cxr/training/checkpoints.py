@@ -42,7 +42,7 @@ _INCOMPLETE = re.compile(rf"^{INCOMPLETE}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 COSMETIC_ARGUMENTS = {
     "model": frozenset({"backbone_dir"}),  # where converted backbones are cached; their files are hashed apart
     "data": frozenset({"preprocessing_num_workers"}),
-    "evaluation": frozenset({"resume", "hub_repo_id"}),
+    "evaluation": frozenset({"resume", "hub_repo_id", "hub_private", "dry_run"}),  # publishing only
     "training": frozenset(
         {
             "output_dir",

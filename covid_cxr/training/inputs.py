@@ -51,9 +51,11 @@ def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
 
 
 def _load(dataset: str) -> datasets.DatasetDict:
+    hint = "build it with `covid-cxr build --input_dir IMAGES --output_dir DATASET` (in a checkout: `make data`)"
     if Path(dataset).exists():
+        if not (Path(dataset) / "dataset_dict.json").is_file():
+            raise FileNotFoundError(f"{dataset} is not a dataset folder (no dataset_dict.json): {hint}")
         return datasets.load_from_disk(dataset)
-    hint = "build it with `make data` (python train/build_dataset.py --output_dir build/dataset)"
     if not is_hub_id(dataset):
         raise FileNotFoundError(f"dataset folder {dataset} not found: {hint}")
     try:

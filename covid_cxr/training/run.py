@@ -99,6 +99,8 @@ def run(
             "pass --resume never to train it again",
             output_dir,
         )
+        if eval_args.hub_repo_id and training_args.process_index == 0:  # a finished model can still be published
+            publish(output_dir, eval_args)
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
     found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
     lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
@@ -260,6 +262,10 @@ def finalise(
     config_facts = {
         "backbone_description": str(backbone["description"]),
         "training_dataset": hub_dataset or "a local dataset",  # never a local path
+        # what the Space may say of the data, as the card does (covid_cxr.cards.facts)
+        "training_sources": data.sources,
+        "training_data_public_collection": data.public_collection,
+        "training_data_confounded": data.confounded,
     }
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
     (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
@@ -313,6 +319,7 @@ def finalise(
         base_model=_base_model(model_args.model_name_or_path, backbone),
         dataset_hub_id=hub_dataset,
         facts=data,
+        hub_repo_id=eval_args.hub_repo_id,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         recipe=recipe,
         hardware=_hardware(),
@@ -335,11 +342,9 @@ def publish(output_dir: Path, eval_args: EvaluationArguments) -> None:
     """Push the model folder to --hub_repo_id, or with --dry_run write the files the push would upload."""
     if eval_args.dry_run:
         written = write_operations(model_operations(output_dir), Path(eval_args.dry_run))
-        logger.warning(
-            "Dry run: the %d files a push to %s would upload are in %s/",
-            len(written),
-            eval_args.hub_repo_id,
-            eval_args.dry_run,
+        folder = eval_args.dry_run.rstrip("/")
+        logger.info(
+            "Dry run: the %d files a push to %s would upload are in %s/", len(written), eval_args.hub_repo_id, folder
         )
     else:
         push_model(output_dir, eval_args.hub_repo_id, eval_args.hub_private)
