@@ -10,8 +10,8 @@ from pathlib import Path
 from bench.common import RESULTS_DIR, run_all, run_module, table
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("dataset_build", "inference", "load_space", "train_throughput", "train_scaling")
-MODEL_BENCHES = ("inference", "load_space")  # the others train their own models
+BENCHES = ("dataset_build", "inference", "load_space", "soak", "train_throughput", "train_scaling")
+MODEL_BENCHES = ("inference", "load_space", "soak")  # the others train their own models
 COVIDX_IMAGES = 30_000
 H100_BF16_DENSE_TFLOPS = 989  # NVIDIA's datasheet figure (SXM), used only for the labelled estimate below
 ASSUMED_MFU = 0.35  # the issue's target; an assumption until measured on a GPU
@@ -43,21 +43,93 @@ Files the server held in its Gradio cache right after the run: {load["server_fil
 
 
 def inference_section(inference: dict, model: str) -> str:
-    rows = [
-        [r["path"], r["batch"], r["p50_ms"], r["p95_ms"], r["images_per_s"], r["test_roc_auc"]]
-        for r in inference["rows"]
-    ]
-    return f"""## CPU inference (model `{model}`, {inference["input_px"]} px input, {inference["threads"]} threads)
+    keys = ["path", "batch", "p50_ms", "p95_ms", "images_per_s", "test_roc_auc", "max_probability_difference"]
+    keys += ["max_lung_attention_difference", "mean_lung_attention_difference", "refusals_changed"]
+    header = ["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC", "max prob. diff"]
+    header += ["max lung-share diff", "mean lung-share diff", "refusals changed"]
+    rows = [[r.get(key, "") for key in keys] for r in inference["rows"]]
+    for row in rows:  # differences near float precision: three decimals would print them as zero
+        row[6] = f"{row[6]:.1e}" if isinstance(row[6], float) else row[6]
+    export, dice, px = inference["onnx_export"], inference.get("lung_dice"), inference["input_px"]
+    lungs = (
+        f"The lung segmenter (`{inference['lungs']}`) takes over the classifier's first {inference['shared_layers']} "
+        f"hidden states (the embeddings and the {inference['shared_layers'] - 1} blocks frozen in fine-tuning) and "
+        f"runs only its own later blocks, on the classifier's {px} px input instead of its own 224 px pass."
+        if inference.get("lungs")
+        else "No lung segmenter was found for this run."
+    )
+    if dice:
+        lungs += (
+            f" Against {dice['masks']} reference lung masks (ones its head was fitted on: this compares input sizes, "
+            f"it is not held-out accuracy) its mean Dice is {dice['dice_224px']:.3f} at 224 px and "
+            f"{dice[f'dice_{px}px']:.3f} at {px} px."
+        )
+    return f"""## CPU inference (model `{model}`, {px} px input, {inference["threads"]} threads)
 
 Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path.
-Measured {inference["date"]}.
+Measured {inference["date"]} on {inference["machine"]}, a machine shared with other jobs: absolute times vary
+from run to run, so the paths compared are timed in one interleaved run (each round calls every path once).
+*Max prob. diff*, *max* and *mean lung-share diff*, *refusals changed*: against the path before #26, over the
+whole test split (the COVID-19 probability, the share of the heat on the lungs, the images refused by one path
+only: the lung fields are found on a coarser grid, so a borderline film can fall either side of the lung check).
 
-{table(["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC"], rows)}
+{table(header, rows)}
 
-Command: `python -m bench.inference --model {model}`. *Space predict* is the Space's whole answer: file decoding,
-the scope guard, the lung fields (the segmenter's own backbone pass, at 224 px{
-        ", `" + inference["lungs"] + "`" if inference.get("lungs") else "; none was found for this run"
-    }) and, where named, Grad-CAM, whose backward pass only runs from the logits to the last hidden state."""
+{lungs}
+
+The ONNX export (`onnx/model.onnx`, int8 `onnx/model_quantized.onnx`) against PyTorch on
+{export["images"]} test X-rays: largest probability difference {export["onnx_max_probability_difference"]:.2g}
+(fp32) and {export["onnx_int8_max_probability_difference"]:.2g} (int8). The Space serves the fp32 export, whose
+answers equal PyTorch's; int8 is faster but changes them. *Space predict* is the Space's whole answer: file
+decoding, the scope guard, the lung fields and, where named, Grad-CAM. Command:
+`python -m bench.inference --model {model}`."""
+
+
+def soak_section(soak: dict, model: str) -> str:
+    runs = [soak["baseline"], soak] if soak.get("baseline") else [soak]
+
+    def summary(run: dict) -> list[object]:
+        curve = run["curve"]
+        name = "glibc default arenas" if run["arena_max"] == 0 else "the Space (arenas bounded)"
+        return [name, run["requests"], run["distinct_images"], run["clients"], run["errors"], curve[0]["rss_mb"],
+                curve[len(curve) // 2]["rss_mb"], max(p["rss_mb"] for p in curve), curve[-1]["rss_mb"],
+                run["rss_growth_mb_per_1000_last_half"]]  # fmt: skip
+
+    header = ["server", "requests", "distinct X-rays", "clients", "errors", "RSS start MB", "RSS mid-run MB"]
+    header += ["RSS peak MB", "RSS end MB", "growth MB per 1,000 (last half)"]
+    points = sorted({p["requests"] for run in runs for p in run["curve"]})
+    rss = [[n, *(next((p["rss_mb"] for p in run["curve"] if p["requests"] == n), "") for run in runs)] for n in points]
+    names = ["glibc default arenas MB" if run["arena_max"] == 0 else "arenas bounded MB" for run in runs]
+    bounded, warm = soak["curve"], next(p for p in soak["curve"] if p["requests"] >= 250)
+    finding = (
+        f"From the 250th answer to the last ({bounded[-1]['requests']}) the bounded server's RSS moved by "
+        f"{bounded[-1]['rss_mb'] - warm['rss_mb']:+.0f} MB."
+    )
+    if soak.get("baseline"):
+        finding += (
+            f" With glibc's default arenas it still grew {soak['baseline']['rss_growth_mb_per_1000_last_half']:.0f} MB "
+            f"per 1,000 answers over its second half, against {soak['rss_growth_mb_per_1000_last_half']:.0f} bounded: "
+            "the same code and images, so the growth was mostly memory the arenas keep, not a leak (the few MB per "
+            "1,000 left are not told apart from noise by a run of this length)."
+            if soak["rss_growth_mb_per_1000_last_half"] < soak["baseline"]["rss_growth_mb_per_1000_last_half"] / 2
+            else " Bounding the arenas did not flatten the curve: look for a leak."
+        )
+    return f"""## Memory under a soak
+
+`space/app.py` on 127.0.0.1 answering real X-rays (every image of the dataset, each its own file, in turn) from
+{soak["clients"]} concurrent `gradio_client` clients; the server's RSS sampled every 250 answers. Measured
+{soak["date"]} on {soak["machine"]}, shared with other jobs. *Growth* is the slope over the second half of the
+run: a leak keeps it above zero, an allocator that has reached its working set keeps it near zero.
+
+{table(header, [summary(run) for run in runs])}
+
+{finding}
+
+The RSS curves:
+
+{table(["requests answered", *names], rss)}
+
+Command: `python -m bench.soak --model {model}` (`--baseline_requests 0` skips the run with glibc's default arenas)."""
 
 
 def render(results: dict[str, dict], model: str) -> str:
@@ -92,6 +164,8 @@ exact duplicates. Peak memory stays flat because images are decoded one at a tim
 Command: `python -m bench.dataset_build`.
 
 {load_section(load, model)}
+
+{soak_section(results["soak"], model)}
 
 {training_sections(results["train_throughput"], results["train_scaling"])}"""
 
@@ -252,6 +326,7 @@ def main() -> None:
 SECTIONS = {  # benchmarks whose section can be refreshed on its own
     "inference": inference_section,
     "load_space": load_section,
+    "soak": soak_section,
 }
 
 

@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments
 
 from bench.common import machine, report
-from covid_cxr.data.transforms import set_processor_size
+from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.training.arguments import DataArguments
 from covid_cxr.training.inputs import prepare_inputs
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model

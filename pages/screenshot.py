@@ -33,8 +33,8 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="networkidle")
-        page.locator(".thumbnail-item").first.click()  # the first example of the gallery
-        page.locator("#decision").get_by_text("pattern suggested").wait_for(timeout=60_000)
+        page.locator("#examples .thumbnail-item").first.click()  # the first example of the gallery
+        page.locator("#decision").get_by_text("Answered in").wait_for(timeout=60_000)
         page.wait_for_timeout(1500)  # let the images render
         page.screenshot(path=args.output, full_page=True)
         browser.close()

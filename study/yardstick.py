@@ -16,8 +16,8 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
+from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.splits import SPLIT_NAMES
-from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_difference_ci
 from covid_cxr.evaluation.grouped import MIXED, mixed_label_sources, reported_subsets
 from covid_cxr.evaluation.probes import label_probe

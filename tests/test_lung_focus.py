@@ -14,7 +14,7 @@ from transformers import AutoImageProcessor
 
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
 from covid_cxr.data.predecode import predecode, train_side
-from covid_cxr.data.transforms import set_processor_size
+from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.lungs.dataset_masks import MASK_SIDE, with_lung_masks
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.training.arguments import DataArguments

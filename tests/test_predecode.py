@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from transformers import AutoImageProcessor
 
 from covid_cxr.data.predecode import PixelDataset, predecode, train_side
-from covid_cxr.data.transforms import Augmentation, DevicePixels, set_processor_size, train_transform
+from covid_cxr.data.processor_size import set_processor_size
+from covid_cxr.data.transforms import Augmentation, DevicePixels, train_transform
 from covid_cxr.training.arguments import DataArguments
 from covid_cxr.training.run import run
 from covid_cxr.training.trainer import collate

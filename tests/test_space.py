@@ -25,8 +25,7 @@ from covid_cxr.serving.cleanup import sweep
 from covid_cxr.serving.examples import example_files
 from covid_cxr.serving.predictor import Predictor
 from devtools.launcher import running_app
-from tests.conftest import REPO_ROOT
-from tests.test_imaging import write_dicom
+from tests.conftest import REPO_ROOT, write_dicom
 
 APP = REPO_ROOT / "space" / "app.py"
 
@@ -75,7 +74,7 @@ def test_real_xray_gets_probabilities_and_a_decision(client: Client, xray: Path)
     probabilities = scores(result)
     assert set(probabilities) == {"covid", "non_covid"}
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-6)
-    assert "threshold" in result[1] and "pattern suggested" in result[1]
+    assert "threshold" in result[1] and "COVID-19 pattern" in result[1]
     assert Image.open(result[2]).size == Image.open(result[3]).size
     share = re.search(r"(\d+)% of the model's attention is on the lungs \(outlined in green\)", result[1])
     assert share and 0 <= int(share[1]) <= 100
@@ -87,8 +86,8 @@ def test_decision_follows_the_stored_threshold(client: Client, server: str, xray
     result = client.predict(handle_file(str(xray)), api_name="/predict")
     threshold = json.loads((trained[0] / "config.json").read_text())["decision_threshold"]
     covid = scores(result)["covid"]
-    expected = "**COVID-19 pattern suggested**" if covid >= threshold else "**No COVID-19 pattern suggested**"
-    assert expected in result[1] and f"{threshold:.3f}" in result[1]
+    expected = "## COVID-19 pattern\n" if covid >= threshold else "## No COVID-19 pattern\n"
+    assert expected in result[1] and f"threshold of {threshold:.2f}" in result[1]
     config = json.loads(fetch(server + "config"))
     labels = [c["props"] for c in config["components"] if c.get("type") == "label"]
     assert labels and all(props["show_heading"] is False for props in labels)  # no class name above the decision
@@ -97,11 +96,18 @@ def test_decision_follows_the_stored_threshold(client: Client, server: str, xray
     assert len(names) == 4 and not any(name.startswith("value_") for name in names), names
 
 
-def test_examples_are_thumbnails(server: str) -> None:
+def test_examples_show_every_source_and_label_of_the_test_split(server: str, small_dataset: Path) -> None:
     config = json.loads(fetch(server + "config"))
     galleries = [c["props"] for c in config["components"] if c.get("type") == "gallery"]
     assert len(galleries) == 1 and galleries[0]["visible"] is True
-    assert len(galleries[0]["value"]) >= 2  # the test-split examples, shown as images
+    captions = [item["caption"] for item in galleries[0]["value"]]  # the test-split examples, shown as images
+    test = datasets.load_from_disk(str(small_dataset))["test"]
+    plain = {"covid": "COVID-19", "non_covid": "not COVID-19"}
+    groups = {
+        f"{plain[test.features['label'].names[label]]} · {source}"
+        for source, label in zip(test["source"], test["label"], strict=True)
+    }
+    assert sorted(captions) == sorted(groups)
 
 
 def test_api_matches_pipeline(client: Client, xray: Path, trained: tuple[Path, dict]) -> None:
@@ -225,18 +231,31 @@ def browser():
         browser.close()
 
 
-def test_browser_upload_click_and_read_the_result(browser, server: str, xray: Path, client: Client) -> None:
+def test_browser_answer_refusal_and_example(browser, server: str, xray: Path, client: Client, tmp_path: Path) -> None:
+    """As a user: an upload answered with the score on its bar; a photograph refused with the reason kept in the
+    decision panel (not a vanishing toast, no error badges); an example answered beside its recorded label."""
     expected = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, wait_until="networkidle")
+    decision = page.locator("#decision")
     page.locator("input[type=file]").first.set_input_files(str(xray))
     page.get_by_role("button", name="Analyse").click()
-    decision = page.locator("#decision")
-    decision.get_by_text("pattern suggested").wait_for(timeout=60_000)
-    text = decision.inner_text()
-    top = max(expected, key=expected.get)
-    assert f"probability {expected['covid']:.3f}" in text
-    assert top in page.locator("body").inner_text()
+    decision.get_by_text("Answered in").wait_for(timeout=60_000)
+    assert f"COVID-19 score {expected['covid']:.2f}" in decision.inner_text()
+    assert "threshold" in page.locator("#score").inner_text()
+    from skimage import data as samples
+
+    Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")
+    page.goto(server, wait_until="networkidle")  # a fresh page: its upload box is empty again
+    page.locator("input[type=file]").first.set_input_files(str(tmp_path / "photo.png"))
+    page.get_by_role("button", name="Analyse").click()
+    decision.get_by_text("Not analysed").wait_for(timeout=60_000)
+    page.wait_for_timeout(6000)  # longer than a toast stays
+    assert "colour image" in decision.inner_text()
+    assert page.get_by_text("Error", exact=True).count() == 0
+    page.locator("#examples .thumbnail-item").first.click()
+    decision.get_by_text("Recorded label of this example").wait_for(timeout=60_000)
+    assert "Answered in" in decision.inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "space_browser.png"), full_page=True)
     page.close()

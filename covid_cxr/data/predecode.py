@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import BaseImageProcessor
 
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
-from covid_cxr.data.transforms import processor_size
+from covid_cxr.data.processor_size import processor_size
 
 TRAIN_MARGIN = 8 / 7  # stored train side / model input side: room for the random crop at ~1:1 resampling
 

@@ -19,6 +19,7 @@ import torch
 from transformers import BaseImageProcessor
 
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
+from covid_cxr.data.processor_size import processor_size
 
 
 @dataclass(frozen=True)
@@ -39,23 +40,6 @@ class Augmentation:
             K.RandomRotation(self.max_rotation, align_corners=False, p=1.0),
             K.ColorJitter(brightness=self.brightness, contrast=self.contrast, order=(0, 1)),
         )
-
-
-def processor_size(processor: BaseImageProcessor) -> int:
-    """The square input side the processor produces (its crop size, else its resize target)."""
-    crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    size = crop or processor.size
-    return int(size.get("height") or size.get("shortest_edge"))
-
-
-def set_processor_size(processor: BaseImageProcessor, side: int) -> None:
-    """Make the processor produce side x side inputs, keeping its resize-then-crop ratio (e.g. 256/224)."""
-    if getattr(processor, "do_center_crop", False) and "shortest_edge" in processor.size:
-        ratio = processor.size["shortest_edge"] / processor_size(processor)
-        processor.size = {"shortest_edge": round(side * ratio)}
-        processor.crop_size = {"height": side, "width": side}
-    else:
-        processor.size = {"height": side, "width": side}
 
 
 class DevicePixels:

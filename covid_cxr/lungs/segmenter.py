@@ -4,11 +4,17 @@ The backbone is the classifier's offline default, kept frozen, so the head (15k 
 minute on a CPU from features computed once. The image is squashed to a square (no crop), so a mask covers the
 whole film and maps back to any input size. The backbone is stored in bf16 (half the bytes; the head was fitted
 on features of the same rounded weights) beside the head, as safetensors with a JSON config: no pickles.
+
+A classifier fine-tuned from the same backbone with its first blocks frozen computes those blocks exactly as the
+segmenter would (up to the bf16 rounding): `shared_layers` finds how many, and `tokens_from` takes the
+classifier's hidden states from there, running only the segmenter's own later blocks, so one backbone pass
+serves both (on the classifier's input, which the segmenter's fully convolutional head reads at any grid).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,10 +112,36 @@ class LungSegmenter(nn.Module):
         """The chosen layers' patch tokens laid on their grid: (B, C x layers, h, w)."""
         hidden = self.backbone(pixel_values=pixel_values, output_hidden_states=True).hidden_states
         side = pixel_values.shape[-1] // self.backbone.config.patch_size
-        grids = [
-            hidden[i][:, 1:, :].transpose(1, 2).reshape(len(pixel_values), -1, side, side) for i in self.config.layers
-        ]
-        return torch.cat(grids, dim=1)
+        return self._grids(hidden, (side, side))
+
+    def shared_layers(self, backbone: nn.Module) -> int:
+        """How many leading hidden states (embeddings first) `backbone`, a DINOv2 of the same shape, computes with
+        this segmenter's weights (its own rounded to bf16 as ours are stored): 0 when not even the embeddings are."""
+        ours, theirs = self.backbone.state_dict(), backbone.state_dict()
+        if ours.keys() != theirs.keys() or any(ours[k].shape != theirs[k].shape for k in ours):
+            return 0
+
+        def same(prefix: str) -> bool:
+            return all(
+                torch.equal(theirs[k].to(torch.bfloat16).float(), v) for k, v in ours.items() if k.startswith(prefix)
+            )
+
+        prefixes = ["embeddings."] + [f"encoder.layer.{i}." for i in range(self.backbone.config.num_hidden_layers)]
+        return next((count for count, prefix in enumerate(prefixes) if not same(prefix)), len(prefixes))
+
+    @torch.no_grad()
+    def tokens_from(self, hidden_states: Sequence[torch.Tensor], shared: int, grid: tuple[int, int]) -> torch.Tensor:
+        """The chosen layers' patch tokens (B, C x layers, rows, cols) from another backbone's hidden states, of
+        which the first `shared` (see `shared_layers`) are ours: only our blocks after them run."""
+        states = list(hidden_states[:shared])
+        for layer in self.backbone.encoder.layer[shared - 1 : max(self.config.layers)]:
+            states.append(layer(states[-1].float()))
+        return self._grids(states, grid)
+
+    def _grids(self, hidden: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+        rows, cols = grid
+        layers = [hidden[i][:, hidden[i].shape[1] - rows * cols :, :].float() for i in self.config.layers]
+        return torch.cat([tokens.transpose(1, 2).reshape(len(tokens), -1, rows, cols) for tokens in layers], dim=1)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -28,15 +28,15 @@ def pixel_reason(image: Image.Image) -> str | None:
     """Why the pixels alone rule the image out, or None."""
     width, height = image.size
     if max(width, height) / min(width, height) > MAX_ASPECT:
-        return f"its aspect ratio ({width}x{height}) is far from that of a chest film"
+        return f"its aspect ratio ({width} x {height} pixels) is far from that of a chest film"
     if image.mode == "RGB":
         pixels = np.asarray(image, dtype=np.int16)
         chroma = float((pixels.max(axis=2) - pixels.min(axis=2)).mean()) / 255.0
         if chroma > MAX_CHROMA:
-            return f"it is a colour image (mean chroma {chroma:.2f}); radiographs are grey-scale"
+            return "it is a colour image; X-rays are grey-scale"
     grey = np.asarray(image.convert("L"), dtype=np.float32)
     if grey.std() < MIN_GREY_STD:
-        return f"it is blank or nearly uniform (grey-level spread {grey.std():.1f})"
+        return "it is blank or nearly uniform"
     return None
 
 
@@ -76,12 +76,10 @@ class ScopeGuard:
         return _knn_distance(self.reference, (features.astype(np.float32) - self.mean) / self.scale, self.k)
 
     def reason(self, features: np.ndarray) -> str | None:
+        """Why the features rule the image out, in plain words (the distance itself means nothing to a reader)."""
         score = float(self.scores(features[None] if features.ndim == 1 else features)[0])
         if score > self.threshold:
-            return (
-                f"its image features are unlike those of the chest X-rays the model was validated on "
-                f"(distance {score:.1f} > {self.threshold:.1f})"
-            )
+            return "its image features are unlike those of the chest X-rays the model was validated on"
         return None
 
     def save(self, folder: Path) -> None:

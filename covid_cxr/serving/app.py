@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import shutil
@@ -19,6 +20,21 @@ from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo
 
 logger = logging.getLogger(__name__)
 MODEL_ID_FILE = "MODEL_ID"
+ARENA_MAX = 2  # glibc malloc arenas for the server; MALLOC_ARENA_MAX overrides it (0: glibc's own, 8 per core)
+M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+
+
+def bound_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas before Gradio starts its worker threads: each thread otherwise gets an arena of
+    its own, which keeps the freed image buffers of the requests it served, so RSS grows with the thread count
+    (bench/soak.py measures it). A no-op off glibc."""
+    count = int(os.environ.get("MALLOC_ARENA_MAX", ARENA_MAX))
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    if count > 0:
+        libc.mallopt(M_ARENA_MAX, count)
 
 
 def model_location(app_dir: Path, build_dir: Path | None) -> str | None:
@@ -88,6 +104,7 @@ def main(app_dir: Path, build_dir: Path | None = None) -> None:
     """Serve the model found beside ``app_dir`` or named by the environment; ``build_dir`` is a checkout's output
     folder, tried last for the model, the lung segmenter and the examples."""
     logging.basicConfig(level=logging.INFO)
+    bound_malloc_arenas()
     model = model_location(app_dir, build_dir)
     folder = fetch_model_folder(model) if model else None
     examples = examples_folder(app_dir, build_dir) if folder else None

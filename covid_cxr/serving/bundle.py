@@ -13,6 +13,7 @@ from huggingface_hub import SpaceCard
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
 from covid_cxr.lungs.segmenter import holds_segmenter
+from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR
 from covid_cxr.outputs import check_output_dir, replacing
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
@@ -24,6 +25,8 @@ MODEL_FILES = (
     "model.safetensors",
     "preprocessor_config.json",
     "scope_guard.safetensors",
+    f"{ONNX_DIR}/{FP32_FILE}",  # the Space's faster path (serving.predictor), used only when current
+    f"{ONNX_DIR}/{CHECK_FILE}",
     "all_results.json",
     "README.md",
     LICENSE_FILE,
@@ -123,5 +126,6 @@ def _copy_model(model: Path, target: Path) -> dict[str, object]:
     target.mkdir()
     for name in MODEL_FILES:
         if (model / name).is_file():
+            (target / name).parent.mkdir(exist_ok=True)
             shutil.copy(model / name, target / name)
     return json.loads((model / "config.json").read_text())

@@ -3,6 +3,11 @@ the scope check and the Grad-CAM overlay out.
 
 The scope check has three layers: the pixels (colour, blank, aspect ratio), the model's features (unlike the
 validation X-rays), and, with a lung segmenter, the lung fields (none plausible on the image the model saw).
+
+One backbone pass serves them all: the classifier's forward (onnxruntime when the model folder holds a current
+ONNX export, else PyTorch without gradients) gives the logits and every hidden state; the scope guard reads the
+middle one, Grad-CAM re-runs only the head on the last one, and the lung segmenter continues from the last block
+it shares with the classifier (the frozen ones), running just its own later blocks.
 """
 
 from __future__ import annotations
@@ -16,15 +21,21 @@ import torch
 from PIL import Image
 
 from covid_cxr.data.imaging import load_image
+from covid_cxr.data.processor_size import processor_size
 from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
 from covid_cxr.lungs.attention import lung_share
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
-from covid_cxr.modeling.heatmap import grad_cam, outline, overlay
+from covid_cxr.modeling.heatmap import grad_cam, has_dinov2_head, head_cam, outline, overlay, token_grid
 from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_images, softmax
+from covid_cxr.modeling.onnx_export import OUTPUTS, current_session
 from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason, scope_features
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DISPLAY_PX = 448  # the side of the result images: the model's input upscaled, so outlines and heat stay legible
+# the smallest classifier input, as a share of the segmenter's own, whose tokens the segmenter reads (coarser
+# grids blur the lung fields; bench/inference.py measures the Dice at both sizes)
+MIN_SHARED_SCALE = 0.75
 
 
 class OutOfScope(ValueError):
@@ -37,8 +48,16 @@ class Prediction:
     covid_probability: float
     covid_detected: bool
     seen: Image.Image  # the image as the model saw it (resized and cropped), lung fields outlined when known
-    heatmap: Image.Image | None
+    heatmap: Image.Image | None  # Grad-CAM over the image seen, with the same outline
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
+
+
+@dataclass
+class ForwardPass:
+    logits: np.ndarray  # (1, labels)
+    scope: np.ndarray  # (1, d) the scope guard's features
+    cam: np.ndarray | None  # (1, rows, cols) Grad-CAM, when asked for
+    hidden_states: tuple[torch.Tensor, ...] | None  # every layer's tokens, embeddings first; None after a CNN
 
 
 def headline_figures(results: dict[str, float]) -> dict[str, float | None]:
@@ -46,9 +65,13 @@ def headline_figures(results: dict[str, float]) -> dict[str, float | None]:
     keys = {
         "test_roc_auc": metric_key(TEST, ALL, "roc_auc"),
         "test_mixed_roc_auc": metric_key(TEST, MIXED, "roc_auc"),
+        "test_mixed_sensitivity": metric_key(TEST, MIXED, "sensitivity"),
+        "test_mixed_specificity": metric_key(TEST, MIXED, "specificity"),
+        "test_mixed_n": metric_key(TEST, MIXED, "n"),
         "cv_mixed_roc_auc": metric_key(CV, MIXED, "roc_auc"),
         "cv_mixed_roc_auc_low": metric_key(CV, MIXED, "roc_auc_low"),
         "cv_mixed_roc_auc_high": metric_key(CV, MIXED, "roc_auc_high"),
+        "cv_mixed_n": metric_key(CV, MIXED, "n"),
         "cv_folds": metric_key(CV, ALL, "folds"),
     }
     return {fact: results.get(key) for fact, key in keys.items()}
@@ -60,10 +83,22 @@ class Predictor(CovidClassifier):
     def __init__(self, folder: str | Path, segmenter: LungSegmenter | None = None) -> None:
         self.folder = Path(folder)
         self.segmenter = segmenter
-        super().__init__(*load_folder(self.folder))
+        model, processor = load_folder(self.folder)
+        super().__init__(model.requires_grad_(False), processor)  # Grad-CAM takes gradients of activations only
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
         self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        self.head_cam = has_dinov2_head(self.model)
+        self.session = current_session(self.folder) if self.head_cam else None
+        self.shared = self._shared_layers()
+
+    def _shared_layers(self) -> int:
+        """How many hidden states the segmenter takes over from the classifier's pass (0: it runs its own)."""
+        if self.segmenter is None or not self.head_cam:
+            return 0
+        if processor_size(self.processor) < MIN_SHARED_SCALE * self.segmenter.config.image_size:
+            return 0
+        return self.segmenter.shared_layers(self.model.base_model)
 
     def facts(self) -> dict[str, object]:
         config = self.model.config
@@ -73,40 +108,68 @@ class Predictor(CovidClassifier):
             "threshold": self.threshold,
             "validation_sensitivity": getattr(config, "threshold_validation_sensitivity", None),
             "validation_specificity": getattr(config, "threshold_validation_specificity", None),
+            # what the page may say of the training data (recorded by the fine-tune; a foreign model has none)
+            "training_sources": list(getattr(config, "training_sources", [])),
+            "public_collection": getattr(config, "training_data_public_collection", None),
+            "confounded": getattr(config, "training_data_confounded", None),
         } | headline_figures(self.results)
 
-    def analyse(self, source: str | Path | bytes, heatmap: bool = True) -> Prediction:
-        """Raise ImageError (unreadable file) or OutOfScope (not a frontal CXR); else return the analysis."""
-        image = load_image(source, max_bytes=MAX_UPLOAD_BYTES).image
+    def analyse(
+        self, source: str | Path | bytes, heatmap: bool = True, max_bytes: int = MAX_UPLOAD_BYTES
+    ) -> Prediction:
+        """Raise ImageError (unreadable or larger than `max_bytes`) or OutOfScope (not a frontal CXR); else return
+        the analysis."""
+        image = load_image(source, max_bytes=max_bytes).image
         if reason := pixel_reason(image):
             raise OutOfScope(reason)
         pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
-        (seen,) = seen_images(pixels, self.processor)
-        logits, features, cams = self._forward(pixels, heatmap)
-        if self.guard is not None and (reason := self.guard.reason(features[0])):
+        forward = self.forward(pixels, heatmap)
+        if self.guard is not None and (reason := self.guard.reason(forward.scope[0])):
             raise OutOfScope(reason)
-        lung_mask = None
-        if self.segmenter is not None:
-            (probability,) = self.segmenter.probabilities([seen])
-            if reason := implausible_lungs(probability, self.segmenter.config.threshold):
-                raise OutOfScope(reason)
-            lung_mask = probability >= self.segmenter.config.threshold
-        row = softmax(logits)[0]
-        probabilities = {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)}
+        (seen,) = seen_images(pixels, self.processor)
+        shown = seen.resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.BICUBIC)
+        lung_mask = None if self.segmenter is None else self._lungs(forward, pixels, seen)
+        row = softmax(forward.logits)[0]
         covid = float(row[self.positive])
+        heat = None if forward.cam is None else overlay(shown, forward.cam[0])
+        if lung_mask is not None:
+            shown = outline(shown, lung_mask)
+            heat = None if heat is None else outline(heat, lung_mask)
         return Prediction(
-            probabilities,
+            {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)},
             covid,
             covid >= self.threshold,
-            seen if lung_mask is None else outline(seen, lung_mask),
-            None if cams is None else overlay(seen, cams[0]),
-            None if cams is None or lung_mask is None else lung_share(cams[0], lung_mask),
+            shown,
+            heat,
+            None if forward.cam is None or lung_mask is None else lung_share(forward.cam[0], lung_mask),
         )
 
-    def _forward(self, pixels: torch.Tensor, heatmap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Logits, scope features and (with `heatmap`) the Grad-CAM maps of one forward pass."""
-        if heatmap:
-            return grad_cam(self.model, pixels, self.positive)
-        with torch.no_grad():
-            outputs = self.model(pixel_values=pixels, output_hidden_states=True)
-        return outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None
+    def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:
+        """Logits, scope features, hidden states and (with `heatmap`) Grad-CAM, from one pass of the backbone."""
+        if not self.head_cam:  # a CNN: its Grad-CAM needs the backbone's graph
+            if heatmap:
+                return ForwardPass(*grad_cam(self.model, pixels, self.positive), None)
+            with torch.no_grad():
+                outputs = self.model(pixel_values=pixels, output_hidden_states=True)
+            return ForwardPass(outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None, None)
+        if self.session is not None:
+            logits, stacked = self.session.run(list(OUTPUTS), {"pixel_values": pixels.numpy()})
+            hidden = tuple(torch.from_numpy(stacked))
+        else:
+            with torch.no_grad():
+                outputs = self.model(pixel_values=pixels, output_hidden_states=True)
+            logits, hidden = outputs.logits.float().numpy(), outputs.hidden_states
+        cam = head_cam(self.model, hidden[-1], token_grid(pixels, self.model), self.positive) if heatmap else None
+        return ForwardPass(logits, scope_features(hidden), cam, hidden)
+
+    def _lungs(self, forward: ForwardPass, pixels: torch.Tensor, seen: Image.Image) -> np.ndarray:
+        """The lung mask at the display size, from the shared pass when the segmenter shares the classifier's first
+        blocks, else from the segmenter's own pass over the image seen; OutOfScope when no lungs are plausible."""
+        if self.shared and forward.hidden_states is not None:
+            tokens = self.segmenter.tokens_from(forward.hidden_states, self.shared, token_grid(pixels, self.model))
+        else:
+            tokens = self.segmenter.tokens(self.segmenter.pixel_values([seen]))
+        probability = self.segmenter.decode(tokens[0], (DISPLAY_PX, DISPLAY_PX))
+        if reason := implausible_lungs(probability, self.segmenter.config.threshold):
+            raise OutOfScope(reason)
+        return probability >= self.segmenter.config.threshold

@@ -1,9 +1,14 @@
-"""The Gradio app served by `space/app.py`: upload a chest X-ray, read a calibrated score a clinician can parse."""
+"""The Gradio app served by `space/app.py`: upload a chest X-ray, read an answer a clinician can parse.
+
+The page and the API share one analysis but answer differently: the page keeps a refusal's reason in its
+decision panel (a toast would vanish and leave error badges), the `/predict` API raises it as an error.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,16 +20,29 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from covid_cxr.data.imaging import ImageError
-from covid_cxr.serving.examples import example_files
+from covid_cxr.serving.examples import read_examples
 from covid_cxr.serving.predictor import OutOfScope, Prediction, Predictor
+from covid_cxr.serving.wording import (
+    RECORDED,
+    disclaimer_markdown,
+    heat_legend_html,
+    model_markdown,
+    probability_html,
+    quality_markdown,
+    refusal_markdown,
+    verdict_markdown,
+)
 
 logger = logging.getLogger(__name__)
 ACCEPTED = [".png", ".jpg", ".jpeg", ".dcm", ".dicom"]
-DISCLAIMER = (
-    "**Research demo, not a medical device.** Do not use it to diagnose, screen, triage or treat anyone. "
-    "It was trained on a small public collection in which the label is tied to the hospital an image came from."
-)
 FILE_LIFETIME_S = 120  # uploads and result images older than this are deleted (serving.cleanup, every half of it)
+DEFAULT_PREVALENCE = 0.10
+IMAGE_HEIGHT = 440
+GALLERY_COLUMNS, GALLERY_ROW_PX = 2, 240  # two thumbnails a row leave room for a caption of label and source
+
+
+class Refusal(Exception):
+    """An answer the app gives instead of a score: the message is for the user, in plain words."""
 
 
 def privacy_markdown(lifetime_s: int) -> str:
@@ -35,55 +53,6 @@ def privacy_markdown(lifetime_s: int) -> str:
         "minute(s); nothing is kept or used for training. Of a DICOM file only the pixels are read: patient "
         "tags are never shown or logged. Names burned into the pixels stay visible to you: prefer anonymised images."
     )
-
-
-def _format(value: object, pattern: str = "{:.3f}") -> str:
-    return pattern.format(value) if isinstance(value, (int, float)) else "n/a"
-
-
-def _cross_validated(facts: dict[str, object]) -> str:
-    """The mixed-label figure of k-fold cross-validation: steadier than one small test split."""
-    if facts["cv_mixed_roc_auc"] is None:
-        return ""
-    return (
-        f"**Mixed-label ROC AUC {_format(facts['cv_mixed_roc_auc'])} (95% CI {_format(facts['cv_mixed_roc_auc_low'])}"
-        f"-{_format(facts['cv_mixed_roc_auc_high'])}), {facts['cv_folds']:.0f}-fold cross-validation** of this "
-        "recipe.  \n"
-    )
-
-
-def model_facts_markdown(predictor: Predictor) -> str:
-    facts = predictor.facts()
-    return (
-        f"**Model**: {facts['backbone']}, fine-tuned on `{facts['dataset']}`.  \n"
-        f"**Test ROC AUC**: {_format(facts['test_roc_auc'])} on all sources, "
-        f"**{_format(facts['test_mixed_roc_auc'])} on the sources holding both classes** (the honest figure).  \n"
-        + _cross_validated(facts)
-        + f"**Decision threshold**: {facts['threshold']:.3f} on the COVID-19 probability; on validation it gave "
-        f"sensitivity {_format(facts['validation_sensitivity'])} and specificity "
-        f"{_format(facts['validation_specificity'])}."
-    )
-
-
-def decision_markdown(result: Prediction, predictor: Predictor) -> str:
-    """The decision at the stored threshold (not at 0.5: a probability of 0.4 may be above it), and where the
-    model's attention lay: a score driven from outside the lungs says more about the hospital than the patient."""
-    facts = predictor.facts()
-    verdict = "**COVID-19 pattern suggested**" if result.covid_detected else "**No COVID-19 pattern suggested**"
-    text = (
-        f"## {verdict}\n\nCOVID-19 probability {result.covid_probability:.3f} vs decision threshold "
-        f"{predictor.threshold:.3f} (validation sensitivity {_format(facts['validation_sensitivity'])}, specificity "
-        f"{_format(facts['validation_specificity'])}). A research output, not a diagnosis."
-    )
-    if result.lung_attention is None:
-        return text
-    text += f"\n\n{result.lung_attention:.0%} of the model's attention is on the lungs (outlined in green)."
-    if result.lung_attention < 0.5:
-        text += (
-            " **The model looked mostly outside the lungs: the score may reflect the hospital or the film, "
-            "not the lungs.**"
-        )
-    return text
 
 
 def log_refusal(message: str) -> None:
@@ -118,79 +87,137 @@ def save_output(image: Image.Image | None, folder: Path, name: str) -> str | Non
     are served as they are, and swept away with the uploads (serving.cleanup)."""
     if image is None:
         return None
+    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"covid-cxr-{name}-{uuid.uuid4().hex}.png"
     staging = final.with_name(f".{final.name}.part")
-    image.save(staging, format="PNG")
+    image.save(staging, format="PNG", compress_level=1)  # fast: these files live for minutes
     os.replace(staging, final)
     return str(final)
 
 
-def make_predict(predictor: Predictor, output_dir: Path):
-    def predict(file: bytes | str | None):
-        """Classify one chest X-ray file (PNG, JPEG or DICOM): probabilities, decision, image seen, heat map."""
-        if file is None:
-            raise refusal("Upload a chest X-ray first (PNG, JPEG or DICOM).")
-        try:
-            result = predictor.analyse(file)
-        except ImageError as err:
-            raise refusal(f"Could not read this file: {err}.") from None
-        except OutOfScope as err:
-            raise refusal(f"This does not look like a frontal chest radiograph: {err}. No score is given.") from None
-        except Exception:
-            logger.exception("prediction failed")  # no file name: it may name the patient
-            raise gr.Error(
-                "Unexpected error while analysing this image; it has been logged. Try another file."
-            ) from None
-        decision = decision_markdown(result, predictor)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
-        return result.probabilities, decision, seen, heat
+def analysis(predictor: Predictor, file: bytes | str | None) -> Prediction:
+    """The predictor's answer, or a Refusal whose message says in plain words why there is none."""
+    if file is None:
+        raise Refusal("Upload a chest X-ray first (PNG, JPEG or DICOM).")
+    try:
+        return predictor.analyse(file)
+    except ImageError as err:
+        message = f"Could not read this file: {err}."
+    except OutOfScope as err:
+        message = f"This does not look like a frontal chest radiograph: {err}. No score is given."
+    except Exception:
+        logger.exception("prediction failed")  # no file name: it may name the patient
+        raise Refusal("Unexpected error while analysing this image; it has been logged. Try another file.") from None
+    log_refusal(message)
+    raise Refusal(message)
 
-    return predict
+
+def make_handlers(predictor: Predictor, output_dir: Path):
+    """The page's handler (a refusal shown in the decision panel) and the API's (a refusal raised)."""
+
+    def page(file: bytes | str | None, recorded: str | None = None) -> tuple[str, str, str | None, str | None]:
+        start = time.perf_counter()
+        try:
+            result = analysis(predictor, file)
+        except Refusal as err:
+            return refusal_markdown(str(err), time.perf_counter() - start), "", None, None
+        seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
+        verdict = verdict_markdown(result, predictor.threshold, recorded, time.perf_counter() - start)
+        return verdict, probability_html(result.covid_probability, predictor.threshold), seen, heat
+
+    def api(file: bytes | str | None):
+        """Classify one chest X-ray file (PNG, JPEG or DICOM): probabilities, decision, image seen, heat map."""
+        try:
+            result = analysis(predictor, file)
+        except Refusal as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
+        return result.probabilities, verdict_markdown(result, predictor.threshold), seen, heat
+
+    return page, api
 
 
 def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
-    listed = example_files(examples) if examples is not None else []
+    listed = read_examples(examples) if examples is not None else []
+    facts = predictor.facts()
     with gr.Blocks(title="covid-cxr: COVID-19 chest X-ray research demo") as demo:
         gr.Markdown("# COVID-19 on chest X-rays: research demo")
-        gr.Markdown(DISCLAIMER)
+        gr.Markdown(disclaimer_markdown(facts))
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=2):
                 # binary: the bytes are analysed in memory (type="filepath" leaves an empty temporary file behind
                 # on every request in Gradio 6)
                 upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="binary")
                 button = gr.Button("Analyse", variant="primary")
-                gr.Markdown(privacy_markdown(file_lifetime_s))
                 gallery = gr.Gallery(
-                    [(str(path), ", ".join(path.name.split("__")[:2])) for path in listed],
-                    label="Test-split examples (true label, source): click one to analyse it",
-                    columns=4,
-                    height=220,
+                    [(str(e.path), f"{RECORDED.get(e.label, e.label)} · {e.source}") for e in listed],
+                    label="Examples from the test split (recorded label · source): click one to analyse it",
+                    columns=GALLERY_COLUMNS,
+                    height=GALLERY_ROW_PX * -(-len(listed) // GALLERY_COLUMNS) + 60,  # every row shown, none clipped
+                    object_fit="contain",
                     allow_preview=False,
                     interactive=False,
                     visible=bool(listed),
+                    elem_id="examples",
                 )
-                gr.Markdown(model_facts_markdown(predictor))
-            with gr.Column(scale=2):
-                decision = gr.Markdown(label="Decision at the stored threshold", elem_id="decision")
-                # bars only: a heading would name the likelier class, which can differ from the decision
-                label = gr.Label(label="Calibrated probability", num_top_classes=2, show_heading=False)
+                gr.Markdown(privacy_markdown(file_lifetime_s))
+            with gr.Column(scale=3):
+                decision = gr.Markdown(
+                    "Upload a frontal chest X-ray and press **Analyse**, or click an example.", elem_id="decision"
+                )
+                score = gr.HTML(elem_id="score-panel")
                 with gr.Row():
-                    seen = gr.Image(label="Image as the model saw it", type="filepath", interactive=False, height=320)
-                    heat = gr.Image(
-                        label="Where the model looked (Grad-CAM)", type="filepath", interactive=False, height=320
+                    seen = gr.Image(
+                        label="The X-ray as the model saw it", type="filepath", interactive=False, height=IMAGE_HEIGHT
                     )
-        outputs = [label, decision, seen, heat]
-        predict = make_predict(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
-        button.click(predict, inputs=upload, outputs=outputs, api_name="predict")
+                    heat = gr.Image(
+                        label="Where the model looked (Grad-CAM)",
+                        type="filepath",
+                        interactive=False,
+                        height=IMAGE_HEIGHT,
+                    )
+                gr.HTML(heat_legend_html())
+        gr.Markdown("## How good is this model?")
+        prevalence = gr.Slider(
+            1,
+            60,
+            value=100 * DEFAULT_PREVALENCE,
+            step=1,
+            label="How common is COVID-19 among the patients you would image (%)?",
+        )
+        quality = gr.Markdown(quality_markdown(facts, DEFAULT_PREVALENCE), elem_id="quality")
+        gr.Markdown(model_markdown(facts))
+        # the API's outputs: the probabilities as pipeline() gives them, the decision, the two images
+        with gr.Group(visible=False):
+            api_outputs = [
+                gr.Label(label="Calibrated probability", show_heading=False),
+                gr.Markdown(label="Decision at the stored threshold"),
+                gr.Image(label="Image as the model saw it", type="filepath"),
+                gr.Image(label="Where the model looked (Grad-CAM)", type="filepath"),
+            ]
+            api_button = gr.Button("predict")
 
-        def predict_example(event: gr.SelectData):
+        page, api = make_handlers(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
+        outputs = [decision, score, seen, heat]
+        button.click(page, inputs=upload, outputs=outputs, api_name=False)
+        api_button.click(api, inputs=upload, outputs=api_outputs, api_name="predict")
+
+        def page_example(event: gr.SelectData):
             # a private event, but a client can still send any index
             if not (type(event.index) is int and 0 <= event.index < len(listed)):
                 raise refusal("No such example.")
-            return predict(str(listed[event.index]))
+            example = listed[event.index]
+            return page(str(example.path), example.label)
 
-        gallery.select(predict_example, outputs=outputs, api_name=False)
+        gallery.select(page_example, outputs=outputs, api_name=False)
+        prevalence.change(
+            lambda percent: quality_markdown(facts, percent / 100),
+            prevalence,
+            quality,
+            api_name=False,
+            queue=False,
+            show_progress="hidden",
+        )
     return demo
 
 

@@ -1,0 +1,25 @@
+"""The Space's words follow the model's recorded training data: no claim about hospitals or public collections for
+a model trained on one source of a user's own images (fast tier)."""
+
+from __future__ import annotations
+
+from covid_cxr.serving.wording import disclaimer_markdown, model_markdown, quality_markdown
+
+FIGURES = {"threshold": 0.5, "test_mixed_sensitivity": 0.8, "test_mixed_specificity": 0.7, "test_mixed_n": 6.0,
+           "cv_mixed_roc_auc": None, "backbone": "DINOv2"}  # fmt: skip
+CURATED = FIGURES | {"training_sources": ["figure1", "ieee8023", "nih_cxr14"], "public_collection": True,
+                     "confounded": True}  # fmt: skip
+OWN = FIGURES | {"training_sources": ["myxrays"], "public_collection": False, "confounded": False}
+
+
+def test_one_source_of_own_images_makes_no_collection_claims() -> None:
+    page = disclaimer_markdown(OWN) + quality_markdown(OWN, 0.1) + model_markdown(OWN)
+    for claim in ("public", "tied to the hospital", "hospitals that sent both"):
+        assert claim not in page, claim
+    assert "one source" in disclaimer_markdown(OWN) and "`myxrays`" in quality_markdown(OWN, 0.1)
+
+
+def test_the_curated_collection_is_called_what_it_is() -> None:
+    assert "tied to the hospital" in disclaimer_markdown(CURATED)
+    assert "hospitals that sent both" in quality_markdown(CURATED, 0.1)
+    assert "public chest X-ray collections" in model_markdown(CURATED)
