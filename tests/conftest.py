@@ -103,10 +103,16 @@ def small_cxr(tmp_path: Path, cxr_root: Path, metadata: list[dict[str, str]]) ->
 
 
 def tiny_run_arguments(
-    backbone: Path, dataset: Path, output_dir: Path, lungs: Path | None = None, lung_focus: bool = False, **training
+    backbone: Path,
+    dataset: Path,
+    output_dir: Path,
+    lungs: Path | None = None,
+    lung_focus: bool = False,
+    onnx: bool = False,
+    **training,
 ) -> tuple:
     """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised (the lung
-    attention share and `--lung_focus` only with a segmenter folder, `lungs`)."""
+    attention share and `--lung_focus` only with a segmenter folder, `lungs`; the ONNX export when asked)."""
     defaults = dict(
         output_dir=str(output_dir),
         max_steps=2,
@@ -124,7 +130,7 @@ def tiny_run_arguments(
     return (
         ModelArguments(model_name_or_path=str(backbone), image_size=56, trainable_blocks=2),
         DataArguments(dataset=str(dataset), dataset_hub_id=CARD_DATASET_ID, lung_focus=lung_focus),
-        EvaluationArguments(target_sensitivity=0.9, lung_segmenter=str(lungs) if lungs else None),
+        EvaluationArguments(target_sensitivity=0.9, lung_segmenter=str(lungs) if lungs else None, onnx=onnx),
         CxrTrainingArguments(**(defaults | training)),
     )
 
@@ -155,7 +161,7 @@ def trained(
     tmp_path_factory: pytest.TempPathFactory, backbone: Path, small_dataset: Path, lungs_folder: Path
 ) -> tuple[Path, dict]:
     output = tmp_path_factory.mktemp("model")
-    return output, run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder))
+    return output, run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder, onnx=True))
 
 
 @pytest.fixture(scope="session")

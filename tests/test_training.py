@@ -26,8 +26,9 @@ from transformers import (
 )
 
 from covid_cxr.data.predecode import predecode
+from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
-from covid_cxr.data.transforms import Augmentation, DevicePixels, set_processor_size
+from covid_cxr.data.transforms import Augmentation, DevicePixels
 from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
@@ -104,6 +105,10 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     for figure in ("roc_curve.png", "confusion_matrix.png"):
         assert Image.open(output / figure).size[0] > 300
     assert json.loads((output / "run_config.json").read_text())["model"]["image_size"] == 56
+    # the export beside the safetensors, checked against PyTorch; and the occlusion test of the card
+    assert (output / "onnx" / "model.onnx").is_file() and (output / "onnx" / "model_quantized.onnx").is_file()
+    assert all_results["onnx_max_probability_difference"] < 1e-4
+    assert "## What the model reads: the occlusion test" in card and "| all images |" in card
 
 
 def test_pipeline_and_predict_agree(trained: tuple[Path, dict], cxr_root: Path, metadata) -> None:

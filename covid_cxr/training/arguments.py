@@ -155,6 +155,14 @@ class EvaluationArguments:
             "the old checkpoints, even when the run has finished. --resume_from_checkpoint PATH overrides all three."
         },
     )
+    onnx: bool = field(
+        default=True,
+        metadata={
+            "help": "Export the calibrated classifier as onnx/model.onnx and the int8 onnx/model_quantized.onnx "
+            "(the layout transformers.js and Optimum read), each checked against PyTorch; the Space and "
+            "`covid-cxr predict` then run the fp32 export. --no_onnx skips it."
+        },
+    )
     hub_repo_id: str | None = field(
         default=None,
         metadata={

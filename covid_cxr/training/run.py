@@ -33,13 +33,14 @@ from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
+from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
-from covid_cxr.data.transforms import set_processor_size
 from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.hub import model_operations, push_model, write_operations
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
+from covid_cxr.modeling.onnx_export import export_onnx
 from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.outputs import check_output_dir
 from covid_cxr.training.adversary import (
@@ -268,6 +269,10 @@ def finalise(
         "training_data_confounded": data.confounded,
     }
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
+    onnx_check = {}
+    if eval_args.onnx:  # checked on validation films: the export's answers, against PyTorch's
+        films = splits["validation"].select(range(min(32, splits["validation"].num_rows)))["image"]
+        onnx_check = {k: v for k, v in export_onnx(output_dir, films).items() if k != "weights_sha256"}
     (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
 
@@ -300,6 +305,7 @@ def finalise(
         "probe": baseline,
         "lung_attention": attention,
         "cross_validation": cross_validation,
+        "onnx": onnx_check,
     }
     results: dict[str, float] = {}
     for name, values in sections.items():
