@@ -87,7 +87,8 @@ def from_splits(name: str, splits: datasets.DatasetDict, split: str, refused: li
     chosen = whole if split == ALL_SPLITS else splits[split]
     labels = covid_labels(whole, name)
     all_sources = _column(whole, "source", name)
-    mixed = mixed_label_sources(all_sources, labels(whole))
+    # one source: nothing for it to give away, and its 'mixed-label' subset would only repeat all images
+    mixed = mixed_label_sources(all_sources, labels(whole)) if len(set(all_sources)) > 1 else []
     files = _column(chosen, "file_name", None) or [f"{split} row {i}" for i in range(chosen.num_rows)]
     groups = next(
         (chosen[c] for c in ("patient_group", "patient_id") if c in chosen.column_names and all(chosen[c])), files

@@ -119,6 +119,19 @@ def refused_lines(refused: list[dict], shown: int = 50) -> list[str]:
     return lines
 
 
+def sources_sentence(mixed_sources: list[str], shown: str) -> str:
+    """What the source can give away on this data: nothing with one source (no mixed-label subset is formed)."""
+    if not mixed_sources:
+        return (
+            "This data has no mixed-label subset (it is one source, or each source holds one class), so nothing "
+            "here tells reading the disease apart from recognising the source."
+        )
+    return (
+        f"The *mixed-label sources* ({shown}) hold both classes, so a model cannot score there by recognising the "
+        "source; the all-source row mostly measures how well the model recognises the source."
+    )
+
+
 def markdown(results: dict) -> str:
     """AUDIT.md."""
     model, data = results["model"], results["data"]
@@ -139,8 +152,7 @@ def markdown(results: dict) -> str:
         "",
         "## 1. Discrimination where the source cannot give the label away",
         "",
-        f"The *mixed-label sources* ({mixed}) hold both classes, so a model cannot score there by recognising the "
-        "source; the all-source row mostly measures how well the model recognises the source. Sensitivity and "
+        sources_sentence(data["mixed_sources"], mixed) + " Sensitivity and "
         f"specificity are at the model's threshold, {model['threshold']:.3f} ({model['threshold_from']}); ECE is the "
         "expected calibration error of its probability for the positive class (10 bins).",
         "",

@@ -130,6 +130,7 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
     probabilities = {view: np.concatenate(parts) for view, parts in scored.probabilities.items()}
     features = np.concatenate(scored.features)
     several_patients = len(np.unique(groups)) >= 2
+    several_sources = several_patients and len(set(sources)) >= 2  # one source gives nothing away
     folds = measures.folds_of(sources, groups) if several_patients else None
     return {
         "tool": "covid-cxr audit",
@@ -145,7 +146,7 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
         "discrimination": measures.discrimination(
             probabilities[WHOLE], labels, sources, groups, classifier.threshold, data.mixed_sources, rounds
         ),
-        "source_only": measures.source_only(labels, sources, folds, groups, rounds) if several_patients else None,
+        "source_only": measures.source_only(labels, sources, folds, groups, rounds) if several_sources else None,
         "occlusion": measured_occlusion(data, scored, rounds),
         "source_probe": measures.source_readability(features, sources, folds) if several_patients else None,
         "refused": [{"file_name": r.file_name, "reason": r.reason} for r in data.refused],

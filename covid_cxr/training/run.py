@@ -349,7 +349,7 @@ def publish(output_dir: Path, eval_args: EvaluationArguments) -> None:
     if eval_args.dry_run:
         written = write_operations(model_operations(output_dir), Path(eval_args.dry_run))
         folder = eval_args.dry_run.rstrip("/")
-        logger.info(
+        logger.warning(
             "Dry run: the %d files a push to %s would upload are in %s/", len(written), eval_args.hub_repo_id, folder
         )
     else:
