@@ -110,34 +110,24 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
     assert cross_validated(str(report), recipe, "ViT-S", "abc") == {}
 
 
-class _Facts:
-    """What the Space's model panel reads from a Predictor."""
-
-    def __init__(self, **cross_validation: float) -> None:
-        self.values = {
-            "backbone": "ViT-S",
-            "dataset": "org/cxr",
-            "threshold": 0.6,
-            "validation_sensitivity": 0.9,
-            "validation_specificity": 0.8,
-            "test_roc_auc": 0.95,
-            "test_mixed_roc_auc": 0.64,
-            "cv_mixed_roc_auc": None,
-            "cv_mixed_roc_auc_low": None,
-            "cv_mixed_roc_auc_high": None,
-            "cv_folds": None,
-        } | cross_validation
-
-    def facts(self) -> dict[str, object]:
-        return self.values
+FACTS = {
+    "threshold": 0.6,
+    "test_mixed_sensitivity": 0.9,
+    "test_mixed_specificity": 0.5,
+    "test_mixed_n": 67.0,
+    "cv_mixed_roc_auc": None,
+    "cv_mixed_roc_auc_low": None,
+    "cv_mixed_roc_auc_high": None,
+    "cv_folds": None,
+    "cv_mixed_n": None,
+}  # what the Space's "How good is this model?" reads from a Predictor's facts
 
 
 def test_space_quotes_the_cross_validated_figure_beside_the_test_one() -> None:
-    from covid_cxr.serving.ui import model_facts_markdown
+    from covid_cxr.serving.wording import quality_markdown
 
-    quoted = model_facts_markdown(
-        _Facts(cv_mixed_roc_auc=0.68, cv_mixed_roc_auc_low=0.63, cv_mixed_roc_auc_high=0.73, cv_folds=5.0)
-    )
-    assert "**0.640 on the sources holding both classes**" in quoted
-    assert "Mixed-label ROC AUC 0.680 (95% CI 0.630-0.730), 5-fold cross-validation" in quoted
-    assert "cross-validation" not in model_facts_markdown(_Facts())
+    cv = {"cv_mixed_roc_auc": 0.68, "cv_mixed_roc_auc_low": 0.63, "cv_mixed_roc_auc_high": 0.73, "cv_folds": 5.0}
+    quoted = quality_markdown(FACTS | cv | {"cv_mixed_n": 463.0}, 0.1)
+    assert "**Sensitivity 90%**" in quoted and "67 held-out test X-rays" in quoted
+    assert "**0.68** (95% interval 0.63 to 0.73), from 5-fold cross-validation over 463 X-rays" in quoted
+    assert "cross-validation" not in quality_markdown(FACTS, 0.1)
