@@ -6,6 +6,7 @@ and a DICOM among the inputs) -> `covid-cxr serve`; the card makes no claim abou
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -123,6 +124,17 @@ def test_own_images_end_to_end_from_the_wheel(
     assert rows["film.dcm"]["status"] in ("ok", "out of scope"), rows["film.dcm"]  # read, whatever the verdict
     assert "Secret" not in (work / "scores.csv").read_text() + result.stdout + result.stderr
     assert "of 4 file(s) into scores.csv" in result.stdout
+
+    # the audit, from the wheel, on a Hub-style copy of the model it did not train (no card, no reports)
+    foreign = work / "someone-elses-model"
+    foreign.mkdir()
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        shutil.copy(work / "model" / name, foreign)
+    result = covid_cxr(installed, work, "audit", "--model", str(foreign), "--data", "ds", "--split", "all", "--lungs",
+                       str(lungs_folder), "--output_dir", "audit", "--bootstrap_rounds", "200")  # fmt: skip
+    report = json.loads((work / "audit" / "audit.json").read_text())
+    assert report["data"]["n_scored"] + len(report["refused"]) == 15 and report["occlusion"]["all"]["n"] > 0
+    assert (work / "audit" / "AUDIT.md").is_file() and "Wrote audit/audit.json" in result.stdout
 
     from transformers import pipeline
 
