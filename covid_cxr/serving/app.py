@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from covid_cxr.hub import fetch_model_folder
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.serving.cleanup import claim_cache, start_sweeper
 from covid_cxr.serving.examples import write_examples
@@ -57,21 +58,6 @@ def lung_segmenter(app_dir: Path, build_dir: Path | None) -> LungSegmenter | Non
             return LungSegmenter.from_pretrained(folder)
     logger.info("no lung segmenter found: set LUNGS to one (train/train_lungs.py) for lung outlines and attention")
     return None
-
-
-def fetch_model_folder(model: str) -> str | None:
-    """A local model folder as is, or a Hub id downloaded to the cache; None when neither holds a model."""
-    if (Path(model) / "config.json").is_file():
-        return model
-    if Path(model).exists():
-        return None
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(model)
-    except Exception as err:  # offline, unknown repo, bad id: all mean "no model here"
-        logger.warning("no model at %s (%s)", model, err)
-        return None
 
 
 def examples_folder(app_dir: Path, build_dir: Path | None) -> Path | None:
