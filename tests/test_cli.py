@@ -80,7 +80,7 @@ def test_predict_refuses_missing_inputs_and_an_output_inside_them(fixture_root: 
     with pytest.raises(SystemExit, match="no such file or folder"):
         predict(["--model", "m", "--inputs", str(tmp_path / "nope"), "--output", str(tmp_path / "s.csv")])
     images = fixture_root / "images"
-    with pytest.raises(SystemExit, match="lies in the input"):
+    with pytest.raises(SystemExit, match="lies inside the input folder --inputs"):
         predict(["--model", "m", "--inputs", str(images), "--output", str(images / "s.csv")])
     (tmp_path / "s.csv").write_text("an earlier run's scores")
     with pytest.raises(SystemExit, match="--overwrite"):

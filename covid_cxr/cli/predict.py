@@ -47,27 +47,28 @@ class PredictArguments:
 
 def files_to_score(inputs: Sequence[str], recursive: bool) -> list[Path]:
     """Every named file as given, and the supported images of every named folder, sorted and without repeats."""
-    from covid_cxr.data.imaging import SUPPORTED_SUFFIXES
+    from covid_cxr.data.imaging import image_files
 
     found: dict[Path, None] = {}
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            children = path.rglob("*") if recursive else path.iterdir()
-            images = (p for p in children if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-            found.update(dict.fromkeys(sorted(images)))
+            found.update(dict.fromkeys(image_files(path, recursive)))
         else:
             found[path] = None  # a missing or odd file gets its row with the reason
     return list(found)
 
 
 def check_output(output: Path, inputs: Sequence[str], overwrite: bool) -> str | None:
-    """Why the CSV may not be written there, or None: never over an input or inside an input folder."""
-    resolved = output.resolve()
-    for name in inputs:
-        source = Path(name).resolve()
-        if resolved == source or (source.is_dir() and resolved.is_relative_to(source)):
-            return f"--output {output} lies in the input {name}: write the CSV outside what is being scored"
+    """Why the CSV may not be written there, or None: never over an input or inside an input folder (the check
+    every command makes of its output), nor over an earlier CSV unless asked."""
+    from covid_cxr.outputs import OutputFolderError, check_output_dir
+
+    try:
+        for name in inputs:
+            check_output_dir(output, {"--inputs": name}, flag="--output")
+    except OutputFolderError as err:
+        return str(err)
     if output.exists() and not overwrite:
         return f"--output {output} exists: pass --overwrite to replace it, or choose another file"
     if not output.parent.is_dir():

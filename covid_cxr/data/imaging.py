@@ -19,6 +19,15 @@ from covid_cxr.data.errors import ImageError
 
 SUPPORTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 DEFAULT_MIN_SIZE = 64
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The PNG, JPEG and DICOM files of a folder (and its sub-folders when `recursive`), sorted: what a batch
+    command reads from a folder it is given."""
+    children = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(path for path in children if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES)
+
+
 DEFAULT_MAX_PIXELS = 50_000_000  # 7,000 x 7,000: above any real radiograph, below a decompression bomb
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from covid_cxr.data.imaging import SUPPORTED_SUFFIXES, ImageError, fault_reason, load_image
+from covid_cxr.data.imaging import ImageError, fault_reason, image_files, load_image
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.outputs import OutputFolderError, check_output_dir
 
@@ -34,7 +34,7 @@ def write_masks(segmenter: Segmenter, input_dir: Path, output_dir: Path) -> tupl
 
     No file stops the folder: one that cannot be read, or that trips a fault, is skipped with the reason."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file())
+    files = image_files(input_dir)
     skipped: dict[str, str] = {}
     written: set[str] = set()  # stems with a mask: only these block a later file of the same stem
     for path in tqdm(files, desc="Lung masks", unit="img"):
