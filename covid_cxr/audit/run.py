@@ -27,6 +27,7 @@ from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, markdown, summary
 from covid_cxr.data.errors import ImageError
 from covid_cxr.data.imaging import fault_reason, load_image
 from covid_cxr.data.lung_focus import BLUR, DILATION
+from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.outputs import check_output_dir, replacing
 
@@ -166,13 +167,13 @@ def measured_occlusion(data: AuditData, scored: Scored, rounds: int) -> dict | N
 
 
 def occlusion_test(
-    model: str | Path, splits: datasets.DatasetDict, lungs: str | Path, split: str = "test", rounds: int = 2000
+    model: str | Path, splits: datasets.DatasetDict, lungs: LungSegmenter, split: str = "test", rounds: int = 2000
 ) -> dict | None:
     """The occlusion test alone, as audit.json's "occlusion" holds it: what a fine-tune measures on its own test
-    split for its model card (the model folder already saved, the lungs a segmenter folder)."""
+    split for its model card (the model folder as saved and loaded back, the segmenter the run already holds)."""
     classifier = load_classifier(str(model))
     data = from_splits("the training dataset", splits, split, [])
-    scored = score(classifier, data, lung_finder(lungs), batch_size=16)
+    scored = score(classifier, data, SegmenterLungs(lungs), batch_size=16)
     return measured_occlusion(data, scored, rounds) if scored.kept else None
 
 

@@ -288,7 +288,7 @@ def finalise(
     attention, occlusion = {}, {}
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
-        occlusion = card_figures(occlusion_test(output_dir, splits, eval_args.lung_segmenter))
+        occlusion = card_figures(occlusion_test(output_dir, splits, lungs))
         (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
     else:
         where = f"in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "given (--lung_segmenter)"
