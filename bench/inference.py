@@ -23,7 +23,7 @@ from transformers import pipeline
 from bench.common import interleaved, machine, percentile, report, test_split, timed
 from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import processor_size
-from covid_cxr.lungs.attention import lung_share
+from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.fitting import read_mask, read_pairs
 from covid_cxr.lungs.measures import dice, implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
@@ -72,7 +72,7 @@ class BeforeShared:
             raise OutOfScope(reason)
         mask = probability >= self.segmenter.config.threshold
         outline(seen, mask), overlay(seen, cams[0])
-        return float(softmax(logits)[0, self.classifier.positive]), lung_share(cams[0], mask)
+        return float(softmax(logits)[0, self.classifier.positive]), lung_measures(cams[0], mask)[0]
 
 
 def answers(analyse, encoded: list[bytes]) -> list[tuple[float, float | None] | None]:

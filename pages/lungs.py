@@ -61,6 +61,7 @@ def listed(failures: list[str]) -> str:
 def body(results: Artefact) -> str:
     cv = results["cross_validation"]
     (dice_low, dice_high), (iou_low, iou_high) = cv["dice_ci95"], cv["iou_ci95"]
+    standard = cv["pipeline"]
     return fill(
         "lungs.md",
         {
@@ -75,6 +76,9 @@ def body(results: Artefact) -> str:
             "iou_high": f"{iou_high:.3f}",
             "dice_min": f"{cv['dice_min']:.3f}",
             "mean_mask_dice": f"{cv['mean_mask_dice']:.3f}",
+            "standard_dice": f"{standard['dice_mean']:.3f}",
+            "standard_dice_low": f"{standard['dice_ci95'][0]:.3f}",
+            "standard_dice_high": f"{standard['dice_ci95'][1]:.3f}",
             "seconds": f"{cv['seconds']:.0f}",
             "machine": results["machine"],
             "date": results["date"],

@@ -33,7 +33,7 @@ def probe_rows(y: Yardstick) -> list[Row]:
     """Every frozen-feature lever; the first row is the reference the others are compared with."""
     size = y.args.image_size
     plain, plain_cost = y.features(DINO, size, "plain")
-    rows = [y.row("reference", f"DINOv2-S head only (linear probe), {size} px", y.probe(plain), plain_cost)]
+    rows = [y.row("reference", f"DINOv2-S head only (linear probe), {size} px, whole film", y.probe(plain), plain_cost)]
     for side in y.args.resolutions:
         if side != size:
             x, cost = y.features(DINO, side, "plain")

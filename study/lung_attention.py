@@ -1,5 +1,7 @@
 """Where the trained model looks, per source and label: the share of its COVID-19 Grad-CAM heat inside the lung
-fields, on every image of the test split. Writes the table's figures (JSON) and a box plot per source x label
+fields, that share over the lungs' share of the image (the ratio: 1 is an evenly spread map), and how often the
+attention warning (ratio below covid_cxr.lungs.measures.RATIO_WARNING) fires, on every image of the test
+split. Writes the table's figures (JSON) and a box plot of the ratio per source x label
 (docs/lung_attention.png).
 
 A hospital recogniser puts its heat on labels, borders and corners; a model reading the lungs keeps it inside.
@@ -15,14 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, report, test_split
-from covid_cxr.lungs.attention import lung_attention
+from covid_cxr.lungs.attention import LungAttention, lung_attention
+from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import CovidClassifier
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "lung_attention.png"  # images live in docs/
 
 
-def spread(values: np.ndarray) -> dict[str, float]:
+def spread(attention: LungAttention, chosen: np.ndarray) -> dict[str, float]:
+    values, ratios = attention.share[chosen], attention.ratio[chosen]
     return {
         "images": len(values),
         "mean": float(values.mean()),
@@ -30,34 +34,37 @@ def spread(values: np.ndarray) -> dict[str, float]:
         "q1": float(np.percentile(values, 25)),
         "q3": float(np.percentile(values, 75)),
         "below_half": float((values < 0.5).mean()),
+        "ratio_median": float(np.nanmedian(ratios)),
+        "warned": float(np.mean([attention_warning(r) for r in ratios])),
     }
 
 
-def summarise(shares: np.ndarray, sources: list[str], labels: list[str]) -> list[dict[str, object]]:
+def summarise(attention: LungAttention, sources: list[str], labels: list[str]) -> list[dict[str, object]]:
     """One row per source x label, then one for the whole split."""
     keys = list(zip(sources, labels, strict=True))
     rows = [
-        {"source": source, "label": label, **spread(shares[[k == (source, label) for k in keys]])}
+        {"source": source, "label": label, **spread(attention, np.asarray([k == (source, label) for k in keys]))}
         for source, label in sorted(set(keys))
     ]
-    return [*rows, {"source": "all", "label": "both", **spread(shares)}]
+    return [*rows, {"source": "all", "label": "both", **spread(attention, np.ones(len(keys), bool))}]
 
 
-def box_plot(shares: np.ndarray, sources: list[str], labels: list[str], path: Path) -> None:
+def box_plot(ratios: np.ndarray, sources: list[str], labels: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = defaultdict(list)
-    for share, source, label in zip(shares, sources, labels, strict=True):
-        groups[f"{source}\n{label}"].append(share)
+    for ratio, source, label in zip(ratios, sources, labels, strict=True):
+        groups[f"{source}\n{label}"].append(ratio)
     names = sorted(groups)
     figure, axis = plt.subplots(figsize=(1.3 * len(names) + 1, 3.6))
     axis.boxplot([groups[n] for n in names], tick_labels=names)
-    axis.axhline(0.5, color="tab:red", linestyle="--", linewidth=1, label="half the heat")
-    axis.set_ylabel("share of Grad-CAM heat inside the lungs")
-    axis.set_ylim(0, 1)
+    axis.axhline(1.0, color="tab:grey", linestyle=":", linewidth=1, label="evenly spread (1)")
+    axis.axhline(RATIO_WARNING, color="tab:red", linestyle="--", linewidth=1, label=f"warning below {RATIO_WARNING}")
+    axis.set_ylabel("heat on the lungs / lungs' share of the image")
+    axis.set_ylim(bottom=0)
     axis.set_title("Test split: where the model's attention lies")
     axis.legend(loc="lower right")
     figure.tight_layout()
@@ -74,7 +81,7 @@ def main() -> dict:
     args = parser.parse_args()
     classifier = CovidClassifier.from_pretrained(args.model)
     test = test_split(args.dataset)
-    shares = lung_attention(
+    attention = lung_attention(
         classifier.model,
         classifier.processor,
         test["image"],
@@ -83,8 +90,9 @@ def main() -> dict:
     )
     names = test.features["label"].names
     sources, labels = list(test["source"]), [names[i] for i in test["label"]]
-    box_plot(shares, sources, labels, PLOT)
-    result = {**machine(), "model": args.model, "lungs": args.lungs, "rows": summarise(shares, sources, labels)}
+    box_plot(attention.ratio, sources, labels, PLOT)
+    rows = summarise(attention, sources, labels)
+    result = {**machine(), "model": args.model, "lungs": args.lungs, "warning_below": RATIO_WARNING, "rows": rows}
     return report(result, args.output)
 
 

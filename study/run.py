@@ -1,4 +1,4 @@
-"""Run the studies of a trained model (the scope guard, where it looks, training-time lung focus) and write
+"""Run the studies of a trained model (the scope guard, where it looks) and write
 study/RESULTS.md (`make study`). Each also runs on its own: `python -m study.<name> --help`."""
 
 from __future__ import annotations
@@ -7,12 +7,10 @@ import argparse
 from pathlib import Path
 
 from bench.common import run_all, table
-from study.lung_focus import KEPT
 
 STUDY_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = STUDY_DIR / "results"
-STUDIES = ("scope_guard", "lung_attention", "lung_focus")
-MODEL_STUDIES = ("scope_guard", "lung_attention")  # lung_focus trains its own models
+STUDIES = MODEL_STUDIES = ("scope_guard", "lung_attention")
 
 
 def guard_section(guard: dict, model: str) -> str:
@@ -44,49 +42,30 @@ Command: `python -m study.scope_guard --model {model}`."""
 
 def attention_section(attention: dict, model: str) -> str:
     rows = [
-        [r["source"], r["label"], r["images"], r["mean"], r["median"], f"{r['q1']:.2f}-{r['q3']:.2f}", r["below_half"]]
+        [
+            r["source"],
+            r["label"],
+            r["images"],
+            r["mean"],
+            f"{r['q1']:.2f}-{r['q3']:.2f}",
+            r["ratio_median"],
+            r["warned"],
+        ]
         for r in attention["rows"]
     ]
     return f"""## Where the model looks: Grad-CAM heat inside the lungs (test split)
 
 Model `{model}`, lung fields from `{attention["lungs"]}`; measured {attention["date"]} on {attention["machine"]}.
-The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per image of the test split.
+The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per image of the test split, and the
+ratio of that share to the lungs' share of the image: 1 is a map spread evenly over the film, "no more on the lungs
+than elsewhere". The Space, `covid-cxr predict` and the card warn when the ratio is below
+{attention["warning_below"]}; the last column is how often that warning fires.
 
-{table(["source", "label", "images", "mean", "median", "quartiles", "share of images below 0.5"], rows)}
+{table(["source", "label", "images", "mean share", "share quartiles", "median ratio", "warned"], rows)}
 
-![Share of the heat inside the lungs, per source and label](../docs/lung_attention.png)
+![Heat on the lungs against their share of the image, per source and label](../docs/lung_attention.png)
 
 Command: `python -m study.lung_attention --model {model}`."""
-
-
-def focus_section(focus: dict) -> str:
-    rows = [
-        [
-            r["arm"],
-            r["seed"],
-            f"{r['mixed_roc_auc']:.3f} ({r['mixed_ci95'][0]:.3f}-{r['mixed_ci95'][1]:.3f})",
-            *(r[key] for key in KEPT),
-        ]
-        for r in focus["rows"]
-    ]
-    header = ["recipe", "seed", "mixed-label ROC AUC (95% CI)", "mixed sens.", "mixed spec.", "all-source AUC"]
-    header += ["heat in lungs", "heat in lungs, mixed", "images below 0.5"]
-    n_mixed = focus["rows"][0]["n_mixed"]
-    minutes = [r["trainer_minutes"] for r in focus["rows"]]
-    return f"""## Training-time lung focus (`--lung_focus`) against the default ({focus["machine"]})
-
-The default CPU recipe trained with and without `--lung_focus` (everything outside the dilated lung fields
-blurred in training images only), seeds {", ".join(map(str, focus["seeds"]))}, same splits; measured
-{focus["date"]}. Scored on the test split once per run: ROC AUC on its {n_mixed} mixed-label images
-({", ".join(focus["mixed_sources"])}) with a patient-bootstrap 95% CI, sensitivity and specificity there at the
-run's own validation threshold, and the mean share of the Grad-CAM heat inside the lungs.
-
-{table(header, rows)}
-
-A difference inside the intervals (and inside the spread between seeds) is not an improvement. The focus costs
-one pass of the lung segmenter over the train split, cached beside the dataset for later runs; training itself
-runs at the same speed. Command: `python -m study.lung_focus` (trains {len(focus["rows"])} models, {
-        min(minutes):.0f} to {max(minutes):.0f} minutes each on this CPU)."""
 
 
 def render(results: dict[str, dict], model: str) -> str:
@@ -99,7 +78,10 @@ when and where it was measured.
 
 {attention_section(results["lung_attention"], model)}
 
-{focus_section(results["lung_focus"])}
+## Lungs first
+
+Whether blurring everything outside the lungs, in training and scoring, helps is measured on the cross-validated
+yardstick, not on this model's test split: study/WHOLE_FILM.md (`python -m study.whole_film`).
 """
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
-from PIL import Image
-from transformers import AutoImageProcessor
+from PIL import Image, ImageOps
+from transformers import AutoImageProcessor, BaseImageProcessor
 
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
 from covid_cxr.data.processor_size import set_processor_size
@@ -37,6 +37,20 @@ CROPS = {  # test-time views: (left, top, right, bottom) as fractions of the ima
 }
 
 
+def _pad(image: Image.Image) -> Image.Image:
+    """The film padded with black to a square (letterboxed), its aspect ratio kept."""
+    side = max(image.size)
+    return ImageOps.pad(image.convert("L"), (side, side), color=0)
+
+
+def centre_crop(processor: BaseImageProcessor, side: int) -> None:
+    """The framing the backbones' processors come with, and the default recipe's before the whole film: the short
+    side resized to side x 8/7, then its centre cropped to side x side."""
+    processor.do_center_crop = True
+    processor.size = {"shortest_edge": round(side * 8 / 7)}
+    processor.crop_size = {"height": side, "width": side}
+
+
 def _crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
     width, height = image.size
     return image.crop((round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)))
@@ -46,6 +60,7 @@ VIEWS: dict[str, Callable[[dict], Image.Image]] = {
     "plain": lambda row: row["image"],
     "histogram": lambda row: normalise_intensity(row["image"], "histogram"),
     "clahe": lambda row: normalise_intensity(row["image"], "clahe"),
+    "pad": lambda row: _pad(row["image"]),
     "lung-blur": lambda row: blur_image_outside(row["image"], np.asarray(row[MASK_COLUMN], dtype=bool)),
     **{name: (lambda row, box=box: _crop(row["image"], box)) for name, box in CROPS.items()},
 }
@@ -94,26 +109,30 @@ class Yardstick:
         self.rows_key = Hasher.hash(self.dataset["file_name"])  # cached features belong to these rows, in order
         self._masked: datasets.Dataset | None = None
 
-    def features(self, backbone: str, size: int, view: str) -> tuple[np.ndarray, float]:
-        """Frozen penultimate features of every image (cached) and the seconds their extraction took."""
-        path = self.root / "features" / f"{backbone}-{size}-{view}.npz"
+    def features(self, backbone: str, size: int, view: str, crop: bool = False) -> tuple[np.ndarray, float]:
+        """Frozen penultimate features of every image (cached) and the seconds their extraction took: the whole
+        film squashed to size x size, as the default recipe frames it, or with `crop` its centre cropped."""
+        path = self.root / "features" / f"{backbone}-{size}-{view}{'-crop' if crop else ''}.npz"
         if path.is_file():
             saved = np.load(path)
             if str(saved["rows_key"]) == self.rows_key:
                 return saved["features"], float(saved["cpu_seconds"])
         model_path = str(Path(self.args.backbones) / backbone)
         processor = AutoImageProcessor.from_pretrained(model_path)
-        set_processor_size(processor, size)
+        (centre_crop if crop else set_processor_size)(processor, size)
         model = load_model(model_path)
-        images = ViewedImages(self._with_masks() if view == "lung-blur" else self.dataset, VIEWS[view])
+        images = ViewedImages(self.with_masks() if view == "lung-blur" else self.dataset, VIEWS[view])
         start = time.process_time()
-        features = run_model(model, processor, images, 32, desc=f"{backbone} {size} px {view}").features
+        features = run_model(
+            model, processor, images, 32, desc=f"{backbone} {size} px {view}{' crop' if crop else ''}"
+        ).features
         cpu_seconds = time.process_time() - start
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, features=features, cpu_seconds=cpu_seconds, rows_key=self.rows_key)
         return features, cpu_seconds
 
-    def _with_masks(self) -> datasets.Dataset:
+    def with_masks(self) -> datasets.Dataset:
+        """The dataset with its cached lung masks (covid_cxr.lungs.dataset_masks)."""
         if self._masked is None:
             self._masked = with_lung_masks(self.dataset, LungSegmenter.from_pretrained(self.args.lungs))
         return self._masked

@@ -71,6 +71,11 @@ def test_quality_views_change_what_the_probe_sees(radiograph: Image.Image) -> No
             assert np.array_equal(seen, plain)
         elif name in CROPS:
             assert seen.shape[0] < plain.shape[0] and seen.shape[1] < plain.shape[1], name
+        elif name == "pad":  # letterboxed to a square: the film untouched, black bars on its short sides
+            side = max(plain.shape)
+            assert seen.shape == (side, side) and seen.min() == 0, name
+            top, left = (side - plain.shape[0]) // 2, (side - plain.shape[1]) // 2
+            np.testing.assert_array_equal(seen[top : top + plain.shape[0], left : left + plain.shape[1]], plain)
         else:
             assert seen.shape == plain.shape and np.mean(seen != plain) > 0.1, name
     blurred = np.asarray(VIEWS["lung-blur"](row))

@@ -1,8 +1,9 @@
-"""`--lung_focus` on real X-rays: in-lung pixels untouched, the rest blurred; masks predicted once and cached beside
-the dataset; training inputs only."""
+"""Lungs first (`--lung_focus`) on real X-rays: in-lung pixels untouched, the rest blurred, in every path (dataset
+splits, cross-validation, one film for the Space and predict); masks predicted once and cached beside the dataset."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -12,13 +13,14 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from transformers import AutoImageProcessor
 
+from covid_cxr.cli.predict import main as predict_main
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
-from covid_cxr.data.predecode import predecode, train_side
 from covid_cxr.data.processor_size import set_processor_size
-from covid_cxr.lungs.dataset_masks import MASK_SIDE, with_lung_masks
+from covid_cxr.lungs.dataset_masks import MASK_SIDE, segmenter_fingerprint, with_lung_masks
+from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs, lungs_first, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter
-from covid_cxr.training.arguments import DataArguments
-from covid_cxr.training.inputs import prepare_inputs
+from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
+from covid_cxr.training.run import run
 from tests.conftest import FIXTURE_ROOT, tiny_run_arguments
 
 SIDE = 56
@@ -87,32 +89,107 @@ def test_masks_are_predicted_once_and_cached_beside_the_dataset(
     np.testing.assert_array_equal(np.asarray(with_lung_masks(split, segmenter)[MASK_COLUMN]), masks)
 
 
-def test_lung_focus_changes_training_pixels_outside_the_lungs_only(
-    processor, backbone: Path, small_dataset: Path, lungs_folder: Path
-) -> None:
-    _, _, _, training_args = tiny_run_arguments(backbone, small_dataset, small_dataset.parent / "unused")
-    lungs = LungSegmenter.from_pretrained(lungs_folder)
-
-    def train_pixels(focus: bool) -> np.ndarray:
-        splits = datasets.load_from_disk(str(small_dataset))
-        args = DataArguments(dataset=str(small_dataset), lung_focus=focus)
-        train, validation, _ = prepare_inputs(splits, processor, args, training_args, lungs)
-        assert len(validation) == splits["validation"].num_rows
-        return np.stack([train[i]["pixel_values"][0].numpy() for i in range(len(train))])
-
-    plain, focused = train_pixels(False), train_pixels(True)
-    side = train_side(SIDE)
-    masks = with_lung_masks(datasets.load_from_disk(str(small_dataset))["train"], lungs)[MASK_COLUMN]
-    inside = np.stack([np.asarray(Image.fromarray(np.uint8(m) * 255).resize((side, side))) >= 128 for m in masks])
-    np.testing.assert_array_equal(focused[inside], plain[inside])
-    assert np.abs(focused[~inside].astype(int) - plain[~inside]).mean() > 1
+def grey(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L")).astype(int)
 
 
-def test_lung_focus_is_for_training_only_and_needs_a_segmenter(processor, backbone: Path, small_dataset: Path) -> None:
+def test_lungs_first_keeps_the_lungs_and_blurs_the_rest_in_every_split(lungs_folder: Path, small_dataset: Path) -> None:
     splits = datasets.load_from_disk(str(small_dataset))
-    with pytest.raises(ValueError, match="training only"):
-        predecode(splits["validation"], processor, train=False, lung_focus=True)
-    _, _, _, training_args = tiny_run_arguments(backbone, small_dataset, small_dataset.parent / "unused")
-    args = DataArguments(dataset=str(small_dataset), lung_focus=True)
-    with pytest.raises(FileNotFoundError, match="make lungs"):
-        prepare_inputs(splits, processor, args, training_args, None)
+    segmenter = LungSegmenter.from_pretrained(lungs_folder)
+    focused = lungs_first_splits(splits, segmenter)
+    blurred_films = 0
+    for name, split in splits.items():
+        assert focused[name].num_rows == split.num_rows  # no film lost: one with no plausible lungs stays whole
+        masks = with_lung_masks(split, segmenter)[MASK_COLUMN]
+        for before, after, mask in zip(split["image"], focused[name]["image"], masks, strict=True):
+            lungs = np.asarray(Image.fromarray(np.uint8(mask) * 255).resize(before.size)) >= 128
+            np.testing.assert_array_equal(grey(after)[lungs], grey(before)[lungs])
+            if not lungs.all():  # a plausible mask: what lies outside the lungs (and their margin) is blurred
+                assert np.abs(grey(after)[~lungs] - grey(before)[~lungs]).mean() > 1
+                blurred_films += 1
+    assert blurred_films > 0.8 * sum(split.num_rows for split in splits.values())
+
+
+def test_one_film_is_focused_as_the_dataset_focuses_it(lungs_folder: Path, small_dataset: Path) -> None:
+    """The Space and `covid-cxr predict` call focus_on_lungs: the same pixels the model was trained on."""
+    split = datasets.load_from_disk(str(small_dataset))["test"]
+    segmenter = LungSegmenter.from_pretrained(lungs_folder)
+    focused = lungs_first(split, segmenter)
+    masks = with_lung_masks(split, segmenter)[MASK_COLUMN]
+    index = next(i for i, mask in enumerate(masks) if not np.asarray(mask).all())
+    alone = grey(focus_on_lungs(split[index]["image"], segmenter))
+    assert (alone == grey(focused[index]["image"])).mean() > 0.99  # batched and single passes may flip a mask pixel
+
+
+def test_a_film_without_lungs_cannot_be_focused(lungs_folder: Path) -> None:
+    with pytest.raises(NoLungsError, match="no plausible lung fields"):
+        focus_on_lungs(Image.new("L", (300, 300), 128), LungSegmenter.from_pretrained(lungs_folder))
+
+
+def test_the_cross_validation_trains_and_scores_focused_films(
+    lungs_folder: Path, small_dataset: Path, backbone: Path, monkeypatch
+) -> None:
+    from study import finetune_rounds
+
+    dataset = datasets.concatenate_datasets(list(datasets.load_from_disk(str(small_dataset)).values()))
+    arguments = tiny_run_arguments(backbone, small_dataset, small_dataset.parent / "unused", lung_focus=True)
+    segmenter = LungSegmenter.from_pretrained(lungs_folder)
+    with pytest.raises(ValueError, match="needs the lung segmenter"):
+        finetune_rounds.finetune_scorer(arguments, dataset, small_dataset.parent / "cv")
+
+    class Trained(Exception):
+        pass
+
+    def fit(*args):
+        raise Trained(args[4])  # the splits the round would train on
+
+    monkeypatch.setattr(finetune_rounds, "fit", fit)
+    scorer = finetune_rounds.finetune_scorer(arguments, dataset, small_dataset.parent / "cv", segmenter)
+    train = np.arange(0, dataset.num_rows, 2)
+    with pytest.raises(Trained) as trained:
+        scorer(0, train, np.array([1]), np.array([3]))
+    expected = lungs_first(dataset, segmenter).select(train)
+    for seen, wanted in zip(trained.value.args[0]["train"]["image"], expected["image"], strict=True):
+        np.testing.assert_array_equal(grey(seen), grey(wanted))
+
+
+@pytest.fixture(scope="module")
+def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_folder: Path) -> Path:
+    output = tmp_path_factory.mktemp("lungs-first")
+    run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder, lung_focus=True))
+    return output
+
+
+def test_a_lungs_first_model_records_its_focus_and_its_unfocused_figures(
+    lungs_first_model: Path, lungs_folder: Path
+) -> None:
+    config = json.loads((lungs_first_model / "config.json").read_text())
+    assert config["lung_focus"]["segmenter_fingerprint"] == segmenter_fingerprint(
+        LungSegmenter.from_pretrained(lungs_folder)
+    )
+    results = json.loads((lungs_first_model / "all_results.json").read_text())
+    assert {"test_unfocused_roc_auc", "test_unfocused_mixed_sources_roc_auc"} <= results.keys()
+    assert "lungs first" in (lungs_first_model / "README.md").read_text()
+
+
+def test_a_lungs_first_model_is_served_on_focused_films_only(
+    lungs_first_model: Path, lungs_folder: Path, small_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    with pytest.raises(NeedsLungSegmenter, match="trained lungs first"):
+        Predictor(lungs_first_model)
+    segmenter = LungSegmenter.from_pretrained(lungs_folder)
+    predictor = Predictor(lungs_first_model, segmenter)
+    film = datasets.load_from_disk(str(small_dataset))["test"][0]["image"]
+    film.save(tmp_path / "film.png")
+    given = []
+    forward = predictor.forward
+    monkeypatch.setattr(predictor, "forward", lambda pixels, heatmap: given.append(pixels) or forward(pixels, heatmap))
+    predictor.analyse(tmp_path / "film.png")
+    expected = predictor.processor(focus_on_lungs(film, segmenter).convert("RGB"), return_tensors="pt")
+    np.testing.assert_allclose(given[0].numpy(), expected["pixel_values"].numpy(), atol=1e-5)
+
+
+def test_predict_refuses_a_lungs_first_model_without_a_segmenter(lungs_first_model: Path, tmp_path: Path) -> None:
+    image = sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0]
+    with pytest.raises(SystemExit, match="lung segmenter"):
+        predict_main(["--model", str(lungs_first_model), "--inputs", str(image), "--output", str(tmp_path / "o.csv")])

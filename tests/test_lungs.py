@@ -11,14 +11,22 @@ import pytest
 from PIL import Image
 
 from covid_cxr.lungs.__main__ import main as lungs_cli
-from covid_cxr.lungs.fitting import cross_validate, read_mask
-from covid_cxr.lungs.measures import attention_share, components, dice
+from covid_cxr.lungs.fitting import cross_validate, fit_head, read_mask
+from covid_cxr.lungs.measures import attention_ratio, attention_share, attention_warning, components, dice
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.serving.wording import attention_words
 
 
 def test_held_out_dice_beats_a_constant_mask(lung_data) -> None:
     segmenter, chosen, features, masks = lung_data
-    results = cross_validate(segmenter, features, masks, [p.patient_id for p in chosen], folds=4)
+    results = cross_validate(
+        lambda x, y, seed: fit_head(segmenter, x, y, seed=seed),
+        segmenter.decode,
+        features,
+        masks,
+        [p.patient_id for p in chosen],
+        folds=4,
+    )
     low, high = results["dice_ci95"]
     assert low <= results["dice_mean"] <= high
     assert results["mean_mask_dice"] < 0.85 < results["dice_mean"]  # a fixed lung-shaped mask cannot get there
@@ -67,3 +75,58 @@ def test_attention_share_and_components() -> None:
     assert attention_share(inside, mask) == 1.0 and attention_share(outside, mask) == 0.0
     assert attention_share(inside + outside, mask) == pytest.approx(mask.mean())
     assert components(mask) == 2 and components(np.zeros_like(mask)) == 0
+
+
+def test_the_attention_ratio_tells_an_even_spread_from_heat_on_the_lungs() -> None:
+    """Against the lungs' share of the image: an even map is 'no more on the lungs than elsewhere', a map inside the
+    lungs is on the lungs, even though the even map's share inside (the lungs' area) looks respectable."""
+    lungs = np.zeros((64, 64), dtype=bool)
+    lungs[8:56, 6:28] = lungs[8:56, 36:58] = True  # about half the image, as on a tight chest film
+    even, inside = np.ones(lungs.shape), np.where(lungs, 1.0, 0.0)
+    assert attention_share(even, lungs) == pytest.approx(lungs.mean())
+    assert attention_ratio(even, lungs) == pytest.approx(1.0)
+    assert attention_warning(attention_ratio(even, lungs))
+    assert attention_ratio(inside, lungs) == pytest.approx(1 / lungs.mean())
+    assert not attention_warning(attention_ratio(inside, lungs))
+    assert attention_warning(attention_ratio(np.zeros(lungs.shape), lungs))  # no heat at all: nothing on the lungs
+
+
+def test_the_space_words_the_ratio_for_a_clinician() -> None:
+    assert "no more than on the rest of the image" in attention_words(0.45, 1.0)
+    words = attention_words(0.9, 2.4)
+    assert "2.4 times as concentrated there" in words and "no more" not in words
+
+
+def test_the_standard_pipeline_model_finds_the_lungs_the_project_segmenter_finds(
+    lung_data, lungs_folder: Path, tmp_path: Path
+) -> None:
+    """Fitted as `covid-cxr train-lungs` fits it, saved, and loaded back by `pipeline()` offline, from safetensors,
+    without remote code or this package: its lung mask agrees with the project's segmenter's on real films."""
+    from transformers import pipeline
+
+    from covid_cxr.data.imaging import load_image
+    from covid_cxr.lungs.fitting import TARGET_SCALE, mask_targets, train_head
+    from covid_cxr.lungs.standard import (
+        lung_logits,
+        lung_probability,
+        save_standard,
+        stage_features,
+        standard_model,
+    )
+
+    _, chosen, features, masks = lung_data
+    project = LungSegmenter.from_pretrained(lungs_folder)
+    standard, stages = standard_model(project), stage_features(project, features)
+    targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
+    train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), stages, targets)
+    save_standard(standard, project, tmp_path / "pipeline")
+    assert not list((tmp_path / "pipeline").glob("*.bin")) and not list((tmp_path / "pipeline").glob("*.py"))
+
+    segment = pipeline("image-segmentation", model=str(tmp_path / "pipeline"), trust_remote_code=False)
+    films = [load_image(p.image).image for p in chosen[:6]]
+    for i, (film, expected) in enumerate(zip(films, project.masks(films), strict=True)):
+        found = {r["label"]: np.asarray(r["mask"]) > 0 for r in segment(film.convert("RGB"))}
+        assert found["lung"].shape == expected.shape
+        # the pipeline computes exactly what the head was fitted on (its backbone's feature maps are ours)
+        assert dice(found["lung"], lung_probability(standard, stages[i], expected.shape) >= 0.5) > 0.99
+        assert dice(found["lung"], expected) > 0.8  # two heads fitted on the same 40 masks: the same lungs

@@ -70,8 +70,13 @@ context = ModelCardContext(
         "test_lung_attention_mean": 0.8,
         "test_mixed_sources_lung_attention_mean": 0.7,
         "test_lung_attention_below_half": 0.1,
+        "test_lung_attention_ratio_median": 2.1,
+        "test_lung_attention_warned": 0.2,
+        "test_lung_attention_warning_below": 1.2,
+        "test_ieee8023_non_covid_lung_attention_warned": 0.25,
     },
     occlusion={},
+    unfocused={},
     cross_validation={"cv_folds": 5.0, "cv_mixed_sources_n": 463.0, "cv_mixed_sources_roc_auc": 0.7,
                       "cv_mixed_sources_roc_auc_low": 0.6, "cv_mixed_sources_roc_auc_high": 0.8, "cv_n": 2086.0,
                       "cv_roc_auc": 0.95, "cv_roc_auc_low": 0.94, "cv_roc_auc_high": 0.96},
@@ -87,6 +92,7 @@ card = str(render_model_card(context))
 assert "Not a medical device" in card and "{{" not in card and "org/cxr" in card, card[:500]
 assert "80% of the\\nmodel's attention is on the lungs" in card, card
 assert "Cross-validated: mixed-label ROC AUC 0.700 (95% CI 0.600-0.800), 5-fold" in card, card
+assert "| ieee8023 | non_covid | 25% |" in card and "median\\n**2.1 times**" in card, card
 print(len(modules), "modules")
 """
 

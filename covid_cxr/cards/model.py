@@ -10,6 +10,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from covid_cxr.cards.facts import DataFacts
 from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
 from covid_cxr.evaluation.grouped import MIXED, Evaluation
+from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.modeling.calibration import Calibration
 
 _TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
@@ -35,6 +36,7 @@ class Recipe:
     source_adversary: float = 0.0
     source_adversary_ramp: bool = False
     max_steps: int = -1  # -1: the epochs decide how long it trains
+    framing: str = "centre crop"  # how the film meets the input square; reports written before this field cropped
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class ModelCardContext:
     lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
     occlusion: dict[str, dict]  # the occlusion test on test (covid_cxr.audit.card), by subset; empty without lungs
     cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
+    unfocused: dict[str, float]  # a lungs-first model's test figures on whole films (test_unfocused_*); else empty
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
     dataset_hub_id: str | None  # the Hub dataset the card names (None: a local dataset, never named by its path)
@@ -96,6 +99,19 @@ def eval_results(context: ModelCardContext) -> list[EvalResult]:
     ]
 
 
+def attention_groups(lung_attention: dict[str, float]) -> list[dict[str, object]]:
+    """How often the attention warning fired per source and label, from the flat test figures
+    (test_<source>_<label>_lung_attention_warned; covid_cxr.training.report.lung_attention_summary)."""
+    prefix, suffix = "test_", "_lung_attention_warned"
+    groups = []
+    for key, warned in lung_attention.items():
+        middle = key[len(prefix) : -len(suffix)] if key.startswith(prefix) and key.endswith(suffix) else ""
+        label = next((name for name in sorted(CLASS_NAMES, key=len, reverse=True) if middle.endswith(f"_{name}")), None)
+        if label is not None:
+            groups.append({"source": middle[: -len(label) - 1], "label": label, "warned": warned})
+    return groups
+
+
 def render_model_card(context: ModelCardContext) -> ModelCard:
     """Fill ``model_card.md`` with this run's measured metrics (test split at the stored threshold)."""
     card_data = ModelCardData(
@@ -129,8 +145,10 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         threshold=context.calibration.threshold,
         baseline=context.baseline,
         lung_attention=context.lung_attention,
+        attention_groups=attention_groups(context.lung_attention),
         occlusion=context.occlusion,
         cross_validation=context.cross_validation,
+        unfocused=context.unfocused,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,

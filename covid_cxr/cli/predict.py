@@ -21,7 +21,16 @@ from pathlib import Path
 
 from covid_cxr.cli.parsing import parse_arguments
 
-COLUMNS = ("file", "status", "covid_probability", "decision", "threshold", "lung_attention", "reason")
+COLUMNS = (
+    "file",
+    "status",
+    "covid_probability",
+    "decision",
+    "threshold",
+    "lung_attention",
+    "lung_attention_ratio",
+    "reason",
+)
 
 
 @dataclass
@@ -106,6 +115,7 @@ def score(predictor, files: Sequence[Path], heatmap: bool, max_bytes: int) -> It
             "covid_probability": round(prediction.covid_probability, 4),
             "decision": decision,
             "lung_attention": None if attention is None else round(attention, 3),
+            "lung_attention_ratio": None if attention is None else round(prediction.lung_attention_ratio, 2),
         }
 
 
@@ -140,7 +150,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
 
     from covid_cxr.hub import fetch_model_folder
     from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
-    from covid_cxr.serving.predictor import Predictor
+    from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
 
     folder = fetch_model_folder(args.model)
     if folder is None:
@@ -150,7 +160,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
         if not holds_segmenter(args.lung_segmenter):
             sys.exit(f"error: no lung segmenter in {args.lung_segmenter} (covid-cxr train-lungs writes one)")
         segmenter = LungSegmenter.from_pretrained(args.lung_segmenter)
-    predictor = Predictor(folder, segmenter)
+    try:
+        predictor = Predictor(folder, segmenter)
+    except NeedsLungSegmenter as err:
+        sys.exit(f"error: --model {args.model}: {err}")
     rows = score(predictor, files, heatmap=segmenter is not None, max_bytes=args.max_megabytes * 2**20)
     counts = write_rows(rows, output)
     others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status != "ok")

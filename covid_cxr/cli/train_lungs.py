@@ -4,8 +4,9 @@ cross-validation, saved as safetensors.
 
     covid-cxr train-lungs --masks cxr-lung-masks/ --images cxr/ --output_dir lungs/
 
-Writes lung_segmenter.safetensors + lung_segmenter.json (the model) and cv_results.json (Dice and IoU per fold,
-with patient-bootstrap 95% intervals) into --output_dir.
+Writes lung_segmenter.safetensors + lung_segmenter.json (the model), pipeline/ (the same segmenter as a standard
+transformers UperNet that `pipeline("image-segmentation", model=".../pipeline")` loads with no remote code), and
+cv_results.json (Dice and IoU of both, with patient-bootstrap 95% intervals) into --output_dir.
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from covid_cxr.lungs.fitting import (
     read_mask,
     read_pairs,
     token_features,
+    train_head,
 )
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.lungs.standard import (
+    PIPELINE_FOLDER,
+    lung_logits,
+    lung_probability,
+    save_standard,
+    stage_features,
+    standard_model,
+)
 from covid_cxr.modeling.backbones import resolve_backbone
 from covid_cxr.outputs import OutputFolderError, check_output_dir
 
@@ -64,16 +74,41 @@ def main(
     features = token_features(segmenter, [p.image for p in pairs])
     masks = [read_mask(p.mask) for p in pairs]
     patients = [p.patient_id for p in pairs]
-    results = cross_validate(segmenter, features, masks, patients, args.folds) if args.folds > 1 else {}
-    fit_head(segmenter, features, mask_targets(masks, features.shape[-1] * TARGET_SCALE))
+    targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
+
+    def fit_project(x, y, seed: int) -> None:
+        fit_head(segmenter, x, y, seed=seed)
+
+    standard, stages = standard_model(segmenter), stage_features(segmenter, features)
+
+    def fit_standard(x, y, seed: int) -> None:
+        train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), x, y, seed=seed)
+
+    def decode_standard(x, size: tuple[int, int]):
+        return lung_probability(standard, x, size)
+
+    results = {}
+    if args.folds > 1:
+        results = cross_validate(fit_project, segmenter.decode, features, masks, patients, args.folds)
+        standard_cv = cross_validate(fit_standard, decode_standard, stages, masks, patients, args.folds)
+        results["pipeline"] = {k: v for k, v in standard_cv.items() if k != "per_image_dice"}
+    fit_project(features, targets, 0)
+    fit_standard(stages, targets, 0)
     trained_on = {"masks": args.masks, "images": len(pairs), "patients": len(set(patients)), "backbone": args.backbone}
     segmenter.config.trained_on.update(trained_on)
     segmenter.save_pretrained(args.output_dir)
+    save_standard(standard, segmenter, Path(args.output_dir) / PIPELINE_FOLDER)
     results |= {"seconds": round(time.perf_counter() - start, 1), **trained_on}
     (Path(args.output_dir) / CV_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     if "dice_mean" in results:
         (low, high), iou = results["dice_ci95"], results["iou_mean"]
         print(f"Cross-validated Dice {results['dice_mean']:.3f} (95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}")
+        standard_cv = results["pipeline"]
+        (low, high), iou = standard_cv["dice_ci95"], standard_cv["iou_mean"]
+        print(
+            f"The standard pipeline model ({PIPELINE_FOLDER}/): Dice {standard_cv['dice_mean']:.3f} "
+            f"(95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}"
+        )
     print(f"Lung segmenter saved to {args.output_dir}/ in {results['seconds']:.0f} s")
 
 

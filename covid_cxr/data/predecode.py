@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from transformers import BaseImageProcessor
 
-from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
 from covid_cxr.data.processor_size import processor_size
 
 TRAIN_MARGIN = 8 / 7  # stored train side / model input side: room for the random crop at ~1:1 resampling
@@ -27,20 +26,16 @@ def train_side(input_side: int) -> int:
     return round(input_side * TRAIN_MARGIN)
 
 
-def decode_for_training(
-    images: list[Image.Image], input_side: int, lung_masks: list[np.ndarray] | None = None
-) -> np.ndarray:
-    """The whole image, squashed to a square with margin for the random crop (as the PIL augmentation does);
-    blurred outside the lungs when their masks (of the squashed image) are given."""
+def decode_for_training(images: list[Image.Image], input_side: int) -> np.ndarray:
+    """The whole image, squashed to a square with margin for the random crop (as the PIL augmentation does)."""
     side = train_side(input_side)
     grey = [np.asarray(image.convert("L").resize((side, side), Image.Resampling.BICUBIC)) for image in images]
-    if lung_masks is not None:
-        grey = [blur_outside(pixels, np.asarray(mask, bool)) for pixels, mask in zip(grey, lung_masks, strict=True)]
     return np.stack(grey)[:, None]
 
 
 def decode_for_evaluation(images: list[Image.Image], processor: BaseImageProcessor) -> np.ndarray:
-    """The processor's own resize and crop, stopping before rescaling: what `pipeline()` sees, in uint8."""
+    """The processor's own resize (and crop, for a processor that crops), stopping before rescaling: what
+    `pipeline()` sees, in uint8."""
     rgb = [image.convert("L").convert("RGB") for image in images]
     pixels = processor(rgb, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
     return np.clip(np.rint(pixels[:, :1]), 0, 255).astype(np.uint8)
@@ -93,21 +88,15 @@ def predecode(
     train: bool,
     num_proc: int | None = None,
     desc: str = "Pre-decoding",
-    lung_focus: bool = False,
 ) -> PixelDataset:
-    """Decode a split once (cached by `datasets` beside it) for training (`train`) or for evaluation.
-
-    `lung_focus` (training only) blurs each image outside its `lung_mask` column (covid_cxr.lungs.dataset_masks).
-    """
-    if lung_focus and not train:
-        raise ValueError("lung focus is for training only: evaluation sees whole images, as pipeline() does")
+    """Decode a split once (cached by `datasets` beside it) for training (`train`) or for evaluation."""
     input_side = processor_size(processor)
     side = train_side(input_side) if train else input_side
-    columns = ["image", "label", MASK_COLUMN] if lung_focus else ["image", "label"]
+    columns = ["image", "label"]
 
     def decode(batch: dict) -> dict:
         if train:
-            return {"pixels": decode_for_training(batch["image"], input_side, batch.get(MASK_COLUMN))}
+            return {"pixels": decode_for_training(batch["image"], input_side)}
         return {"pixels": decode_for_evaluation(batch["image"], processor)}
 
     features = datasets.Features(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from transformers import BaseImageProcessor
 
+WHOLE_FILM = "whole film"  # the recipe's framing (covid_cxr.cards.model.Recipe): squashed to a square, no crop
+
 
 def processor_size(processor: BaseImageProcessor) -> int:
     """The square input side the processor produces (its crop size, else its resize target)."""
@@ -14,10 +16,10 @@ def processor_size(processor: BaseImageProcessor) -> int:
 
 
 def set_processor_size(processor: BaseImageProcessor, side: int) -> None:
-    """Make the processor produce side x side inputs, keeping its resize-then-crop ratio (e.g. 256/224)."""
-    if getattr(processor, "do_center_crop", False) and "shortest_edge" in processor.size:
-        ratio = processor.size["shortest_edge"] / processor_size(processor)
-        processor.size = {"shortest_edge": round(side * ratio)}
-        processor.crop_size = {"height": side, "width": side}
-    else:
-        processor.size = {"height": side, "width": side}
+    """Make the processor squash the whole film to side x side, as `pipeline()` then does too.
+
+    A centre crop (most backbones' processors resize the short side and crop its centre) cuts the lateral lung
+    edges of a wide film, where COVID-19 opacities tend to be, and the apices and bases of a tall one. Squashing
+    keeps every lung pixel, and it is what the training augmentation and the lung segmenter already see."""
+    processor.do_center_crop = False
+    processor.size = {"height": side, "width": side}

@@ -18,7 +18,6 @@ import kornia.augmentation as K
 import torch
 from transformers import BaseImageProcessor
 
-from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
 from covid_cxr.data.processor_size import processor_size
 
 
@@ -69,19 +68,16 @@ class DevicePixels:
         return (x.expand(-1, self.mean.shape[1], -1, -1) * (255 * self.rescale) - self.mean) / self.std
 
 
-def train_transform(processor: BaseImageProcessor, augmentation: Augmentation, lung_focus: bool = False) -> Callable:
-    """`set_transform` function for training: PIL images decoded as pre-decoding decodes them (blurred outside
-    the lungs first with `lung_focus`, from the batch's `lung_mask` column), then :class:`DevicePixels`."""
+def train_transform(processor: BaseImageProcessor, augmentation: Augmentation) -> Callable:
+    """`set_transform` function for training: PIL images decoded as pre-decoding decodes them, then
+    :class:`DevicePixels`."""
     from covid_cxr.data.predecode import decode_for_training  # here, not at the top: predecode imports this module
 
     side = processor_size(processor)
     device_pixels = DevicePixels(processor, augmentation)
 
     def transform(batch: dict) -> dict:
-        images = batch["image"]
-        if lung_focus:
-            images = [blur_image_outside(image, mask) for image, mask in zip(images, batch[MASK_COLUMN], strict=True)]
-        pixels = torch.from_numpy(decode_for_training(images, side))
+        pixels = torch.from_numpy(decode_for_training(batch["image"], side))
         return {"pixel_values": device_pixels(pixels, train=True), "labels": batch["label"]}
 
     return transform

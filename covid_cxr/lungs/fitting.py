@@ -7,6 +7,7 @@ trains on them in seconds. Masks are compared at their own resolution, as the CL
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from covid_cxr.evaluation.bootstrap import patient_bootstrap
 from covid_cxr.lungs.measures import dice, iou
 from covid_cxr.lungs.segmenter import LungSegmenter
 
+# Fits a head afresh on (features, targets, seed); gives one image's lung probability from its features at a size
+Fitter = Callable[[torch.Tensor, torch.Tensor, int], None]
+Decoder = Callable[[torch.Tensor, tuple[int, int]], np.ndarray]
 TARGET_SCALE = 4  # the loss compares logits upsampled 4x from the token grid with the mask at that size
 
 
@@ -71,11 +75,24 @@ def mask_targets(masks: list[np.ndarray], side: int) -> torch.Tensor:
 def fit_head(
     segmenter: LungSegmenter, features: torch.Tensor, targets: torch.Tensor, epochs: int = 40, seed: int = 0
 ) -> None:
-    """Train the head (in place) with BCE + soft Dice on upsampled logits; Adam, cosine schedule, batch 16."""
+    """Train the segmenter's head (in place) on its patch tokens."""
+    train_head(segmenter.head, segmenter.head, features, targets, epochs, seed)
+
+
+def train_head(
+    head: nn.Module,
+    lung_logits: Callable[[torch.Tensor], torch.Tensor],
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    epochs: int = 40,
+    seed: int = 0,
+) -> None:
+    """Train `head` afresh (in place) so that `lung_logits(features)` (N, 1, h, w) match the targets: BCE + soft
+    Dice on logits upsampled to the targets; AdamW, cosine schedule, batch 16. The one recipe both the project's
+    head and the standard model's (covid_cxr.lungs.standard) are fitted by."""
     torch.manual_seed(seed)
-    head = segmenter.head
     for module in head.modules():
-        if isinstance(module, nn.Conv2d):
+        if module is not head and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(features) / 16))
@@ -83,7 +100,9 @@ def fit_head(
     head.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(features)).split(16):
-            logits = nn.functional.interpolate(head(features[batch].float()), size=targets.shape[-2:], mode="bilinear")
+            logits = nn.functional.interpolate(
+                lung_logits(features[batch].float()), size=targets.shape[-2:], mode="bilinear"
+            )
             probabilities = torch.sigmoid(logits)
             overlap = (probabilities * targets[batch]).sum(dim=(1, 2, 3))
             soft_dice = 1 - (2 * overlap + 1) / (
@@ -97,13 +116,11 @@ def fit_head(
     head.eval()
 
 
-def scores(
-    segmenter: LungSegmenter, features: torch.Tensor, masks: list[np.ndarray]
-) -> tuple[list[float], list[float]]:
-    """Dice and IoU of the thresholded prediction against each mask, at the mask's own size."""
+def scores(decode: Decoder, features: torch.Tensor, masks: list[np.ndarray]) -> tuple[list[float], list[float]]:
+    """Dice and IoU of the prediction thresholded at 0.5 against each mask, at the mask's own size."""
     dices, ious = [], []
     for feature, mask in zip(features, masks, strict=True):
-        predicted = segmenter.decode(feature, mask.shape) >= segmenter.config.threshold
+        predicted = decode(feature, mask.shape) >= 0.5
         dices.append(dice(predicted, mask))
         ious.append(iou(predicted, mask))
     return dices, ious
@@ -115,16 +132,17 @@ def bootstrap_ci(values: np.ndarray, groups: np.ndarray, rounds: int = 2000, see
 
 
 def cross_validate(
-    segmenter: LungSegmenter, features: torch.Tensor, masks: list[np.ndarray], patients: list[str], folds: int = 5
+    fit: Fitter, decode: Decoder, features: torch.Tensor, masks: list[np.ndarray], patients: list[str], folds: int = 5
 ) -> dict[str, object]:
-    """Patient-grouped k-fold: each image scored by a head that never saw its patient."""
+    """Patient-grouped k-fold: each image scored by a head that never saw its patient (`fit` trains it afresh on
+    some features and targets, `decode` gives one image's lung probability at a size)."""
     side = features.shape[-1] * TARGET_SCALE
     targets = mask_targets(masks, side)
     dices, ious, constant = np.zeros(len(masks)), np.zeros(len(masks)), np.zeros(len(masks))
     groups = np.asarray(patients)
     for fold, (train, held_out) in enumerate(GroupKFold(n_splits=folds).split(features, groups=groups)):
-        fit_head(segmenter, features[train], targets[train], seed=fold)
-        fold_dices, fold_ious = scores(segmenter, features[held_out], [masks[i] for i in held_out])
+        fit(features[train], targets[train], fold)
+        fold_dices, fold_ious = scores(decode, features[held_out], [masks[i] for i in held_out])
         dices[held_out], ious[held_out] = fold_dices, fold_ious
         prior = Image.fromarray((targets[train].mean(dim=0)[0].numpy() >= 0.5).astype(np.uint8))  # the mean mask
         for i in held_out:

@@ -32,6 +32,26 @@ def attention_share(heat: np.ndarray, mask: np.ndarray) -> float:
     return float(heat[mask].sum() / total) if total > 0 else 0.0
 
 
+# Below this ratio the heat is "no more on the lungs than elsewhere": within a fifth of an evenly spread map
+# (ratio 1), a difference a Grad-CAM of one value per 14 px patch, blurred across the lung borders, cannot resolve.
+RATIO_WARNING = 1.2
+
+
+def attention_ratio(heat: np.ndarray, mask: np.ndarray) -> float:
+    """The heat's share inside the mask over the mask's share of the grid: heat per unit of lung area against the
+    map's average. 1 is an evenly spread map (no more on the lungs than anywhere else), 1 / (lung share) all heat
+    on the lungs, below 1 heat drawn away from them; NaN when there is no heat or no lung."""
+    area = float(mask.mean())
+    if area == 0 or float(heat.sum()) <= 0:
+        return float("nan")
+    return attention_share(heat, mask) / area
+
+
+def attention_warning(ratio: float) -> bool:
+    """Whether a heat map's lung ratio says "no more on the lungs than elsewhere" (an undefined ratio does too)."""
+    return not ratio >= RATIO_WARNING
+
+
 MAX_UNSURE = 0.35  # set above the validation X-rays' unsure shares; bench/lungs.py counts the chest films it refuses
 
 

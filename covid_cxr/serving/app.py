@@ -16,7 +16,7 @@ from covid_cxr.hub import fetch_model_folder
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.serving.cleanup import claim_cache, start_sweeper
 from covid_cxr.serving.examples import write_examples
-from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, Predictor
+from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, NeedsLungSegmenter, Predictor
 from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo, quiet_refusals
 
 logger = logging.getLogger(__name__)
@@ -98,11 +98,11 @@ def main(app_dir: Path, build_dir: Path | None = None) -> None:
         print(f"No trained model at {model or 'MODEL (unset)'}: set MODEL to a model folder or Hub id.")
     lifetime = int(os.environ.get("FILE_LIFETIME_S", FILE_LIFETIME_S))  # how long uploads and results are kept
     cache = private_cache()
-    demo = (
-        build_demo(Predictor(folder, lung_segmenter(app_dir, build_dir)), examples, lifetime)
-        if folder
-        else missing_model_demo(model or "MODEL (unset)")
-    )
+    try:
+        predictor = Predictor(folder, lung_segmenter(app_dir, build_dir)) if folder else None
+    except NeedsLungSegmenter as err:
+        sys.exit(f"Cannot serve {model}: {err}")  # one line in the Space's log, no traceback
+    demo = build_demo(predictor, examples, lifetime) if predictor else missing_model_demo(model or "MODEL (unset)")
     # what exists now is kept: the example thumbnails
     start_sweeper(cache, lifetime, keep=frozenset(cache.rglob("*")), file_sets=demo.temp_file_sets)
     demo.queue(default_concurrency_limit=2).launch(

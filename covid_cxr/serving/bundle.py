@@ -13,6 +13,7 @@ from huggingface_hub import SpaceCard
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
 from covid_cxr.lungs.segmenter import holds_segmenter
+from covid_cxr.lungs.standard import PIPELINE_FOLDER
 from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR
 from covid_cxr.outputs import check_output_dir, replacing
 from covid_cxr.serving.app import MODEL_ID_FILE
@@ -60,8 +61,9 @@ def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | 
         target = output_dir / module.relative_to(PACKAGE_ROOT.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(module, target)
-    if lungs is not None and holds_segmenter(lungs):  # the lung segmenter, for outlines and attention
-        shutil.copytree(lungs, output_dir / "lungs")
+    if lungs is not None and holds_segmenter(lungs):  # the lung segmenter, for outlines, attention and focus
+        # without its standard-pipeline copy, which the Space does not run
+        shutil.copytree(lungs, output_dir / "lungs", ignore=shutil.ignore_patterns(PIPELINE_FOLDER))
     card = SpaceCard.load(space_source / "README.md")
     if Path(model).is_dir():
         config = _copy_model(Path(model), output_dir / "model")

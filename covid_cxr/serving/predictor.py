@@ -8,11 +8,15 @@ One backbone pass serves them all: the classifier's forward (onnxruntime when th
 ONNX export, else PyTorch without gradients) gives the logits and every hidden state; the scope guard reads the
 middle one, Grad-CAM re-runs only the head on the last one, and the lung segmenter continues from the last block
 it shares with the classifier (the frozen ones), running just its own later blocks.
+
+A model trained lungs first (`lung_focus` in its config.json) sees every film blurred outside its lung fields, as
+it was trained: that needs the segmenter, and a film with no plausible lung fields is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +27,10 @@ from PIL import Image
 from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import processor_size
 from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
-from covid_cxr.lungs.attention import lung_share
+from covid_cxr.lungs.attention import lung_measures
+from covid_cxr.lungs.dataset_masks import segmenter_fingerprint
+from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
+from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.heatmap import grad_cam, has_dinov2_head, head_cam, outline, overlay, token_grid
@@ -31,11 +38,16 @@ from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_imag
 from covid_cxr.modeling.onnx_export import OUTPUTS, current_session
 from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason, scope_features
 
+logger = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DISPLAY_PX = 448  # the side of the result images: the model's input upscaled, so outlines and heat stay legible
 # the smallest classifier input, as a share of the segmenter's own, whose tokens the segmenter reads (coarser
 # grids blur the lung fields; bench/inference.py measures the Dice at both sizes)
 MIN_SHARED_SCALE = 0.75
+
+
+class NeedsLungSegmenter(ValueError):
+    """A lungs-first model was given no lung segmenter to focus its input with; the message says what to do."""
 
 
 class OutOfScope(ValueError):
@@ -47,9 +59,10 @@ class Prediction:
     probabilities: dict[str, float]
     covid_probability: float
     covid_detected: bool
-    seen: Image.Image  # the image as the model saw it (resized and cropped), lung fields outlined when known
+    seen: Image.Image  # the image as the model saw it (resized; focused for a lungs-first model), lungs outlined
     heatmap: Image.Image | None  # Grad-CAM over the image seen, with the same outline
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
+    lung_attention_ratio: float | None = None  # that share over the lungs' share of the image (1: evenly spread)
 
 
 @dataclass
@@ -85,12 +98,29 @@ class Predictor(CovidClassifier):
         self.segmenter = segmenter
         model, processor = load_folder(self.folder)
         super().__init__(model.requires_grad_(False), processor)  # Grad-CAM takes gradients of activations only
+        self.focus = getattr(model.config, FOCUS_CONFIG_KEY, None)
+        if self.focus:
+            self._check_focus_segmenter()
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
         self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}
         self.head_cam = has_dinov2_head(self.model)
         self.session = current_session(self.folder) if self.head_cam else None
         self.shared = self._shared_layers()
+
+    def _check_focus_segmenter(self) -> None:
+        """A lungs-first model needs a segmenter; another one than it was trained with is allowed, with a warning."""
+        if self.segmenter is None:
+            raise NeedsLungSegmenter(
+                f"{self.folder} was trained lungs first (`lung_focus` in its config.json): it must see every film "
+                "blurred outside its lung fields, so serve it with a lung segmenter (--lung_segmenter, or LUNGS for "
+                "the Space; `covid-cxr train-lungs` writes one)"
+            )
+        if segmenter_fingerprint(self.segmenter) != self.focus.get("segmenter_fingerprint"):
+            logger.warning(
+                "%s was trained on lungs found by another segmenter than the one given: its inputs may differ",
+                self.folder,
+            )
 
     def _shared_layers(self) -> int:
         """How many hidden states the segmenter takes over from the classifier's pass (0: it runs its own)."""
@@ -122,6 +152,11 @@ class Predictor(CovidClassifier):
         image = load_image(source, max_bytes=max_bytes).image
         if reason := pixel_reason(image):
             raise OutOfScope(reason)
+        if self.focus:
+            try:
+                image = focus_on_lungs(image, self.segmenter)
+            except NoLungsError as err:
+                raise OutOfScope(str(err)) from err
         pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
         forward = self.forward(pixels, heatmap)
         if self.guard is not None and (reason := self.guard.reason(forward.scope[0])):
@@ -135,13 +170,16 @@ class Predictor(CovidClassifier):
         if lung_mask is not None:
             shown = outline(shown, lung_mask)
             heat = None if heat is None else outline(heat, lung_mask)
+        measured = forward.cam is not None and lung_mask is not None
+        share, ratio = lung_measures(forward.cam[0], lung_mask) if measured else (None, None)
         return Prediction(
             {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)},
             covid,
             covid >= self.threshold,
             shown,
             heat,
-            None if forward.cam is None or lung_mask is None else lung_share(forward.cam[0], lung_mask),
+            share,
+            ratio,
         )
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:

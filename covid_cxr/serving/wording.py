@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from covid_cxr.lungs.measures import attention_warning
 from covid_cxr.modeling.heatmap import colour_stops
 from covid_cxr.serving.predictor import Prediction
 
@@ -41,15 +42,20 @@ def verdict_markdown(result: Prediction, threshold: float, recorded: str | None 
             f"({'the model agrees' if agrees else 'the model disagrees'})."
         )
     if result.lung_attention is not None:
-        text = f"{result.lung_attention:.0%} of the model's attention is on the lungs (outlined in green)."
-        if result.lung_attention < 0.5:
-            text += (
-                " **The model looked mostly outside the lungs: the score may reflect the hospital or the film, "
-                "not the lungs.**"
-            )
-        lines.append(text)
+        lines.append(attention_words(result.lung_attention, result.lung_attention_ratio))
     lines.append(f"Answered in {seconds:.2f} s.")
     return "\n\n".join(lines)
+
+
+def attention_words(share: float, ratio: float | None) -> str:
+    """Where the model looked, for a clinician: its heat on the lungs against an even spread over the film."""
+    text = f"{share:.0%} of the model's attention is on the lungs (outlined in green)"
+    if ratio is None or attention_warning(ratio):
+        return text + (
+            ", **no more than on the rest of the image for its size: the score may reflect the hospital, the "
+            "film or the patient's position rather than the lungs.**"
+        )
+    return text + f": {ratio:.1f} times as concentrated there as an even spread over the image would be."
 
 
 def refusal_markdown(message: str, seconds: float | None = None) -> str:

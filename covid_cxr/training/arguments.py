@@ -31,8 +31,9 @@ class ModelArguments:
     image_size: int | None = field(
         default=168,
         metadata={
-            "help": "Square input side in px (a multiple of 14 for DINOv2); None keeps the "
-            "processor's. 168 fits the 15-minute CPU budget; use 224 or 448 on a GPU."
+            "help": "Square input side in px (a multiple of 14 for DINOv2) that the whole film is squashed "
+            "to (never centre-cropped: a crop cuts the lung edges); None keeps the processor's side. 168 fits "
+            "the 15-minute CPU budget; use 224 or 448 on a GPU."
         },
     )
     trainable_blocks: int = field(

@@ -14,8 +14,6 @@ from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.transforms import Augmentation, DevicePixels, eval_transform, train_transform
 from covid_cxr.hub import is_hub_id
 from covid_cxr.labels import CLASS_NAMES
-from covid_cxr.lungs.dataset_masks import with_lung_masks
-from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.training.arguments import DataArguments
 
 
@@ -82,21 +80,16 @@ def prepare_inputs(
     processor,
     data_args: DataArguments,
     training_args: TrainingArguments,
-    lungs: LungSegmenter | None = None,
 ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset, DevicePixels | None]:
-    """Train and validation data for Trainer: pre-decoded tensors (+ device transform) or PIL transforms; with
-    `--lung_focus`, training images blurred outside the lung fields that `lungs` finds."""
+    """Train and validation data for Trainer: pre-decoded tensors (+ device transform) or PIL transforms, of the
+    splits' images as they are (focused on the lungs already with `--lung_focus`: covid_cxr.lungs.focus)."""
     augmentation = Augmentation()
-    focus = data_args.lung_focus
-    if focus and lungs is None:
-        raise FileNotFoundError("--lung_focus needs a lung segmenter (--lung_segmenter): run `make lungs` first")
     workers = data_args.preprocessing_num_workers
-    with training_args.main_process_first(desc="lung masks and pre-decoding"):
-        train_split = with_lung_masks(splits["train"], lungs) if focus else splits["train"]
+    with training_args.main_process_first(desc="pre-decoding"):
         if not data_args.predecode:
-            train_split.set_transform(train_transform(processor, augmentation, focus))
+            splits["train"].set_transform(train_transform(processor, augmentation))
             splits["validation"].set_transform(eval_transform(processor))
-            return train_split, splits["validation"], None
-        train = predecode(train_split, processor, True, workers, "Train", focus)
+            return splits["train"], splits["validation"], None
+        train = predecode(splits["train"], processor, True, workers, "Train")
         validation = predecode(splits["validation"], processor, False, workers, "Val")
     return train, validation, DevicePixels(processor, augmentation)

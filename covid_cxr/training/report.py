@@ -23,6 +23,7 @@ from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
 from covid_cxr.lungs.attention import lung_attention
+from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.calibration import (
     TEMPERATURE_BOUNDS,
@@ -185,15 +186,30 @@ def lung_attention_summary(
     lungs: LungSegmenter,
     mixed_sources: list[str],
 ) -> dict[str, float]:
-    """How much of the COVID-19 Grad-CAM heat lies inside the lung fields on the test split: the mean share,
-    overall and on the mixed-label sources, and the share of images where most of it lies outside."""
-    shares = lung_attention(model, processor, test["image"], lungs, POSITIVE, desc="Lung attention (test)")
-    mixed = np.isin(test["source"], mixed_sources)
-    return {
-        metric_key(TEST, ALL, "lung_attention_mean"): float(shares.mean()),
-        metric_key(TEST, MIXED, "lung_attention_mean"): float(shares[mixed].mean()) if mixed.any() else math.nan,
-        metric_key(TEST, ALL, "lung_attention_below_half"): float((shares < 0.5).mean()),
+    """How much of the COVID-19 Grad-CAM heat lies inside the lung fields on the test split: the mean share and the
+    median ratio (share over the lungs' share of the image), overall and on the mixed-label sources, the share of
+    images where most heat lies outside, and how often the attention warning fires (covid_cxr.lungs.measures),
+    overall and per source and label."""
+    attention = lung_attention(model, processor, test["image"], lungs, POSITIVE, desc="Lung attention (test)")
+    warned = np.asarray([attention_warning(ratio) for ratio in attention.ratio])
+    sources, labels = np.asarray(test["source"]), np.asarray([CLASS_NAMES[label] for label in test["label"]])
+    subsets = {ALL: np.ones(len(sources), bool), MIXED: np.isin(sources, mixed_sources)}
+    figures = {
+        metric_key(TEST, ALL, "lung_attention_below_half"): float((attention.share < 0.5).mean()),
+        metric_key(TEST, ALL, "lung_attention_warning_below"): RATIO_WARNING,  # the rule, beside how often it fired
     }
+    for name, subset in subsets.items():
+        if not subset.any():
+            continue
+        figures |= {
+            metric_key(TEST, name, "lung_attention_mean"): float(attention.share[subset].mean()),
+            metric_key(TEST, name, "lung_attention_ratio_median"): float(np.nanmedian(attention.ratio[subset])),
+            metric_key(TEST, name, "lung_attention_warned"): float(warned[subset].mean()),
+        }
+    for source, label in sorted(set(zip(sources, labels, strict=True))):
+        group = (sources == source) & (labels == label)
+        figures[metric_key(TEST, f"{source}_{label}", "lung_attention_warned")] = float(warned[group].mean())
+    return figures
 
 
 def cross_validated(report: str | None, recipe: Recipe, backbone: str, dataset_digest: str) -> dict[str, float]:

@@ -33,11 +33,14 @@ from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
-from covid_cxr.data.processor_size import set_processor_size
+from covid_cxr.data.processor_size import WHOLE_FILM, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
-from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.evaluation.grouped import REPORTED, flatten, mixed_label_sources
+from covid_cxr.evaluation.keys import TEST_UNFOCUSED
 from covid_cxr.hub import model_operations, push_model, write_operations
 from covid_cxr.labels import CLASS_NAMES
+from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
+from covid_cxr.lungs.focus import focus_settings, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.onnx_export import export_onnx
@@ -105,8 +108,11 @@ def run(
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
     found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
     lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
+    whole = splits
+    if data_args.lung_focus:
+        splits = lungs_first_splits(splits, _focus_segmenter(lungs, eval_args))
     trainer, processor, model_path = fit(
-        model_args, data_args, eval_args, training_args, splits, lungs, callbacks, fingerprint
+        model_args, data_args, eval_args, training_args, splits, callbacks, fingerprint
     )
     if not trainer.is_world_process_zero():
         return {}
@@ -115,7 +121,7 @@ def run(
     for split in ("train", "validation"):
         splits[split].reset_format()
     finished = trainer.accelerator.unwrap_model(trainer.model)
-    results = finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
+    results = finalise(finished, processor, splits, model_path, arguments, trainer, lungs, whole)
     finish_run(output_dir, fingerprint)
     return results
 
@@ -126,11 +132,11 @@ def fit(
     eval_args: EvaluationArguments,
     training_args: CxrTrainingArguments,
     splits: datasets.DatasetDict,
-    lungs: LungSegmenter | None = None,
     callbacks: tuple[TrainerCallback, ...] = (),
     fingerprint: dict | None = None,
 ) -> tuple[Trainer, BaseImageProcessor, str]:
-    """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), resuming from the newest
+    """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), their images as the model
+    is to see them (with `--lung_focus`, already focused on the lungs: covid_cxr.lungs.focus), resuming from the newest
     complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the caller has computed
     it, as `run` has); returns the trainer holding the best model, the processor and the backbone's path."""
     _refuse_output_in_dataset(data_args, training_args)
@@ -148,12 +154,11 @@ def fit(
     seed = training_args.seed
     enable_full_determinism(seed) if training_args.full_determinism else set_seed(seed)
     processor = AutoImageProcessor.from_pretrained(model_path)
-    if model_args.image_size:
-        set_processor_size(processor, model_args.image_size)
+    set_processor_size(processor, model_args.image_size or processor_size(processor))  # the whole film, no crop
     model = load_model(model_path)
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
-    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args, lungs)
+    train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)
     train_data, sample_weights, source_callbacks = _against_sources(
         model, model_args, data_args, splits["train"], train_data
     )
@@ -196,6 +201,17 @@ def fit(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
     return trainer, processor, model_path
+
+
+def _focus_segmenter(lungs: LungSegmenter | None, eval_args: EvaluationArguments) -> LungSegmenter:
+    """The segmenter `--lung_focus` needs, or a clear error before any work."""
+    if lungs is None:
+        where = f"there is none in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "none was given"
+        raise FileNotFoundError(
+            f"--lung_focus needs a lung segmenter (--lung_segmenter) and {where}: run `make lungs` or "
+            "`covid-cxr train-lungs` first"
+        )
+    return lungs
 
 
 def _refuse_output_in_dataset(data_args: DataArguments, training_args: CxrTrainingArguments) -> None:
@@ -246,17 +262,29 @@ def finalise(
     arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
     trainer: Trainer,
     lungs: LungSegmenter | None = None,
+    whole: datasets.DatasetDict | None = None,
 ) -> dict[str, float]:
-    """calibrate -> evaluate -> save the model folder and plots -> probes -> lung attention -> card -> push."""
+    """calibrate -> evaluate -> save the model folder and plots -> probes -> lung attention -> card -> push.
+
+    `splits` are as the model saw them; `whole` (the same films unfocused, when `--lung_focus` focused them) gives
+    the test figures of a caller who skips the focus, and the occlusion test's films."""
     model_args, data_args, eval_args, training_args = arguments
     output_dir = Path(training_args.output_dir)
     batch = training_args.per_device_eval_batch_size
+    whole = splits if whole is None else whole
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
+    focused = data_args.lung_focus
+    unfocused = ScoredSplit.score(model, processor, whole["test"], batch, "Test, not focused") if focused else None
 
     calibration = calibrate(model, validation, eval_args.target_sensitivity)
     guard = ScopeGuard.fit(validation.scope)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
+    skipped_focus = {}
+    if unfocused is not None:  # the same model, calibration and threshold on films that were not focused
+        skipped_focus = flatten(
+            TEST_UNFOCUSED, evaluate(validation, unfocused, calibration, evaluation.mixed_sources, guard).test, REPORTED
+        )
     backbone = provenance(model_path)
     hub_dataset = dataset_hub_id(data_args)
     data = training_data_facts(splits)
@@ -268,6 +296,8 @@ def finalise(
         "training_data_public_collection": data.public_collection,
         "training_data_confounded": data.confounded,
     }
+    if focused:  # whoever serves the model must focus its input the same way (covid_cxr.lungs.focus)
+        config_facts[FOCUS_CONFIG_KEY] = focus_settings(lungs)
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
     onnx_check = {}
     if eval_args.onnx:  # checked on validation films: the export's answers, against PyTorch's
@@ -288,7 +318,7 @@ def finalise(
     attention, occlusion = {}, {}
     if lungs is not None:
         attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
-        occlusion = card_figures(occlusion_test(output_dir, splits, lungs))
+        occlusion = card_figures(occlusion_test(output_dir, whole, lungs))
         (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
     else:
         where = f"in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "given (--lung_segmenter)"
@@ -302,6 +332,7 @@ def finalise(
             "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
         },
         **evaluation.by_split(),
+        TEST_UNFOCUSED: skipped_focus,
         "probe": baseline,
         "lung_attention": attention,
         "cross_validation": cross_validation,
@@ -321,6 +352,7 @@ def finalise(
         lung_attention=attention,
         occlusion=occlusion,
         cross_validation=cross_validation,
+        unfocused=skipped_focus,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),
         dataset_hub_id=hub_dataset,
@@ -365,6 +397,7 @@ def recipe_of(
     scheduler = training_args.lr_scheduler_type
     return Recipe(
         image_size=model_args.image_size,
+        framing=WHOLE_FILM,
         trainable_blocks=model_args.trainable_blocks,
         epochs=training_args.num_train_epochs,
         max_steps=training_args.max_steps,

@@ -1,0 +1,230 @@
+"""The whole film, and lungs first (#23): how the film meets the model's input square, and whether blurring
+everything outside the lungs, in training *and* scoring, moves the honest number.
+
+Rows, on the yardstick's patient-grouped folds (study.yardstick), each on several fold dealings:
+- probes on frozen DINOv2-S features: the backbones' centre crop, the whole film squashed, the whole film padded
+  to a square, lungs first (blurred outside the dilated lungs in training and scoring), and lungs at training only;
+- fine-tunes of train/finetune.py's default recipe (the whole film) and of the same with `--lung_focus` (lungs
+  first), on the dealings of --finetune_dealings (each round cached and resumable, like the yardstick's).
+Beside them: the share of the segmenter's lung pixels inside the model's view under each framing, and how well
+frozen features read the source under each. Writes study/results/whole_film.json and study/WHOLE_FILM.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bench.common import machine
+from covid_cxr.data.lung_focus import MASK_COLUMN
+from covid_cxr.evaluation.grouped import MIXED
+from covid_cxr.evaluation.probes import source_probe
+from covid_cxr.lungs.segmenter import LungSegmenter
+from study.finetune_rounds import SCORES, finetune_scorer
+from study.folds import dataset_folds
+from study.levers import finetune_arguments
+from study.whole_film_markdown import changes_of, render
+from study.yardstick import DINO, Row, Yardstick
+
+STUDY_DIR = Path(__file__).resolve().parent
+CROP_KEEPS = 7 / 8  # the centre crop keeps side / (side x 8/7) of the short side (study.yardstick.centre_crop)
+PROBES = {  # setting: (features trained on, features scored on), as (view, centre-cropped)
+    "centre crop": (("plain", True), ("plain", True)),
+    "whole film, squashed": (("plain", False), ("plain", False)),
+    "whole film, padded to a square": (("pad", False), ("pad", False)),
+    "lungs first (blurred outside the lungs in training and scoring)": (("lung-blur", False), ("lung-blur", False)),
+    "lungs at training only (scored on whole films)": (("lung-blur", False), ("plain", False)),
+}
+SQUASHED, PADDED = "whole film, squashed", "whole film, padded to a square"
+LUNGS_FIRST = "lungs first (blurred outside the lungs in training and scoring)"
+COMPARISONS = (  # (row, baseline): the changes the verdict rests on
+    (SQUASHED, "centre crop"),
+    (PADDED, SQUASHED),
+    (LUNGS_FIRST, SQUASHED),
+    ("lungs at training only (scored on whole films)", SQUASHED),
+)
+DEFAULT_TUNE, LUNGS_FIRST_TUNE = "default recipe (whole film)", "lungs first (--lung_focus)"
+FINETUNES = {DEFAULT_TUNE: (), LUNGS_FIRST_TUNE: ("--lung_focus",)}
+
+
+def lungs_in_crop(y: Yardstick) -> dict[str, object]:
+    """Per image, the share of its segmented lung pixels that the centre crop keeps (the whole film keeps all).
+
+    The masks are the whole film squashed to a square (covid_cxr.lungs.dataset_masks), so the crop's box is the
+    same fraction of the mask as of the film: the short side is kept whole, the long one to CROP_KEEPS of the
+    short side, centred."""
+    masked = y.with_masks()
+    kept = np.zeros(masked.num_rows)
+    for i in tqdm(range(masked.num_rows), desc="Lungs inside the crop", unit="img"):
+        row = masked[i]
+        width, height = row["image"].size
+        lungs = np.asarray(row[MASK_COLUMN], dtype=bool)
+        short = CROP_KEEPS * min(width, height)
+        box_w, box_h = min(1.0, short / width), min(1.0, short / height)
+        side = lungs.shape[0]
+        left, top = round(side * (1 - box_w) / 2), round(side * (1 - box_h) / 2)
+        inside = lungs[top : side - top, left : side - left].sum()
+        kept[i] = inside / lungs.sum() if lungs.sum() else 1.0
+    by_source = {
+        source: {"images": int((y.sources == source).sum()), "mean": float(kept[y.sources == source].mean())}
+        for source in sorted(set(y.sources))
+    }
+    return {
+        "images": len(kept),
+        "mean": float(kept.mean()),
+        "min": float(kept.min()),
+        "below_95": float((kept < 0.95).mean()),
+        "by_source": by_source,
+    }
+
+
+def source_readout(y: Yardstick, features: np.ndarray, folds: np.ndarray) -> float:
+    """Out-of-fold accuracy of a linear probe telling the source from frozen features (the shortcut's strength)."""
+    correct = 0.0
+    for k in range(int(folds.max()) + 1):
+        train, test = folds != k, folds == k
+        scored = source_probe(features[train], list(y.sources[train]), features[test], list(y.sources[test]))
+        correct += scored["source_accuracy"] * test.sum()
+    return correct / len(folds)
+
+
+def probe_rows(y: Yardstick, folds: np.ndarray) -> dict[str, Row]:
+    rows = {}
+    for setting, (trained, scored) in PROBES.items():
+        train_x, cost = y.features(DINO, y.args.image_size, *trained)
+        eval_x, eval_cost = y.features(DINO, y.args.image_size, *scored)
+        scorer = y.probe(train_x, [eval_x])
+        rows[setting] = y.row("probe", setting, scorer, cost + (eval_cost if scored != trained else 0), folds=folds)
+    return rows
+
+
+def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int) -> dict[str, Row]:
+    """The default recipe and lungs first, fine-tuned in each round of one dealing (cached per round)."""
+    lungs = LungSegmenter.from_pretrained(y.args.lungs)
+    rows = {}
+    for setting, options in FINETUNES.items():
+        name = "lungs-first" if options else "whole-film"
+        folder = y.root / f"finetune-{name}-seed{y.args.seed}-dealing{dealing}"
+        arguments = finetune_arguments(y.args, folder, y.args.seed, (*options, "--lung_segmenter", y.args.lungs))
+        scorer = finetune_scorer(arguments, y.dataset, folder, lungs)
+        row = y.row("fine-tune", setting, scorer, 0.0, folds=folds)
+        row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
+        rows[setting] = row
+    return rows
+
+
+def dealing_summary(y: Yardstick, rows: dict[str, Row], comparisons: tuple[tuple[str, str], ...]) -> dict:
+    """Each row's metrics, and each comparison's change in mixed-label ROC AUC with its paired 95% CI."""
+    summaries = {setting: y.summary(row, None) for setting, row in rows.items()}
+    changes = []
+    for setting, baseline in comparisons:
+        if setting in rows and baseline in rows:
+            change = summaries[setting]["metrics"][MIXED]["roc_auc"] - summaries[baseline]["metrics"][MIXED]["roc_auc"]
+            low, high = y.change_ci(rows[setting], rows[baseline])
+            changes.append({"row": setting, "baseline": baseline, "change": change, "ci95": [low, high]})
+    return {"rows": summaries, "changes": changes}
+
+
+MIN_DEALINGS = 3  # the issue's rule: a default changes only on fine-tune evidence from at least three fold dealings
+
+
+def verdict(result: dict[str, object]) -> list[str]:
+    """The framing and the lungs-first decision, by the rules the study was set, in words."""
+    probes, tuned = result["probes"], result.get("finetunes", {})
+    padded = changes_of(probes, PADDED)
+    framing = (
+        f"Framing: **{SQUASHED}**, the default recipe's. Padding to a square changed the mixed-label ROC AUC by "
+        + ", ".join(f"{c:+.3f}" for c in padded)
+        + " against squashing on the probes' dealings; "
+    )
+    pad_wins = all(c > 0 for c in padded) and any(
+        c["ci95"][0] > 0 for summary in probes.values() for c in summary["changes"] if c["row"] == PADDED
+    )
+    framing += (
+        "that is a gain on every dealing, so padding should replace squashing."
+        if pad_wins
+        else "not a gain on every dealing, so the framing `pipeline()` applies with a standard image processor "
+        "(squash, no crop) stays."
+    )
+    probe_changes = changes_of(probes, LUNGS_FIRST)
+    tuned_changes = changes_of(tuned, LUNGS_FIRST_TUNE)
+    readout = result["source_readout"]
+    lungs = (
+        "Lungs first: probes "
+        + ", ".join(f"{c:+.3f}" for c in probe_changes)
+        + f" against the whole film; source read from frozen features {readout[SQUASHED]:.1%} whole, "
+        f"{readout[LUNGS_FIRST]:.1%} lungs first; fine-tunes "
+        + (", ".join(f"{c:+.3f}" for c in tuned_changes) if tuned_changes else "not run yet")
+        + f" on {len(tuned_changes)} dealing(s). "
+    )
+    adopted = (
+        len(tuned_changes) >= MIN_DEALINGS
+        and all(c > 0 for c in tuned_changes)
+        and readout[LUNGS_FIRST] < readout[SQUASHED]
+    )
+    if adopted:
+        lungs += "Positive on every fine-tuned dealing with the shortcut weaker: **the default should be lungs first.**"
+    elif len(tuned_changes) < MIN_DEALINGS:
+        lungs += (
+            f"The rule needs a positive fine-tune change on at least {MIN_DEALINGS} dealings, so **lungs first stays "
+            "an option** (`--lung_focus`), not the default, until they are measured."
+        )
+    else:
+        lungs += "Not positive on every fine-tuned dealing: **lungs first stays an option** (`--lung_focus`)."
+    return [framing, lungs]
+
+
+def main() -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", default="build/dataset", help="The built dataset (`make data`).")
+    parser.add_argument("--backbones", default="build/backbones", help="Converted backbones (`make backbone`).")
+    parser.add_argument("--lungs", default="build/lungs", help="Lung segmenter (`make lungs`).")
+    parser.add_argument("--output_root", default="build/quality", help="Cached features and fine-tune rounds.")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--dealings", type=int, nargs="+", default=[42, 7, 1, 2], help="Fold seeds for the probes.")
+    parser.add_argument("--finetune_dealings", type=int, nargs="*", default=[42, 7, 1], help="Fold seeds to fine-tune.")
+    parser.add_argument("--seed", type=int, default=42, help="The fine-tunes' training seed.")
+    parser.add_argument("--finetune_epochs", type=float, default=None, help="Fewer epochs than the default's.")
+    parser.add_argument("--image_size", type=int, default=168, help="The default recipe's input side.")
+    parser.add_argument("--rounds", type=int, default=2000, help="Bootstrap resamples.")
+    parser.add_argument("--target_sensitivity", type=float, default=0.90)
+    parser.add_argument("--output", default=str(STUDY_DIR / "results" / "whole_film.json"))
+    parser.add_argument("--markdown", default=str(STUDY_DIR / "WHOLE_FILM.md"))
+    args = parser.parse_args()
+    args.fold_seed = args.dealings[0]
+
+    y = Yardstick(args)
+    result: dict[str, object] = {"machine": machine(), "folds": args.folds, "mixed_sources": y.mixed_sources}
+    result["mixed_images"] = int(y.subsets[MIXED].sum())
+    result["lungs_in_crop"] = lungs_in_crop(y)
+    folds = {dealing: dataset_folds(y.dataset, args.folds, dealing) for dealing in args.dealings}
+    result["source_readout"] = {
+        setting: source_readout(y, y.features(DINO, args.image_size, *PROBES[setting][0])[0], folds[args.dealings[0]])
+        for setting in ("centre crop", SQUASHED, LUNGS_FIRST)
+    }
+    result["probes"] = {str(d): dealing_summary(y, probe_rows(y, folds[d]), COMPARISONS) for d in args.dealings}
+    _save(result, args)  # the probes are on record before the first fine-tune starts
+    tuned = {}
+    for dealing in args.finetune_dealings:
+        fold_of = folds.get(dealing)
+        fold_of = dataset_folds(y.dataset, args.folds, dealing) if fold_of is None else fold_of
+        rows = finetune_rows(y, fold_of, dealing)
+        tuned[str(dealing)] = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, DEFAULT_TUNE),))
+        _save(result | {"finetunes": tuned}, args)  # a finished dealing is on record before the next starts
+    result["finetunes"] = tuned
+    _save(result, args)
+    return result
+
+
+def _save(result: dict[str, object], args: argparse.Namespace) -> None:
+    result["verdict"] = verdict(result)
+    Path(args.output).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    Path(args.markdown).write_text(render(result))
+
+
+if __name__ == "__main__":
+    main()

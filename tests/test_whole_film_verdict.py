@@ -1,0 +1,44 @@
+"""The whole-film study's decisions follow the rules it was set: padding replaces squashing only with a gain on
+every dealing, and lungs first becomes the default only when its fine-tune change is positive on at least three
+fold dealings and the source reads less well from its features (fast tier: the rule, on made-up changes)."""
+
+from __future__ import annotations
+
+from study.whole_film import DEFAULT_TUNE, LUNGS_FIRST, LUNGS_FIRST_TUNE, PADDED, SQUASHED, verdict
+
+
+def dealings(row: str, baseline: str, changes: list[float], low: float = -0.01) -> dict[str, dict]:
+    return {
+        str(seed): {"changes": [{"row": row, "baseline": baseline, "change": c, "ci95": [low, c + 0.05]}]}
+        for seed, c in zip((42, 7, 1, 2), changes, strict=False)
+    }
+
+
+def result(padded: list[float], probed: list[float], tuned: list[float], readout: float) -> dict:
+    probes = dealings(PADDED, SQUASHED, padded)
+    for seed, summary in dealings(LUNGS_FIRST, SQUASHED, probed).items():
+        probes[seed]["changes"] += summary["changes"]
+    return {
+        "probes": probes,
+        "finetunes": dealings(LUNGS_FIRST_TUNE, DEFAULT_TUNE, tuned),
+        "source_readout": {SQUASHED: 0.75, LUNGS_FIRST: readout},
+    }
+
+
+def test_lungs_first_stays_an_option_below_three_fine_tuned_dealings() -> None:
+    framing, lungs = verdict(result([-0.01, 0.02, 0.0, 0.01], [0.04, 0.02, 0.03, 0.01], [0.05, 0.04], 0.7))
+    assert "stays" in framing and "squashed" in framing
+    assert "lungs first stays an option" in lungs and "at least 3 dealings" in lungs
+
+
+def test_lungs_first_is_adopted_only_when_every_dealing_agrees_and_the_shortcut_weakens() -> None:
+    assert "default should be lungs first" in verdict(result([0.0] * 4, [0.01] * 4, [0.02, 0.01, 0.03], 0.7))[1]
+    assert "stays an option" in verdict(result([0.0] * 4, [0.01] * 4, [0.02, -0.01, 0.03], 0.7))[1]
+    assert "stays an option" in verdict(result([0.0] * 4, [0.01] * 4, [0.02, 0.01, 0.03], 0.8))[1]
+
+
+def test_padding_replaces_squashing_only_with_a_gain() -> None:
+    gained = result([0.02] * 4, [0.0] * 4, [], 0.7)
+    gained["probes"]["42"]["changes"][0]["ci95"] = [0.001, 0.05]
+    assert "padding should replace squashing" in verdict(gained)[0]
+    assert "stays" in verdict(result([0.02] * 4, [0.0] * 4, [], 0.7))[0]
