@@ -66,8 +66,12 @@ def test_another_runs_checkpoints_stop_the_run(tmp_path: Path, backbone_folder: 
     (output / FINGERPRINT_FILE).unlink()  # checkpoints of a run that recorded no fingerprint
     with pytest.raises(StaleRunError, match=f"no readable {FINGERPRINT_FILE}"):
         plan_resume(output, old, "auto")
-    start_run(output, new, None)  # starting over removes the other run's checkpoints
+    (output / "all_results.json").write_text('{"cv_mixed_sources_roc_auc": 0.7}')  # the other run's figures
+    (output / "cross_validation_results.json").write_text('{"cv_mixed_sources_roc_auc": 0.7}')
+    (output / "notes.txt").write_text("the user's")
+    start_run(output, new, None)  # starting over removes the other run's checkpoints and figures, nothing else
     assert not (output / "checkpoint-2").exists()
+    assert not list(output.glob("*_results.json")) and (output / "notes.txt").is_file()
     assert json.loads((output / FINGERPRINT_FILE).read_text()) == {"finished": False, "fingerprint": new}
 
 

@@ -31,6 +31,7 @@ from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, Ev
 logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 FINGERPRINT_FILE = "run_fingerprint.json"
+RESULTS_SUFFIX = "_results.json"  # what Trainer.save_metrics writes: <split>_results.json and all_results.json
 ALL_RESULTS = "all_results.json"  # Trainer.save_metrics(..., combined=True): every figure of a finished run
 FINISHED_FILES = ("model.safetensors", ALL_RESULTS)  # what `finalise` leaves in a finished run's folder
 INCOMPLETE = "incomplete-"
@@ -251,12 +252,16 @@ def plan_resume(output_dir: Path, fingerprint: dict[str, Any], mode: str) -> str
 
 def start_run(output_dir: Path, fingerprint: dict[str, Any], resume_from: str | None) -> None:
     """Main process, once every process has planned: a fresh start removes every old checkpoint (another run's,
-    which a later resume would otherwise pick), a resume tidies them; then this run's fingerprint is recorded."""
+    which a later resume would otherwise pick) and every figure an earlier run wrote (`Trainer.save_metrics` merges
+    into all_results.json, so a figure this run does not measure, such as a cross-validated one it may not quote,
+    would stay beside its own), a resume tidies them; then this run's fingerprint is recorded."""
     output_dir.mkdir(parents=True, exist_ok=True)
     if resume_from is None:
         for _, folder in (*_numbered(output_dir, _CHECKPOINT), *_numbered(output_dir, _INCOMPLETE)):
             logger.warning("removing %s: this run starts over", folder)
             shutil.rmtree(folder)
+        for stale in output_dir.glob(f"*{RESULTS_SUFFIX}"):
+            stale.unlink()
     else:
         tidy_checkpoints(output_dir)
     _record(output_dir, fingerprint, finished=False)
