@@ -135,9 +135,14 @@ MIN_DEALINGS = 3  # the issue's rule: a default changes only on fine-tune eviden
 def verdict(result: dict[str, object]) -> list[str]:
     """The framing and the lungs-first decision, by the rules the study was set, in words."""
     probes, tuned = result["probes"], result.get("finetunes", {})
-    padded = changes_of(probes, PADDED)
+    padded, whole = changes_of(probes, PADDED), changes_of(probes, SQUASHED)
+    readout = result["source_readout"]
     framing = (
-        f"Framing: **{SQUASHED}**, the default recipe's. Padding to a square changed the mixed-label ROC AUC by "
+        f"Framing: **{SQUASHED}**, the default recipe's. Against the centre crop it changed the mixed-label ROC AUC "
+        f"by {', '.join(f'{c:+.3f}' for c in whole)} on the probes' dealings, and it lets the source be read "
+        f"{'more' if readout[SQUASHED] > readout['centre crop'] else 'no more'} easily from frozen features "
+        f"({readout['centre crop']:.1%} with the crop, {readout[SQUASHED]:.1%} whole). Padding to a square changed "
+        "the mixed-label ROC AUC by "
         + ", ".join(f"{c:+.3f}" for c in padded)
         + " against squashing on the probes' dealings; "
     )
@@ -152,14 +157,16 @@ def verdict(result: dict[str, object]) -> list[str]:
     )
     probe_changes = changes_of(probes, LUNGS_FIRST)
     tuned_changes = changes_of(tuned, LUNGS_FIRST_TUNE)
-    readout = result["source_readout"]
     lungs = (
         "Lungs first: probes "
         + ", ".join(f"{c:+.3f}" for c in probe_changes)
         + f" against the whole film; source read from frozen features {readout[SQUASHED]:.1%} whole, "
         f"{readout[LUNGS_FIRST]:.1%} lungs first; fine-tunes "
-        + (", ".join(f"{c:+.3f}" for c in tuned_changes) if tuned_changes else "not run yet")
-        + f" on {len(tuned_changes)} dealing(s). "
+        + (
+            ", ".join(f"{c:+.3f}" for c in tuned_changes) + f" on {len(tuned_changes)} dealing(s). "
+            if tuned_changes
+            else "not run yet. "
+        )
     )
     adopted = (
         len(tuned_changes) >= MIN_DEALINGS
@@ -194,8 +201,13 @@ def main() -> dict[str, object]:
     parser.add_argument("--target_sensitivity", type=float, default=0.90)
     parser.add_argument("--output", default=str(STUDY_DIR / "results" / "whole_film.json"))
     parser.add_argument("--markdown", default=str(STUDY_DIR / "WHOLE_FILM.md"))
+    parser.add_argument("--render", action="store_true", help="Only write --markdown again from --output.")
     args = parser.parse_args()
     args.fold_seed = args.dealings[0]
+    if args.render:
+        result = json.loads(Path(args.output).read_text())
+        _save(result, args)
+        return result
 
     y = Yardstick(args)
     result: dict[str, object] = {"machine": machine(), "folds": args.folds, "mixed_sources": y.mixed_sources}
