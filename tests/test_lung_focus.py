@@ -193,3 +193,9 @@ def test_predict_refuses_a_lungs_first_model_without_a_segmenter(lungs_first_mod
     image = sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0]
     with pytest.raises(SystemExit, match="lung segmenter"):
         predict_main(["--model", str(lungs_first_model), "--inputs", str(image), "--output", str(tmp_path / "o.csv")])
+
+
+def test_lungs_first_without_a_segmenter_stops_before_training(backbone: Path, small_dataset: Path, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="--lung_focus needs a lung segmenter"):
+        run(*tiny_run_arguments(backbone, small_dataset, tmp_path / "model", lung_focus=True))
+    assert not list((tmp_path / "model").glob("checkpoint-*"))

@@ -14,7 +14,7 @@ import numpy as np
 from datasets.fingerprint import Hasher
 from PIL import Image
 
-from covid_cxr.data.lung_focus import BLUR, DILATION, FEATHER, MASK_COLUMN, blur_image_outside
+from covid_cxr.data.lung_focus import BLUR, DILATION, FEATHER, MASK_COLUMN, blur_image_outside, blur_outside
 from covid_cxr.lungs.dataset_masks import MASK_SIDE, segmenter_fingerprint, with_lung_masks
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
@@ -64,7 +64,8 @@ def lungs_first(split: datasets.Dataset, segmenter: LungSegmenter) -> datasets.D
         batch_size=32,
         remove_columns=[MASK_COLUMN],
         features=split.features,
-        new_fingerprint=Hasher.hash([masked._fingerprint, "lungs first", DILATION, BLUR, FEATHER]),
+        # the blur's code and settings too: a changed blur must not reuse images focused by the old one
+        new_fingerprint=Hasher.hash([masked._fingerprint, blur_outside, DILATION, BLUR, FEATHER]),
         desc="Lungs first",
     )
 
