@@ -7,6 +7,8 @@ DATA ?= ../shared/cxr
 MODEL ?= build/model
 PORT ?= 7860
 BACKBONE ?= dinov2-small-imgfocus
+# the lung segmenter's frozen DINOv2, whatever BACKBONE the classifier is fine-tuned from
+LUNG_BACKBONE := dinov2-small-imgfocus
 LUNG_FOCUS ?=
 SPACE_ID ?=
 MASKS ?= ../shared/cxr-lung-masks
@@ -61,10 +63,10 @@ build/backbones/%/provenance.json: $(BACKBONE_CODE) train/convert_backbone.py
 	$(BIN)/python train/convert_backbone.py --name $* --output_root build/backbones --force
 
 lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
-$(LUNGS): $(BACKBONE_DIR) covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py covid_cxr/lungs/standard.py \
-		covid_cxr/cli/train_lungs.py train/train_lungs.py
+$(LUNGS): build/backbones/$(LUNG_BACKBONE)/provenance.json covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py \
+		covid_cxr/lungs/standard.py covid_cxr/cli/train_lungs.py train/train_lungs.py
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
-		--backbone build/backbones/$(BACKBONE)
+		--backbone build/backbones/$(LUNG_BACKBONE)
 
 lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and docs/lungs.md's block (all images of $(MASK_IMAGES))
 	$(BIN)/python -m pages.lungs --model build/lungs --images $(MASK_IMAGES)

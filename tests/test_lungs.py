@@ -130,3 +130,11 @@ def test_the_standard_pipeline_model_finds_the_lungs_the_project_segmenter_finds
         # the pipeline computes exactly what the head was fitted on (its backbone's feature maps are ours)
         assert dice(found["lung"], lung_probability(standard, stages[i], expected.shape) >= 0.5) > 0.99
         assert dice(found["lung"], expected) > 0.8  # two heads fitted on the same 40 masks: the same lungs
+
+
+def test_the_segmenter_refuses_a_backbone_that_is_not_dinov2(tmp_path: Path) -> None:
+    from transformers import MobileNetV2Config
+
+    MobileNetV2Config().save_pretrained(tmp_path / "mobilenet")
+    with pytest.raises(ValueError, match="holds a mobilenet_v2 model: the lung segmenter needs a DINOv2 backbone"):
+        LungSegmenter.from_backbone(tmp_path / "mobilenet")

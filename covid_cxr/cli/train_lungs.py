@@ -70,7 +70,10 @@ def main(
     pairs = read_pairs(Path(args.masks), Path(args.images))
     if not pairs:
         raise SystemExit(f"no mask in {args.masks} belongs to an image of {args.images}")
-    segmenter = LungSegmenter.from_backbone(resolve_backbone(args.backbone), image_size=args.image_size)
+    try:
+        segmenter = LungSegmenter.from_backbone(resolve_backbone(args.backbone), image_size=args.image_size)
+    except ValueError as err:
+        raise SystemExit(f"error: --backbone {args.backbone}: {err}") from None
     features = token_features(segmenter, [p.image for p in pairs])
     masks = [read_mask(p.mask) for p in pairs]
     patients = [p.patient_id for p in pairs]

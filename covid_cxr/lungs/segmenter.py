@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import Dinov2Config, Dinov2Model
+from transformers import AutoConfig, Dinov2Config, Dinov2Model
 
 CONFIG_NAME = "lung_segmenter.json"
 WEIGHTS_NAME = "lung_segmenter.safetensors"
@@ -73,6 +73,9 @@ class LungSegmenter(nn.Module):
     @classmethod
     def from_backbone(cls, backbone_dir: str | Path, **options) -> LungSegmenter:
         """A new segmenter (untrained head) on a DINOv2 model folder, its weights rounded to bf16 as stored."""
+        model_type = AutoConfig.from_pretrained(backbone_dir).model_type
+        if model_type != "dinov2":  # another architecture would load as a DINOv2 of random weights, silently
+            raise ValueError(f"{backbone_dir} holds a {model_type} model: the lung segmenter needs a DINOv2 backbone")
         backbone = Dinov2Model.from_pretrained(backbone_dir, use_safetensors=True)
         segmenter = cls(SegmenterConfig(backbone=backbone.config.to_dict(), **options))
         rounded = {k: v.to(torch.bfloat16).float() for k, v in backbone.state_dict().items()}
