@@ -102,3 +102,15 @@ def test_build_model_export_matches_pytorch(trained: tuple[Path, dict], small_da
     check = export_onnx(trained[0], [test[i]["image"] for i in range(4)])
     assert check["onnx_max_probability_difference"] < 1e-4
     assert Predictor(trained[0]).session is not None
+
+
+def test_only_a_classifier_with_token_states_is_exported(tiny_folder: Path) -> None:
+    """A CNN's hidden states are maps of many shapes: the export (which stacks them) skips it, and the fine-tune of
+    the offline MobileNetV2 backbone finishes instead of failing after training."""
+    from transformers import AutoModelForImageClassification, MobileNetV2Config, MobileNetV2ForImageClassification
+
+    from covid_cxr.modeling.onnx_export import exportable
+
+    assert exportable(AutoModelForImageClassification.from_pretrained(tiny_folder))
+    cnn = MobileNetV2ForImageClassification(MobileNetV2Config(depth_multiplier=0.35, image_size=64, num_labels=2))
+    assert not exportable(cnn)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from covid_cxr.modeling.heatmap import has_dinov2_head
 from covid_cxr.modeling.inference import load_folder, softmax
 
 ONNX_DIR = "onnx"
@@ -41,6 +42,12 @@ class _WithHiddenStates(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(pixel_values=pixel_values, output_hidden_states=True)
         return outputs.logits, torch.stack(outputs.hidden_states)
+
+
+def exportable(model: nn.Module) -> bool:
+    """Whether the export can carry the model's hidden states: a DINOv2 classifier's are tokens of one shape, which
+    the Space's shared pass reads; a CNN's are maps of many shapes, and it is served through PyTorch."""
+    return has_dinov2_head(model)
 
 
 def weights_digest(model_folder: Path) -> str:

@@ -43,7 +43,7 @@ from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
 from covid_cxr.lungs.focus import focus_settings, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
-from covid_cxr.modeling.onnx_export import export_onnx
+from covid_cxr.modeling.onnx_export import export_onnx, exportable
 from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.outputs import check_output_dir
 from covid_cxr.training.adversary import (
@@ -300,9 +300,11 @@ def finalise(
         config_facts[FOCUS_CONFIG_KEY] = focus_settings(lungs)
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
     onnx_check = {}
-    if eval_args.onnx:  # checked on validation films: the export's answers, against PyTorch's
+    if eval_args.onnx and exportable(model):  # checked on validation films: the export's answers, against PyTorch's
         films = splits["validation"].select(range(min(32, splits["validation"].num_rows)))["image"]
         onnx_check = {k: v for k, v in export_onnx(output_dir, films).items() if k != "weights_sha256"}
+    elif eval_args.onnx:
+        logger.warning("No ONNX export for a %s: the Space and predict serve it through PyTorch", type(model).__name__)
     (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
 
