@@ -48,7 +48,7 @@ COMPARISONS = (  # (row, baseline): the changes the verdict rests on
     ("lungs at training only (scored on whole films)", SQUASHED),
 )
 DEFAULT_TUNE, LUNGS_FIRST_TUNE = "default recipe (whole film)", "lungs first (--lung_focus)"
-FINETUNES = {DEFAULT_TUNE: (), LUNGS_FIRST_TUNE: ("--lung_focus",)}
+FINETUNES = {"whole-film": (DEFAULT_TUNE, ()), "lungs-first": (LUNGS_FIRST_TUNE, ("--lung_focus",))}
 
 
 def lungs_in_crop(y: Yardstick) -> dict[str, object]:
@@ -102,12 +102,12 @@ def probe_rows(y: Yardstick, folds: np.ndarray) -> dict[str, Row]:
     return rows
 
 
-def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int) -> dict[str, Row]:
-    """The default recipe and lungs first, fine-tuned in each round of one dealing (cached per round)."""
+def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int, recipes: list[str]) -> dict[str, Row]:
+    """The `recipes` (FINETUNES' names), fine-tuned in each round of one dealing (cached per round)."""
     lungs = LungSegmenter.from_pretrained(y.args.lungs)
     rows = {}
-    for setting, options in FINETUNES.items():
-        name = "lungs-first" if options else "whole-film"
+    for name in recipes:
+        setting, options = FINETUNES[name]
         folder = y.root / f"finetune-{name}-seed{y.args.seed}-dealing{dealing}"
         arguments = finetune_arguments(y.args, folder, y.args.seed, (*options, "--lung_segmenter", y.args.lungs))
         scorer = finetune_scorer(arguments, y.dataset, folder, lungs)
@@ -165,7 +165,7 @@ def verdict(result: dict[str, object]) -> list[str]:
         + (
             ", ".join(f"{c:+.3f}" for c in tuned_changes) + f" on {len(tuned_changes)} dealing(s). "
             if tuned_changes
-            else "not run yet. "
+            else "not run yet for lungs first. "
         )
     )
     adopted = (
@@ -194,6 +194,9 @@ def main() -> dict[str, object]:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--dealings", type=int, nargs="+", default=[42, 7, 1, 2], help="Fold seeds for the probes.")
     parser.add_argument("--finetune_dealings", type=int, nargs="*", default=[42, 7, 1], help="Fold seeds to fine-tune.")
+    parser.add_argument(
+        "--finetune_recipes", nargs="+", choices=list(FINETUNES), default=list(FINETUNES), help="Recipes to fine-tune."
+    )
     parser.add_argument("--seed", type=int, default=42, help="The fine-tunes' training seed.")
     parser.add_argument("--finetune_epochs", type=float, default=None, help="Fewer epochs than the default's.")
     parser.add_argument("--image_size", type=int, default=168, help="The default recipe's input side.")
@@ -202,6 +205,9 @@ def main() -> dict[str, object]:
     parser.add_argument("--output", default=str(STUDY_DIR / "results" / "whole_film.json"))
     parser.add_argument("--markdown", default=str(STUDY_DIR / "WHOLE_FILM.md"))
     parser.add_argument("--render", action="store_true", help="Only write --markdown again from --output.")
+    parser.add_argument(
+        "--reuse_probes", action="store_true", help="Keep the probes of --output; measure the fine-tunes only."
+    )
     args = parser.parse_args()
     args.fold_seed = args.dealings[0]
     if args.render:
@@ -210,6 +216,22 @@ def main() -> dict[str, object]:
         return result
 
     y = Yardstick(args)
+    result = json.loads(Path(args.output).read_text()) if args.reuse_probes else probe_result(y, args)
+    _save(result, args)  # the probes are on record before the first fine-tune starts
+    tuned = result.setdefault("finetunes", {})
+    for dealing in args.finetune_dealings:
+        rows = finetune_rows(y, dataset_folds(y.dataset, args.folds, dealing), dealing, args.finetune_recipes)
+        summary = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, DEFAULT_TUNE),))
+        recorded = tuned.get(str(dealing), {"rows": {}, "changes": []})
+        tuned[str(dealing)] = (
+            summary if len(rows) == len(FINETUNES) else {**recorded, "rows": recorded["rows"] | summary["rows"]}
+        )
+        _save(result, args)  # a finished dealing is on record before the next starts
+    return result
+
+
+def probe_result(y: Yardstick, args: argparse.Namespace) -> dict[str, object]:
+    """Lungs inside the crop, the source read out under each framing, and every probe row on every dealing."""
     result: dict[str, object] = {"machine": machine(), "folds": args.folds, "mixed_sources": y.mixed_sources}
     result["mixed_images"] = int(y.subsets[MIXED].sum())
     result["lungs_in_crop"] = lungs_in_crop(y)
@@ -219,16 +241,6 @@ def main() -> dict[str, object]:
         for setting in ("centre crop", SQUASHED, LUNGS_FIRST)
     }
     result["probes"] = {str(d): dealing_summary(y, probe_rows(y, folds[d]), COMPARISONS) for d in args.dealings}
-    _save(result, args)  # the probes are on record before the first fine-tune starts
-    tuned = {}
-    for dealing in args.finetune_dealings:
-        fold_of = folds.get(dealing)
-        fold_of = dataset_folds(y.dataset, args.folds, dealing) if fold_of is None else fold_of
-        rows = finetune_rows(y, fold_of, dealing)
-        tuned[str(dealing)] = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, DEFAULT_TUNE),))
-        _save(result | {"finetunes": tuned}, args)  # a finished dealing is on record before the next starts
-    result["finetunes"] = tuned
-    _save(result, args)
     return result
 
 
