@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from transformers import HfArgumentParser
 
+from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.splits import strata_of
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.lungs.segmenter import holds_segmenter
+from covid_cxr.modeling.backbones import provenance
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.run import recipe_of
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import FoldScorer, OutOfFold, calibrate_round, summarise
 from study.yardstick import CROPS, DINO, MOBILENET, Row, Yardstick
@@ -143,6 +147,17 @@ def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, option
     if args.finetune_epochs is not None:
         command += ["--num_train_epochs", str(args.finetune_epochs)]
     return tuple(parser.parse_args_into_dataclasses(args=command))
+
+
+def measured_recipe(y: Yardstick, folder: Path, seed: int, options: Sequence[str] = ()) -> dict[str, object]:
+    """What a fine-tune row measured, as `train/finetune.py --cross_validation_report` checks it before its card
+    quotes the row: the recipe (seed included), the backbone and the dataset."""
+    arguments = finetune_arguments(y.args, folder, seed, options)
+    return {
+        "recipe": asdict(recipe_of(*arguments)),
+        "backbone": str(provenance(str(Path(y.args.backbones) / DINO))["description"]),
+        "dataset_digest": dataset_digest(y.dataset),
+    }
 
 
 def leave_one_source_out(y: Yardstick, features: np.ndarray) -> list[dict[str, object]]:

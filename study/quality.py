@@ -20,23 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from bench.common import machine
-from covid_cxr.data.digest import dataset_digest
 from covid_cxr.evaluation.grouped import MIXED
-from covid_cxr.modeling.backbones import provenance
-from covid_cxr.training.run import recipe_of
 from study.folds import dataset_folds
 from study.levers import (
     FINETUNE_LEVERS,
-    finetune_arguments,
     finetune_folder,
     finetune_rows,
     leave_one_source_out,
+    measured_recipe,
     probe_rows,
 )
 from study.quality_markdown import auc_with_ci, render, verdict
@@ -86,10 +82,7 @@ def main() -> dict[str, object]:
     headline = dict(tuned[0] if tuned else summaries[0], folds=args.folds)
     if tuned:
         seed = headline["seed_of_default"]
-        arguments = finetune_arguments(args, finetune_folder(y.root, seed), seed)
-        headline["recipe"] = asdict(recipe_of(*arguments))
-        headline["backbone"] = str(provenance(str(Path(args.backbones) / DINO))["description"])
-        headline["dataset_digest"] = dataset_digest(y.dataset)
+        headline |= measured_recipe(y, finetune_folder(y.root, seed), seed)
     spread = [
         f"{s['setting']}: mixed-label ROC AUC {auc_with_ci(s['metrics'][MIXED])}, "
         f"all sources {auc_with_ci(s['metrics']['all'])}"

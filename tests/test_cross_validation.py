@@ -108,6 +108,8 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
     del headline["dataset_digest"]  # written before reports named their dataset: it may be another one
     report.write_text(json.dumps({"headline": headline}))
     assert cross_validated(str(report), recipe, "ViT-S", "abc") == {}
+    report.write_text(json.dumps({"probes": {}}))  # a study that has not fine-tuned the default recipe yet
+    assert cross_validated(str(report), recipe, "ViT-S", "abc") == {}
 
 
 FACTS = {

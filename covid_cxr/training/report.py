@@ -221,7 +221,10 @@ def cross_validated(report: str | None, recipe: Recipe, backbone: str, dataset_d
     if not Path(report).is_file():
         logger.warning("No cross-validation report at %s: the card quotes none", report)
         return {}
-    headline = json.loads(Path(report).read_text())["headline"]
+    headline = json.loads(Path(report).read_text()).get("headline")
+    if headline is None:
+        logger.warning("%s holds no fine-tune of the default recipe yet: the card quotes none", report)
+        return {}
     other = _measured_other(headline, recipe, backbone, dataset_digest)
     if other:
         logger.warning("%s cross-validated %s: the card leaves its figures out", report, other)
