@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.common import machine, report, test_split
 from covid_cxr.lungs.attention import LungAttention, lung_attention
-from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning
+from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import CovidClassifier
 
@@ -35,7 +35,7 @@ def spread(attention: LungAttention, chosen: np.ndarray) -> dict[str, float]:
         "q3": float(np.percentile(values, 75)),
         "below_half": float((values < 0.5).mean()),
         "ratio_median": float(np.nanmedian(ratios)),
-        "warned": float(np.mean([attention_warning(r) for r in ratios])),
+        "warned": float(attention.warned[chosen].mean()),
     }
 
 

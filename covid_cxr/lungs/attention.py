@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import BaseImageProcessor, PreTrainedModel
 
-from covid_cxr.lungs.measures import attention_ratio, attention_share
+from covid_cxr.lungs.measures import attention_ratio, attention_share, attention_warning
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.heatmap import grad_cam, upsample
 from covid_cxr.modeling.inference import seen_images
@@ -30,6 +30,11 @@ class LungAttention:
 
     share: np.ndarray
     ratio: np.ndarray
+
+    @property
+    def warned(self) -> np.ndarray:
+        """Per image, whether the attention warning fires (covid_cxr.lungs.measures.attention_warning)."""
+        return np.asarray([attention_warning(ratio) for ratio in self.ratio], dtype=bool)
 
 
 def lung_measures(cam: np.ndarray, lungs: np.ndarray) -> tuple[float, float]:

@@ -28,8 +28,7 @@ def with_lung_masks(split: datasets.Dataset, segmenter: LungSegmenter, batch_siz
     """`split` plus a `lung_mask` column (uint8 0/1, MASK_SIDE x MASK_SIDE); computed on the first call only."""
 
     def predict(batch: dict) -> dict:
-        tokens = segmenter.tokens(segmenter.pixel_values(batch["image"]))
-        maps = [segmenter.decode(t, (MASK_SIDE, MASK_SIDE)) for t in tokens]
+        maps = segmenter.probabilities(batch["image"], (MASK_SIDE, MASK_SIDE))
         threshold = segmenter.config.threshold
         masks = [np.ones(p.shape, bool) if implausible_lungs(p, threshold) else p >= threshold for p in maps]
         return {MASK_COLUMN: masks}  # bool, stored as uint8

@@ -116,11 +116,13 @@ def train_head(
     head.eval()
 
 
-def scores(decode: Decoder, features: torch.Tensor, masks: list[np.ndarray]) -> tuple[list[float], list[float]]:
-    """Dice and IoU of the prediction thresholded at 0.5 against each mask, at the mask's own size."""
+def scores(
+    decode: Decoder, features: torch.Tensor, masks: list[np.ndarray], threshold: float = 0.5
+) -> tuple[list[float], list[float]]:
+    """Dice and IoU of the prediction thresholded at `threshold` against each mask, at the mask's own size."""
     dices, ious = [], []
     for feature, mask in zip(features, masks, strict=True):
-        predicted = decode(feature, mask.shape) >= 0.5
+        predicted = decode(feature, mask.shape) >= threshold
         dices.append(dice(predicted, mask))
         ious.append(iou(predicted, mask))
     return dices, ious
@@ -132,17 +134,24 @@ def bootstrap_ci(values: np.ndarray, groups: np.ndarray, rounds: int = 2000, see
 
 
 def cross_validate(
-    fit: Fitter, decode: Decoder, features: torch.Tensor, masks: list[np.ndarray], patients: list[str], folds: int = 5
+    fit: Fitter,
+    decode: Decoder,
+    features: torch.Tensor,
+    masks: list[np.ndarray],
+    patients: list[str],
+    folds: int = 5,
+    threshold: float = 0.5,
 ) -> dict[str, object]:
     """Patient-grouped k-fold: each image scored by a head that never saw its patient (`fit` trains it afresh on
-    some features and targets, `decode` gives one image's lung probability at a size)."""
+    some features and targets, `decode` gives one image's lung probability at a size, lungs from `threshold`; the
+    standard model's arg-max is 0.5)."""
     side = features.shape[-1] * TARGET_SCALE
     targets = mask_targets(masks, side)
     dices, ious, constant = np.zeros(len(masks)), np.zeros(len(masks)), np.zeros(len(masks))
     groups = np.asarray(patients)
     for fold, (train, held_out) in enumerate(GroupKFold(n_splits=folds).split(features, groups=groups)):
         fit(features[train], targets[train], fold)
-        fold_dices, fold_ious = scores(decode, features[held_out], [masks[i] for i in held_out])
+        fold_dices, fold_ious = scores(decode, features[held_out], [masks[i] for i in held_out], threshold)
         dices[held_out], ious[held_out] = fold_dices, fold_ious
         prior = Image.fromarray((targets[train].mean(dim=0)[0].numpy() >= 0.5).astype(np.uint8))  # the mean mask
         for i in held_out:

@@ -41,8 +41,7 @@ def focus_on_lungs(image: Image.Image, segmenter: LungSegmenter) -> Image.Image:
     """One film as a lungs-first model must see it: grey, blurred outside its dilated lung fields.
 
     Raises NoLungsError when the segmenter finds no plausible lung fields (not a frontal chest film)."""
-    tokens = segmenter.tokens(segmenter.pixel_values([image]))
-    probability = segmenter.decode(tokens[0], (MASK_SIDE, MASK_SIDE))
+    (probability,) = segmenter.probabilities([image], (MASK_SIDE, MASK_SIDE))
     if reason := implausible_lungs(probability, segmenter.config.threshold):
         raise NoLungsError(reason)
     return blur_image_outside(image, probability >= segmenter.config.threshold)

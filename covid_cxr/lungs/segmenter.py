@@ -152,10 +152,11 @@ class LungSegmenter(nn.Module):
         logit = self.head(tokens[None].float())
         return torch.sigmoid(nn.functional.interpolate(logit, size=size, mode="bilinear"))[0, 0].numpy()
 
-    def probabilities(self, images: list[Image.Image]) -> list[np.ndarray]:
-        """Per image, the lung probability at the image's own width and height."""
+    def probabilities(self, images: list[Image.Image], size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """Per image, the lung probability at `size` (height, width), by default the image's own."""
         tokens = self.tokens(self.pixel_values(images))
-        return [self.decode(t, (image.height, image.width)) for t, image in zip(tokens, images, strict=True)]
+        sizes = [size or (image.height, image.width) for image in images]
+        return [self.decode(t, side) for t, side in zip(tokens, sizes, strict=True)]
 
     def masks(self, images: list[Image.Image]) -> list[np.ndarray]:
         """Per image, the boolean lung mask at the image's own size."""

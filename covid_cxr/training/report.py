@@ -23,7 +23,7 @@ from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
 from covid_cxr.lungs.attention import lung_attention
-from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning
+from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.calibration import (
     TEMPERATURE_BOUNDS,
@@ -191,7 +191,7 @@ def lung_attention_summary(
     images where most heat lies outside, and how often the attention warning fires (covid_cxr.lungs.measures),
     overall and per source and label."""
     attention = lung_attention(model, processor, test["image"], lungs, POSITIVE, desc="Lung attention (test)")
-    warned = np.asarray([attention_warning(ratio) for ratio in attention.ratio])
+    warned = attention.warned
     sources, labels = np.asarray(test["source"]), np.asarray([CLASS_NAMES[label] for label in test["label"]])
     subsets = {ALL: np.ones(len(sources), bool), MIXED: np.isin(sources, mixed_sources)}
     figures = {
