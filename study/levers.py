@@ -125,7 +125,7 @@ def finetune_rows(y: Yardstick, reference_probe: FoldScorer) -> list[Row]:
 def _finetune_row(
     y: Yardstick, lever: str, setting: str, seed: int, name: str = "", options: Sequence[str] = ()
 ) -> tuple[Row, FoldScorer]:
-    """One fine-tune cross-validated, its rounds cached under `_finetune_folder`; its cost is what the rounds
+    """One fine-tune cross-validated, its rounds cached under `finetune_folder`; its cost is what the rounds
     took when they ran."""
     folder = finetune_folder(y.root, seed, name)
     scorer = finetune_scorer(finetune_arguments(y.args, folder, seed, options), y.dataset, folder)
@@ -134,9 +134,10 @@ def _finetune_row(
     return row, scorer
 
 
-def finetune_folder(root: Path, seed: int, name: str = "") -> Path:
-    """Where one fine-tune's rounds are cached: output_root/finetune-[name-]seed<seed>."""
-    return root / f"finetune-{name + '-' if name else ''}seed{seed}"
+def finetune_folder(root: Path, seed: int, name: str = "", dealing: int | None = None) -> Path:
+    """Where one fine-tune's rounds are cached: output_root/finetune-[name-]seed<seed>[-dealing<fold seed>]."""
+    dealt = "" if dealing is None else f"-dealing{dealing}"
+    return root / f"finetune-{name + '-' if name else ''}seed{seed}{dealt}"
 
 
 def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> tuple:

@@ -26,7 +26,7 @@ from covid_cxr.evaluation.probes import source_probe
 from covid_cxr.lungs.segmenter import LungSegmenter
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
-from study.levers import finetune_arguments, measured_recipe
+from study.levers import finetune_arguments, finetune_folder, measured_recipe
 from study.whole_film_markdown import changes_of, render
 from study.yardstick import DINO, Row, Yardstick
 
@@ -108,18 +108,13 @@ def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int, recipes: list[s
     rows = {}
     for name in recipes:
         setting, options = FINETUNES[name]
-        folder = finetune_folder(y, name, dealing)
+        folder = finetune_folder(y.root, y.args.seed, name, dealing)
         arguments = finetune_arguments(y.args, folder, y.args.seed, (*options, "--lung_segmenter", y.args.lungs))
         scorer = finetune_scorer(arguments, y.dataset, folder, lungs)
         row = y.row("fine-tune", setting, scorer, 0.0, folds=folds)
         row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
         rows[setting] = row
     return rows
-
-
-def finetune_folder(y: Yardstick, name: str, dealing: int) -> Path:
-    """Where one recipe's rounds on one dealing are cached (resumable)."""
-    return y.root / f"finetune-{name}-seed{y.args.seed}-dealing{dealing}"
 
 
 def dealing_summary(y: Yardstick, rows: dict[str, Row], comparisons: tuple[tuple[str, str], ...]) -> dict:
@@ -232,7 +227,7 @@ def main() -> dict[str, object]:
             summary = {**recorded, "rows": recorded["rows"] | summary["rows"]}
         tuned[str(dealing)] = summary
         if dealing == args.dealings[0] and DEFAULT_TUNE in rows:  # the yardstick's dealing: a card may quote it
-            folder = finetune_folder(y, "whole-film", dealing)
+            folder = finetune_folder(y.root, args.seed, "whole-film", dealing)
             headline = summary["rows"][DEFAULT_TUNE] | {"folds": args.folds, "seed_of_default": args.seed}
             result["headline"] = headline | measured_recipe(y, folder, args.seed)
         _save(result, args)  # a finished dealing is on record before the next starts
