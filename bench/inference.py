@@ -4,7 +4,8 @@ Paths: transformers `pipeline()` (batch 1 and 8); the Space's predict as it was 
 segmenter's own backbone pass, Grad-CAM's graph through the whole backbone) side by side, in one interleaved run,
 with today's (one shared backbone pass, in PyTorch and in onnxruntime), and without the heat map; the model
 alone in PyTorch, onnxruntime fp32 and int8, and torch int8 dynamic quantisation. The Space paths report the
-largest difference in COVID-19 probability and in lung attention from the path before #26 over the test split.
+largest difference in COVID-19 probability and in lung attention from the path before #26 over the test split,
+and the Space's path how often its attention warning fires there, per source and label.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from transformers import pipeline
 from bench.common import interleaved, machine, percentile, report, test_split, timed
 from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import processor_size
+from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.fitting import read_mask, read_pairs
-from covid_cxr.lungs.measures import dice, implausible_lungs
+from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning, dice, implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.heatmap import grad_cam, outline, overlay
 from covid_cxr.modeling.inference import CovidClassifier, run_model, seen_images, softmax
@@ -76,7 +78,7 @@ class BeforeShared:
 
 
 def answers(analyse, encoded: list[bytes]) -> list[tuple[float, float | None] | None]:
-    """(COVID-19 probability, lung attention) per image, None when refused."""
+    """(COVID-19 probability, lung attention[, its ratio]) per image, None when refused."""
     results = []
     for data in encoded:
         try:
@@ -95,6 +97,26 @@ def largest_differences(reference: list, other: list) -> dict[str, float | int]:
         "mean_lung_attention_difference": float(np.mean(attention)) if attention else 0.0,
         "refusals_changed": sum((a is None) != (b is None) for a, b in zip(reference, other, strict=True)),
     }
+
+
+def warning_rates(space: list[tuple | None], sources: list[str], labels: list[str]) -> list[dict[str, object]]:
+    """Per source and label of the test split: its images, those the Space answered with a heat map, and the share
+    of those its attention warning fired on (covid_cxr.lungs.measures.attention_warning)."""
+    answered = np.asarray([answer is not None and answer[2] is not None for answer in space])
+    warned = np.asarray([bool(ok) and attention_warning(answer[2]) for ok, answer in zip(answered, space, strict=True)])
+    sources, labels = np.asarray(sources), np.asarray(labels)
+    groups = []
+    for source, label in sorted(set(zip(sources.tolist(), labels.tolist(), strict=True))):
+        group = (sources == source) & (labels == label)
+        measured = group & answered
+        groups.append({
+            "source": source,
+            "label": label,
+            "images": int(group.sum()),
+            "answered": int(measured.sum()),
+            "warned": float(warned[measured].mean()) if measured.any() else None,
+        })  # fmt: skip
+    return groups
 
 
 def lung_dice_by_input_size(segmenter: LungSegmenter, masks: Path, images: Path, sizes: tuple[int, ...]) -> dict:
@@ -167,7 +189,9 @@ def main() -> dict:
         return lambda: answers(analyse, [encoded[next(counter) % 16]])
 
     def shared(target: Predictor):
-        return lambda data: (lambda r: (r.covid_probability, r.lung_attention))(target.analyse(data))
+        return lambda data: (lambda r: (r.covid_probability, r.lung_attention, r.lung_attention_ratio))(
+            target.analyse(data)
+        )
 
     rows = []
     rows.append(latency_row("pipeline()", timed(lambda: classifier(images[next(counter) % 16]), args.repeats), 1, auc))
@@ -179,13 +203,14 @@ def main() -> dict:
         paths = {BEFORE: BeforeShared(args.model, lungs, predictor.guard).analyse} | paths
     side_by_side = interleaved({name: one(analyse) for name, analyse in paths.items()}, args.repeats)
     reference = answers(paths[BEFORE], encoded) if lungs is not None else None
-    for name, analyse in paths.items():
-        extra = {} if reference is None or name == BEFORE else largest_differences(reference, answers(analyse, encoded))
+    over_test = {name: answers(analyse, encoded) for name, analyse in paths.items() if name != BEFORE}
+    for name in paths:
+        extra = {} if reference is None or name == BEFORE else largest_differences(reference, over_test[name])
         rows.append(latency_row(name, side_by_side[name], 1, auc if "onnx" not in name else onnx_auc, **extra))
     rows.append(
         latency_row(
             "Space predict, onnxruntime, no heat map",
-            timed(lambda: predictor.analyse(encoded[next(counter) % 16], heatmap=False), args.repeats),
+            timed(one(lambda data: predictor.analyse(data, heatmap=False)), args.repeats),
             1,
             onnx_auc,
         )
@@ -218,6 +243,11 @@ def main() -> dict:
         "onnx_export": export,
         "rows": rows,
     }
+    if lungs is not None:
+        result["attention_warning"] = {
+            "below": RATIO_WARNING,
+            "groups": warning_rates(over_test[SHARED_ONNX], test["source"], [CLASS_NAMES[y] for y in labels.tolist()]),
+        }
     if lungs is not None and Path(args.lung_masks).is_dir():
         result["lung_dice"] = lung_dice_by_input_size(
             lungs, Path(args.lung_masks), Path(args.images), (lungs.config.image_size, processor_size(processor))

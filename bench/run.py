@@ -75,7 +75,7 @@ only: the lung fields are found on a coarser grid, so a borderline film can fall
 
 {table(header, rows)}
 
-{lungs}
+{lungs}{warning_section(inference.get("attention_warning"))}
 
 The ONNX export (`onnx/model.onnx`, int8 `onnx/model_quantized.onnx`) against PyTorch on
 {export["images"]} test X-rays: largest probability difference {export["onnx_max_probability_difference"]:.2g}
@@ -83,6 +83,23 @@ The ONNX export (`onnx/model.onnx`, int8 `onnx/model_quantized.onnx`) against Py
 answers equal PyTorch's; int8 is faster but changes them. *Space predict* is the Space's whole answer: file
 decoding, the scope guard, the lung fields and, where named, Grad-CAM. Command:
 `python -m bench.inference --model {model}`."""
+
+
+def warning_section(warning: dict | None) -> str:
+    """How often the Space's attention warning fired over the test split, per source and label (empty when the
+    run had no lung segmenter)."""
+    if not warning:
+        return ""
+    rows = [[g["source"], g["label"], g["images"], g["answered"], "" if g["warned"] is None else f"{g['warned']:.0%}"]
+            for g in warning["groups"]]  # fmt: skip
+    return f"""
+
+*Attention warning* on the Space's path over the whole test split: the share of the answered images (a heat
+map and lungs found; refusals aside) whose COVID-19 heat is less than {warning["below"]} times as dense on the
+lungs as on the image as a whole, the point below which the Space tells the reader that the answer rests no
+more on the lungs than on the rest of the film (`covid_cxr.lungs.measures.attention_warning`).
+
+{table(["source", "label", "test images", "answered", "warning fired"], rows)}"""
 
 
 def soak_section(soak: dict, model: str) -> str:
