@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from covid_cxr.cards.model import Recipe
+from covid_cxr.data.processor_size import WHOLE_FILM
 from covid_cxr.evaluation.grouped import MIXED
 
 
@@ -39,6 +41,20 @@ def _interval(change: float, low: float, high: float) -> str:
     return f"{change:+.3f} ({low:+.3f} to {high:+.3f}): {verdict}"
 
 
+def _framing_note(headline: dict[str, object]) -> list[str]:
+    """A line saying so when this page's recipe framed the film otherwise than today's default (the whole film):
+    its rows then describe that older recipe, and study/WHOLE_FILM.md holds the default's figures."""
+    framing = headline["recipe"].get("framing", Recipe.framing)
+    if framing == WHOLE_FILM:
+        return []
+    return [
+        f"Every row on this page was measured with the recipe's earlier framing, the film's **{framing}**. The "
+        f"default recipe now feeds the {WHOLE_FILM}; its cross-validated figures, against this framing on the same "
+        "folds, are in [WHOLE_FILM.md](WHOLE_FILM.md).",
+        "",
+    ]
+
+
 def render(result: dict[str, object]) -> str:
     """study/QUALITY.md from the JSON result."""
     rows, loso, headline = result["rows"], result["leave_one_source_out"], result["headline"]
@@ -62,6 +78,7 @@ def render(result: dict[str, object]) -> str:
         "",
         "## Headline",
         "",
+        *_framing_note(headline),
         f"**{headline['setting']}: mixed-label ROC AUC {auc_with_ci(mixed)}, {result['folds']}-fold cross-validation** "
         f"(all sources {auc_with_ci(every)}; mixed-label sensitivity {mixed['sensitivity']:.3f}, specificity "
         f"{mixed['specificity']:.3f}, ECE {mixed['ece']:.3f}).",

@@ -1,10 +1,15 @@
 """The whole-film study's decisions follow the rules it was set: padding replaces squashing only with a gain on
 every dealing, and lungs first becomes the default only when its fine-tune change is positive on at least three
-fold dealings and the source reads less well from its features (fast tier: the rule, on made-up changes)."""
+fold dealings and the source reads less well from its features (fast tier: the rule, on made-up changes); the
+yardstick's page says so when its rows framed the film otherwise than the default now does."""
 
 from __future__ import annotations
 
-from study.whole_film import DEFAULT_TUNE, LUNGS_FIRST, LUNGS_FIRST_TUNE, PADDED, SQUASHED, verdict
+import json
+
+from covid_cxr.data.processor_size import WHOLE_FILM
+from study.quality_markdown import render
+from study.whole_film import DEFAULT_TUNE, LUNGS_FIRST, LUNGS_FIRST_TUNE, PADDED, SQUASHED, STUDY_DIR, verdict
 
 
 def dealings(row: str, baseline: str, changes: list[float], low: float = -0.01) -> dict[str, dict]:
@@ -42,3 +47,11 @@ def test_padding_replaces_squashing_only_with_a_gain() -> None:
     gained["probes"]["42"]["changes"][0]["ci95"] = [0.001, 0.05]
     assert "padding should replace squashing" in verdict(gained)[0]
     assert "stays" in verdict(result([0.02] * 4, [0.0] * 4, [], 0.7))[0]
+
+
+def test_the_quality_page_says_when_its_rows_framed_the_film_otherwise() -> None:
+    recorded = json.loads((STUDY_DIR / "results" / "quality.json").read_text())
+    recorded["headline"]["recipe"].pop("framing", None)  # a report written before the framing was recorded
+    assert "film's **centre crop**" in render(recorded) and "WHOLE_FILM.md" in render(recorded)
+    recorded["headline"]["recipe"]["framing"] = WHOLE_FILM
+    assert "WHOLE_FILM.md" not in render(recorded)
