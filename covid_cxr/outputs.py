@@ -2,7 +2,8 @@
 
 Every command that writes checks its output folder with :func:`check_output_dir` before it reads anything, and
 a command that replaces its output folder writes into a hidden sibling and swaps it in only when complete
-(:func:`replacing`), so a crash or a Ctrl-C leaves the previous output whole.
+(:func:`replacing`), so a crash or a Ctrl-C leaves the previous output whole. Weights get the permissions of any
+other file it writes (:func:`share_weights`).
 """
 
 from __future__ import annotations
@@ -102,3 +103,16 @@ def replacing(output_dir: Path | str) -> Iterator[Path]:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     logger.info("wrote %s", output)
+
+
+def share_weights(folder: Path | str) -> None:
+    """Give the folder's `*.safetensors` files the mode the umask gives every other new file.
+
+    safetensors 0.8 writes through a temporary file that is always created 0600 and renamed into place
+    (safetensors#782), so without this a model trained on a shared machine could be loaded by its trainer alone.
+    Checkpoints are left alone: only the run that wrote them resumes from them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(folder).rglob("*.safetensors"):
+        if not any(part.startswith("checkpoint-") for part in path.relative_to(folder).parts):
+            path.chmod(0o666 & ~umask)

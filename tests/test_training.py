@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,14 @@ def test_freeze_keeps_last_blocks_and_head_trainable(backbone: Path) -> None:
     assert any("layer.10." in n for n in trainable) and any("layer.11." in n for n in trainable)
     assert not any("layer.9." in n or "embeddings" in n for n in trainable)
     assert {"classifier", "dinov2.layernorm"} <= trainable
+
+
+def test_the_weights_are_as_readable_as_the_other_files_written(trained: tuple[Path, dict], backbone: Path) -> None:
+    """safetensors writes 0600 whatever the umask (safetensors#782); a model on a shared machine must not be."""
+    for folder in (trained[0], backbone):
+        expected = stat.S_IMODE((folder / "config.json").stat().st_mode)
+        weights = list(folder.glob("*.safetensors"))
+        assert weights and all(stat.S_IMODE(w.stat().st_mode) == expected for w in weights), folder
 
 
 def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict]) -> None:

@@ -39,7 +39,7 @@ from covid_cxr.lungs.standard import (
     standard_model,
 )
 from covid_cxr.modeling.backbones import resolve_backbone
-from covid_cxr.outputs import OutputFolderError, check_output_dir
+from covid_cxr.outputs import OutputFolderError, check_output_dir, share_weights
 
 CV_RESULTS = "cv_results.json"
 
@@ -102,6 +102,7 @@ def main(
     segmenter.config.trained_on.update(trained_on)
     segmenter.save_pretrained(args.output_dir)
     save_standard(standard, segmenter, Path(args.output_dir) / PIPELINE_FOLDER)
+    share_weights(args.output_dir)
     results |= {"seconds": round(time.perf_counter() - start, 1), **trained_on}
     (Path(args.output_dir) / CV_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     if "dice_mean" in results:

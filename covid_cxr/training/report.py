@@ -34,6 +34,7 @@ from covid_cxr.modeling.calibration import (
 )
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
+from covid_cxr.outputs import share_weights
 
 POSITIVE = LABEL2ID["covid"]
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def save_model_folder(
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
     guard.save(output_dir)
+    share_weights(output_dir)
 
 
 def plot_results(

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from covid_cxr.modeling.backbones.cache import backbone_root
+from covid_cxr.outputs import share_weights
 
 DEFAULT_BACKBONE = "dinov2-small-imgfocus"
 PROVENANCE_FILE = "provenance.json"
@@ -46,6 +47,7 @@ def materialise(name: str, root: Path | None = None, force: bool = False) -> Pat
     entry = OFFLINE_BACKBONES[name]
     converter = importlib.import_module(f"{__name__}.{entry['converter']}")  # onnx, torch: only when converting
     error = converter.convert(output_dir)
+    share_weights(output_dir)
     provenance = {k: v for k, v in entry.items() if k != "converter"} | {"max_relative_error_vs_source": error}
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return output_dir
