@@ -13,6 +13,7 @@ LUNG_FOCUS ?=
 SPACE_ID ?=
 MASKS ?= ../shared/cxr-lung-masks
 MASK_IMAGES ?= ../shared/cxr
+MASKS_LICENSE ?= CC BY 4.0 (V7 Labs, "COVID-19 X-ray dataset" lung annotations, 2020)
 
 # Each rule depends on the code it runs, so editing the Space rebuilds nothing and editing training keeps the data.
 DATA_CODE := $(wildcard covid_cxr/*.py covid_cxr/data/*.py covid_cxr/cards/*.py)
@@ -68,7 +69,7 @@ lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ 
 $(LUNGS): build/backbones/$(LUNG_BACKBONE)/provenance.json covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py \
 		covid_cxr/lungs/standard.py covid_cxr/cli/train_lungs.py train/train_lungs.py
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
-		--backbone build/backbones/$(LUNG_BACKBONE)
+		--backbone build/backbones/$(LUNG_BACKBONE) --masks_license '$(MASKS_LICENSE)'
 
 lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and docs/lungs.md's block (all images of $(MASK_IMAGES))
 	$(BIN)/python -m pages.lungs --model build/lungs --images $(MASK_IMAGES)

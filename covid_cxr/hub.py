@@ -13,6 +13,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
+HUB_ID_FILE = "hub_repo_id.txt"  # written beside a pushed dataset or segmenter, so a model card can name its Hub id
 # A model folder's files that stay local: checkpoints, TensorBoard runs, pickles, and the run's bookkeeping (the
 # resume fingerprint; the resolved configuration, which names local folders)
 MODEL_IGNORED = (

@@ -138,3 +138,80 @@ def test_the_segmenter_refuses_a_backbone_that_is_not_dinov2(tmp_path: Path) -> 
     MobileNetV2Config().save_pretrained(tmp_path / "mobilenet")
     with pytest.raises(ValueError, match="holds a mobilenet_v2 model: the lung segmenter needs a DINOv2 backbone"):
         LungSegmenter.from_backbone(tmp_path / "mobilenet")
+
+
+def small_mask_folder(cxr_root: Path, target: Path, count: int = 12) -> list[Path]:
+    """`count` of the project's lung masks (one per patient) as a mask folder of their own; their images."""
+    import csv
+
+    from covid_cxr.lungs.fitting import read_pairs
+
+    masks_root = cxr_root.parent / "cxr-lung-masks"
+    chosen = list({p.patient_id: p for p in read_pairs(masks_root, cxr_root)}.values())[:count]
+    (target / "masks").mkdir(parents=True)
+    with (target / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["mask_file", "image_file"])
+        for pair in chosen:
+            shutil.copy(pair.mask, target / "masks" / pair.mask.name)
+            writer.writerow([f"masks/{pair.mask.name}", pair.image.relative_to(cxr_root).as_posix()])
+    return [pair.image for pair in chosen]
+
+
+def test_train_lungs_pushes_the_standard_segmenter_with_its_card(
+    cxr_root: Path, backbone: Path, tmp_path: Path, fake_hub
+) -> None:
+    """`covid-cxr train-lungs --hub_repo_id` uploads pipeline/ in one commit: weights, processor, a card whose Dice
+    is the run's cross-validated one and whose data are the masked images', and the terms; `pipeline()` then loads
+    what was uploaded, offline and without remote code, and finds the lungs on a real film."""
+    import json
+
+    from transformers import pipeline
+
+    from covid_cxr.cli.train_lungs import LungArguments, publish
+    from covid_cxr.cli.train_lungs import main as train_lungs
+    from covid_cxr.data.imaging import load_image
+    from covid_cxr.hub import HUB_ID_FILE
+
+    masks, output = tmp_path / "masks", tmp_path / "lungs"
+    images = small_mask_folder(cxr_root, masks)
+    arguments = ["--masks", str(masks), "--images", str(cxr_root), "--output_dir", str(output)]
+    arguments += ["--backbone", str(backbone), "--folds", "2", "--masks_license", "CC BY 4.0 (test)"]
+    train_lungs([*arguments, "--hub_repo_id", "me/cxr-lungs"])
+    (commit,) = fake_hub.commits
+    expected = {"README.md", "LICENSE.md", "config.json", "model.safetensors", "preprocessor_config.json"}
+    assert commit["repo_id"] == "me/cxr-lungs" and set(commit["added"]) == expected
+    assert (output / HUB_ID_FILE).read_text().strip() == "me/cxr-lungs"
+    card = " ".join((fake_hub.root / "me/cxr-lungs" / "README.md").read_text().split())  # prose, not line breaks
+    dice_mean = json.loads((output / "cv_results.json").read_text())["pipeline"]["dice_mean"]
+    assert f"mean Dice **{dice_mean:.3f}**" in card and "12 lung masks of 12 patients" in card
+    assert "| ieee8023 | covid | 12 |" in card and "all labelled `covid`" in card
+    assert 'pipeline("image-segmentation", model="me/cxr-lungs")' in card and "licensed CC BY 4.0 (test)" in card
+    assert card.startswith("--- base_model: facebook/dinov2-small") and "pipeline_tag: image-segmentation" in card
+    assert "not a medical device" in (fake_hub.root / "me/cxr-lungs" / "LICENSE.md").read_text()
+
+    dry = LungArguments(str(masks), str(cxr_root), str(output), hub_repo_id="me/other", dry_run=str(tmp_path / "up"))
+    publish(output / "pipeline", dry)  # a dry run writes the same files and pushes nothing
+    assert {p.name for p in (tmp_path / "up").iterdir()} == expected and len(fake_hub.commits) == 1
+
+    segment = pipeline("image-segmentation", model=str(fake_hub.root / "me/cxr-lungs"), trust_remote_code=False)
+    found = {r["label"]: np.asarray(r["mask"]) > 0 for r in segment(load_image(images[0]).image.convert("RGB"))}
+    assert 0.1 < found["lung"].mean() < 0.6  # a lung field, neither nothing nor the whole film
+
+
+def test_train_lungs_stops_before_fitting_when_the_push_cannot_happen(
+    cxr_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from covid_cxr.cli.train_lungs import main as train_lungs
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored token either
+    arguments = ["--masks", str(cxr_root.parent / "cxr-lung-masks"), "--images", str(cxr_root)]
+    arguments += ["--output_dir", str(tmp_path / "lungs")]
+    with pytest.raises(SystemExit, match="not a valid Hub repo id"):
+        train_lungs([*arguments, "--hub_repo_id", "no owner"])
+    with pytest.raises(SystemExit, match="no Hugging Face token"):
+        train_lungs([*arguments, "--hub_repo_id", "me/cxr-lungs"])
+    with pytest.raises(SystemExit, match="give --hub_repo_id"):
+        train_lungs([*arguments, "--dry_run", str(tmp_path / "upload")])
+    assert not (tmp_path / "lungs").exists()

@@ -157,19 +157,20 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
     )
 
 
-def research_only_terms(facts: DataFacts) -> str:
-    """The terms `license: other` links to: research use only, and the training data's own licences."""
+def research_only_terms(facts: DataFacts, title: str = "covid-cxr model", trained: str = "fine-tuned") -> str:
+    """The terms `license: other` links to: research use only, and the training data's own licences (`trained`:
+    how the weights were made from the images)."""
     if facts.restrictive_licences:
         data = (
-            "The weights were fine-tuned on images whose licences include non-commercial, no-derivatives or "
+            f"The weights were {trained} on images whose licences include non-commercial, no-derivatives or "
             '"research purposes only" terms; those terms carry over, so no commercial use.'
         )
     elif facts.licences_stated and "" not in facts.licences:
-        data = f"The images it was fine-tuned on are licensed {', '.join(facts.licences)}; their terms carry over."
+        data = f"The images it was {trained} on are licensed {', '.join(facts.licences)}; their terms carry over."
     else:
-        data = "The images it was fine-tuned on state no licence: their owner's terms carry over."
+        data = f"The images it was {trained} on state no licence: their owner's terms carry over."
     return (
-        "# covid-cxr model: terms of use\n\n"
+        f"# {title}: terms of use\n\n"
         "Research and teaching only. This model is **not a medical device**: do not use it to diagnose, screen, "
         f"triage or treat anyone, or in any clinical workflow.\n\n{data} The code that trained it is MIT-licensed; "
         "the starting backbone's licence is named in the model card.\n"

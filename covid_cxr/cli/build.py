@@ -167,8 +167,7 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
 
 def upload(dataset, card, linked: list[Path], data_args: DatasetArguments, output_dir: Path) -> None:
     """The one commit, pushed, or written into --dry_run's folder; a push records its id beside the dataset."""
-    from covid_cxr.data.build import HUB_ID_FILE
-    from covid_cxr.hub import dataset_operations, push_dataset, write_operations
+    from covid_cxr.hub import HUB_ID_FILE, dataset_operations, push_dataset, write_operations
 
     repo_id = data_args.push_to_hub
     with tempfile.TemporaryDirectory(prefix="covid-cxr-push-") as staging:

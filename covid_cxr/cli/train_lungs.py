@@ -3,10 +3,12 @@ with metadata.csv and masks/, such as the project's 298 CC BY masks), measured b
 cross-validation, saved as safetensors.
 
     covid-cxr train-lungs --masks cxr-lung-masks/ --images cxr/ --output_dir lungs/
+    covid-cxr train-lungs --masks cxr-lung-masks/ --images cxr/ --output_dir lungs/ --hub_repo_id my-org/cxr-lungs
 
 Writes lung_segmenter.safetensors + lung_segmenter.json (the model), pipeline/ (the same segmenter as a standard
-transformers UperNet that `pipeline("image-segmentation", model=".../pipeline")` loads with no remote code), and
-cv_results.json (Dice and IoU of both, with patient-bootstrap 95% intervals) into --output_dir.
+transformers UperNet that `pipeline("image-segmentation", model=".../pipeline")` loads with no remote code, with
+its card and terms), and cv_results.json (Dice and IoU of both, with patient-bootstrap 95% intervals) into
+--output_dir. --hub_repo_id pushes pipeline/ to the Hub in one commit (checked before any fitting starts).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from covid_cxr.cards.markdown import LICENSE_FILE
+from covid_cxr.cards.segmenter import render_segmenter_card, segmenter_terms
 from covid_cxr.cli.parsing import parse_arguments
+from covid_cxr.hub import HUB_ID_FILE, HubPreflightError, model_operations, preflight, push_model, write_operations
 from covid_cxr.lungs.fitting import (
     TARGET_SCALE,
     cross_validate,
@@ -38,7 +43,7 @@ from covid_cxr.lungs.standard import (
     stage_features,
     standard_model,
 )
-from covid_cxr.modeling.backbones import resolve_backbone
+from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.outputs import OutputFolderError, check_output_dir, share_weights
 
 CV_RESULTS = "cv_results.json"
@@ -56,15 +61,36 @@ class LungArguments:
     )
     image_size: int = field(default=224, metadata={"help": "Square input side (a multiple of 14)."})
     folds: int = field(default=5, metadata={"help": "Patient-grouped cross-validation folds (0: skip)."})
+    masks_license: str | None = field(
+        default=None, metadata={"help": "The masks' licence, as the card and LICENSE.md should state it."}
+    )
+    hub_repo_id: str | None = field(
+        default=None, metadata={"help": "Hub model repo (org/name) to push the standard segmenter (pipeline/) to."}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create the --hub_repo_id repo as private."})
+    dry_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --hub_repo_id: write exactly the files the push would upload into this folder instead "
+            "(no token or network needed)."
+        },
+    )
 
 
 def main(
     argv: Sequence[str] | None = None, prog: str = "covid-cxr train-lungs", defaults: Mapping[str, Any] | None = None
 ) -> None:
     (args,) = parse_arguments((LungArguments,), argv, prog=prog, description=__doc__, defaults=defaults)
+    if args.dry_run and not args.hub_repo_id:
+        raise SystemExit("error: --dry_run writes what --hub_repo_id would upload: give --hub_repo_id org/name too")
+    inputs = {"--masks": args.masks, "--images": args.images}
     try:
-        check_output_dir(args.output_dir, {"--masks": args.masks, "--images": args.images})
-    except OutputFolderError as err:
+        check_output_dir(args.output_dir, inputs)
+        if args.dry_run:
+            check_output_dir(args.dry_run, inputs | {"--output_dir": args.output_dir}, flag="--dry_run")
+        if args.hub_repo_id:  # before the fitting: a push that cannot happen stops here
+            preflight(args.hub_repo_id, "model", args.hub_private, dry_run=bool(args.dry_run))
+    except (OutputFolderError, HubPreflightError) as err:
         raise SystemExit(f"error: {err}") from None
     start = time.perf_counter()
     pairs = read_pairs(Path(args.masks), Path(args.images))
@@ -101,8 +127,19 @@ def main(
     trained_on = {"masks": args.masks, "images": len(pairs), "patients": len(set(patients)), "backbone": args.backbone}
     segmenter.config.trained_on.update(trained_on)
     segmenter.save_pretrained(args.output_dir)
-    save_standard(standard, segmenter, Path(args.output_dir) / PIPELINE_FOLDER)
+    folder = Path(args.output_dir) / PIPELINE_FOLDER
+    save_standard(standard, segmenter, folder)
     share_weights(args.output_dir)
+    card = render_segmenter_card(
+        pairs,
+        results.get("pipeline"),
+        provenance(str(segmenter.config.trained_on["backbone"])),
+        segmenter.config.image_size,
+        args.hub_repo_id or str(folder),
+        args.masks_license,
+    )
+    card.save(folder / "README.md")
+    (folder / LICENSE_FILE).write_text(segmenter_terms(pairs, args.masks_license), encoding="utf-8")
     results |= {"seconds": round(time.perf_counter() - start, 1), **trained_on}
     (Path(args.output_dir) / CV_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     if "dice_mean" in results:
@@ -115,6 +152,20 @@ def main(
             f"(95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}"
         )
     print(f"Lung segmenter saved to {args.output_dir}/ in {results['seconds']:.0f} s")
+    if args.hub_repo_id:
+        publish(folder, args)
+
+
+def publish(folder: Path, args: LungArguments) -> None:
+    """Push the standard segmenter to --hub_repo_id and record its id beside the segmenter, or with --dry_run
+    write the files the push would upload."""
+    if args.dry_run:
+        written = write_operations(model_operations(folder), Path(args.dry_run))
+        print(f"Dry run: the {len(written)} files a push to {args.hub_repo_id} would upload are in {args.dry_run}/")
+        return
+    push_model(folder, args.hub_repo_id, args.hub_private)
+    (folder.parent / HUB_ID_FILE).write_text(args.hub_repo_id + "\n")
+    print(f"Pushed to https://huggingface.co/{args.hub_repo_id}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ FEATURES = datasets.Features(
 REPORT_NAME = "build_report.json"
 DATASET_MARKER = "dataset_dict.json"  # what datasets' save_to_disk writes: the folder holds an earlier build
 HISTOGRAM_NAME = "intensity_histogram.png"
-HUB_ID_FILE = "hub_repo_id.txt"  # written after a push, so a model card can name the dataset by its Hub id
 
 
 @dataclass

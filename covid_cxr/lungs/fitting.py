@@ -34,19 +34,29 @@ class MaskedImage:
     image: Path
     mask: Path
     patient_id: str
+    source: str = ""  # the image's source, label and licence, as its metadata row states them (for the card)
+    label: str = ""
+    license: str = ""
 
 
 def read_pairs(masks_root: Path, images_root: Path) -> list[MaskedImage]:
-    """The (image, mask, patient) triples of a lung-mask folder (``metadata.csv``: mask_file, image_file) whose
-    images are in ``images_root`` (the curated layout, whose metadata gives the patients)."""
+    """The images of a lung-mask folder (``metadata.csv``: mask_file, image_file) that are in ``images_root``, with
+    their masks, and the patient, source, label and licence the images' metadata (the curated layout) gives."""
     with (images_root / "metadata.csv").open(newline="", encoding="utf-8-sig") as handle:
-        patients = {row["file_name"]: row["patient_id"] or row["file_name"] for row in csv.DictReader(handle)}
+        images = {row["file_name"]: row for row in csv.DictReader(handle)}
     with (masks_root / "metadata.csv").open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     return [
-        MaskedImage(images_root / row["image_file"], masks_root / row["mask_file"], patients[row["image_file"]])
+        MaskedImage(
+            images_root / row["image_file"],
+            masks_root / row["mask_file"],
+            image["patient_id"] or row["image_file"],
+            image.get("source", ""),
+            image.get("label", ""),
+            image.get("license", ""),
+        )
         for row in rows
-        if row["image_file"] in patients
+        if (image := images.get(row["image_file"])) is not None
     ]
 
 

@@ -8,11 +8,10 @@ import datasets
 import torch
 from transformers import TrainingArguments
 
-from covid_cxr.data.build import HUB_ID_FILE
 from covid_cxr.data.predecode import predecode
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.data.transforms import Augmentation, DevicePixels, eval_transform, train_transform
-from covid_cxr.hub import is_hub_id
+from covid_cxr.hub import HUB_ID_FILE, is_hub_id
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.training.arguments import DataArguments
 
