@@ -4,6 +4,7 @@ splits, cross-validation, one film for the Space and predict); masks predicted o
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -16,12 +17,14 @@ from transformers import AutoImageProcessor
 from covid_cxr.cli.predict import main as predict_main
 from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
 from covid_cxr.data.processor_size import set_processor_size
+from covid_cxr.hub import HUB_ID_FILE
 from covid_cxr.lungs.dataset_masks import MASK_SIDE, segmenter_fingerprint, with_lung_masks
-from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs, lungs_first, lungs_first_splits
+from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs, focused_by_pipeline, lungs_first, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.lungs.standard import PIPELINE_FOLDER
 from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
 from covid_cxr.training.run import run
-from tests.conftest import FIXTURE_ROOT, tiny_run_arguments
+from tests.conftest import FIXTURE_ROOT, fit_standard, tiny_run_arguments
 
 SIDE = 56
 
@@ -154,9 +157,19 @@ def test_the_cross_validation_trains_and_scores_focused_films(
 
 
 @pytest.fixture(scope="module")
-def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_folder: Path) -> Path:
+def lungs_with_standard(tmp_path_factory, lung_data, lungs_folder: Path) -> Path:
+    """The test segmenter with its standard pipeline model, pushed to (as recorded) `me/cxr-lungs`."""
+    folder = tmp_path_factory.mktemp("lungs-with-standard")
+    shutil.copytree(lungs_folder, folder, dirs_exist_ok=True)
+    fit_standard(lung_data, lungs_folder, folder / PIPELINE_FOLDER)
+    (folder / HUB_ID_FILE).write_text("me/cxr-lungs\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_with_standard: Path) -> Path:
     output = tmp_path_factory.mktemp("lungs-first")
-    run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder, lung_focus=True))
+    run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_with_standard, lung_focus=True))
     return output
 
 
@@ -167,9 +180,43 @@ def test_a_lungs_first_model_records_its_focus_and_its_unfocused_figures(
     assert config["lung_focus"]["segmenter_fingerprint"] == segmenter_fingerprint(
         LungSegmenter.from_pretrained(lungs_folder)
     )
+    assert config["lung_focus"]["standard_segmenter"] == "me/cxr-lungs"
     results = json.loads((lungs_first_model / "all_results.json").read_text())
     assert {"test_unfocused_roc_auc", "test_unfocused_mixed_sources_roc_auc"} <= results.keys()
-    assert "lungs first" in (lungs_first_model / "README.md").read_text()
+    assert {"test_pipeline_focus_roc_auc", "test_pipeline_focus_max_probability_difference"} <= results.keys()
+    card = (lungs_first_model / "README.md").read_text()
+    assert "lungs first" in card and 'pipeline("image-segmentation", model="me/cxr-lungs")' in card
+    assert f"within {results['test_pipeline_focus_max_probability_difference']:.3f} of the" in " ".join(card.split())
+
+
+def test_the_two_pipeline_call_focuses_as_the_card_measured_it(
+    lungs_first_model: Path, lungs_with_standard: Path, small_dataset: Path
+) -> None:
+    """The card's two-pipeline call, run on real test films: in-lung pixels untouched and the rest blurred, as
+    `focused_by_pipeline` (what the card's figures were measured on) focuses them, and its probability within the
+    recorded largest difference of the package path's."""
+    from transformers import pipeline
+
+    from covid_cxr.data.lung_focus import blur_image_outside
+
+    test = datasets.load_from_disk(str(small_dataset))["test"].select(range(4))
+    segment = pipeline("image-segmentation", model=str(lungs_with_standard / PIPELINE_FOLDER))
+    classifier = pipeline("image-classification", model=str(lungs_first_model))
+    segmenter = LungSegmenter.from_pretrained(lungs_with_standard)
+    largest = json.loads((lungs_first_model / "all_results.json").read_text())[
+        "test_pipeline_focus_max_probability_difference"
+    ]
+    measured = focused_by_pipeline(test, lungs_with_standard / PIPELINE_FOLDER)
+    for film, as_measured in zip(test["image"], measured["image"], strict=True):
+        lungs = next(r["mask"] for r in segment(film.convert("RGB")) if r["label"] == "lung")
+        focused = blur_image_outside(film, np.asarray(lungs) > 0)
+        np.testing.assert_array_equal(grey(focused), grey(as_measured))
+        inside = np.asarray(lungs) > 0  # the film's own pixels there; blurred detail elsewhere
+        np.testing.assert_array_equal(grey(focused)[inside], grey(film)[inside])
+        assert 0 < inside.mean() < 1 and detail(grey(focused)) < detail(grey(film))
+        by_pipelines = {r["label"]: r["score"] for r in classifier(focused.convert("RGB"))}["covid"]
+        by_package = {r["label"]: r["score"] for r in classifier(focus_on_lungs(film, segmenter).convert("RGB"))}
+        assert abs(by_pipelines - by_package["covid"]) <= largest + 1e-4
 
 
 def test_a_lungs_first_model_is_served_on_focused_films_only(

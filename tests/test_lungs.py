@@ -15,6 +15,7 @@ from covid_cxr.lungs.fitting import cross_validate, fit_head, read_mask
 from covid_cxr.lungs.measures import attention_ratio, attention_share, attention_warning, components, dice
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.serving.wording import attention_words
+from tests.conftest import fit_standard
 
 
 def test_held_out_dice_beats_a_constant_mask(lung_data) -> None:
@@ -105,21 +106,11 @@ def test_the_standard_pipeline_model_finds_the_lungs_the_project_segmenter_finds
     from transformers import pipeline
 
     from covid_cxr.data.imaging import load_image
-    from covid_cxr.lungs.fitting import TARGET_SCALE, mask_targets, train_head
-    from covid_cxr.lungs.standard import (
-        lung_logits,
-        lung_probability,
-        save_standard,
-        stage_features,
-        standard_model,
-    )
+    from covid_cxr.lungs.standard import lung_probability
 
-    _, chosen, features, masks = lung_data
+    chosen = lung_data[1]
     project = LungSegmenter.from_pretrained(lungs_folder)
-    standard, stages = standard_model(project), stage_features(project, features)
-    targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
-    train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), stages, targets)
-    save_standard(standard, project, tmp_path / "pipeline")
+    standard, stages = fit_standard(lung_data, lungs_folder, tmp_path / "pipeline")
     assert not list((tmp_path / "pipeline").glob("*.bin")) and not list((tmp_path / "pipeline").glob("*.py"))
 
     segment = pipeline("image-segmentation", model=str(tmp_path / "pipeline"), trust_remote_code=False)

@@ -47,7 +47,8 @@ class ModelCardContext:
     lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
     occlusion: dict[str, dict]  # the occlusion test on test (covid_cxr.audit.card), by subset; empty without lungs
     cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
-    unfocused: dict[str, float]  # a lungs-first model's test figures on whole films (test_unfocused_*); else empty
+    unfocused: dict[str, float]  # a lungs-first model's test figures on whole films (test_unfocused_*) and focused
+    # through the standard segmenter's pipeline (test_pipeline_focus_*); else empty
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
     dataset_hub_id: str | None  # the Hub dataset the card names (None: a local dataset, never named by its path)
@@ -56,6 +57,7 @@ class ModelCardContext:
     recipe: Recipe
     hardware: str
     hub_repo_id: str | None = None  # where the model is pushed, for the card's usage example
+    standard_segmenter: str | None = None  # the Hub id of the standard lung segmenter, when it was pushed
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -149,6 +151,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         occlusion=context.occlusion,
         cross_validation=context.cross_validation,
         unfocused=context.unfocused,
+        standard_segmenter=context.standard_segmenter,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,

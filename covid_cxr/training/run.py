@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,12 +37,13 @@ from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.evaluation.grouped import REPORTED, flatten, mixed_label_sources
-from covid_cxr.evaluation.keys import TEST_UNFOCUSED
-from covid_cxr.hub import model_operations, push_model, write_operations
+from covid_cxr.evaluation.keys import TEST_PIPELINE_FOCUS, TEST_UNFOCUSED
+from covid_cxr.hub import HUB_ID_FILE, model_operations, push_model, write_operations
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
-from covid_cxr.lungs.focus import focus_settings, lungs_first_splits
+from covid_cxr.lungs.focus import focus_settings, focused_by_pipeline, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
+from covid_cxr.lungs.standard import PIPELINE_FOLDER
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.onnx_export import export_onnx, exportable
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -275,16 +277,21 @@ def finalise(
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
     focused = data_args.lung_focus
-    unfocused = ScoredSplit.score(model, processor, whole["test"], batch, "Test, not focused") if focused else None
-
     calibration = calibrate(model, validation, eval_args.target_sensitivity)
     guard = ScopeGuard.fit(validation.scope)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
+    standard = standard_segmenter(eval_args.lung_segmenter)
+    standard_id = standard_hub_id(eval_args.lung_segmenter) if focused else None
     skipped_focus = {}
-    if unfocused is not None:  # the same model, calibration and threshold on films that were not focused
-        skipped_focus = flatten(
-            TEST_UNFOCUSED, evaluate(validation, unfocused, calibration, evaluation.mixed_sources, guard).test, REPORTED
-        )
+    if focused:
+
+        def score(films: datasets.Dataset, name: str) -> ScoredSplit:
+            return ScoredSplit.score(model, processor, films, batch, name)
+
+        def judge(scored: ScoredSplit) -> dict[str, dict[str, float]]:  # the same calibration and threshold
+            return evaluate(validation, scored, calibration, evaluation.mixed_sources, guard).test
+
+        skipped_focus = caller_figures(score, judge, test, calibration.temperature, whole["test"], standard)
     backbone = provenance(model_path)
     hub_dataset = dataset_hub_id(data_args)
     data = training_data_facts(splits)
@@ -297,7 +304,7 @@ def finalise(
         "training_data_confounded": data.confounded,
     }
     if focused:  # whoever serves the model must focus its input the same way (covid_cxr.lungs.focus)
-        config_facts[FOCUS_CONFIG_KEY] = focus_settings(lungs)
+        config_facts[FOCUS_CONFIG_KEY] = focus_settings(lungs, standard_id)
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
     onnx_check = {}
     if eval_args.onnx and exportable(model):  # checked on validation films: the export's answers, against PyTorch's
@@ -360,6 +367,7 @@ def finalise(
         dataset_hub_id=hub_dataset,
         facts=data,
         hub_repo_id=eval_args.hub_repo_id,
+        standard_segmenter=standard_id,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         recipe=recipe,
         hardware=_hardware(),
@@ -368,6 +376,44 @@ def finalise(
     if eval_args.hub_repo_id:
         publish(output_dir, eval_args)
     return results
+
+
+def caller_figures(
+    score: Callable[[datasets.Dataset, str], ScoredSplit],
+    judge: Callable[[ScoredSplit], dict[str, dict[str, float]]],
+    test: ScoredSplit,
+    temperature: float,
+    films: datasets.Dataset,
+    standard: Path | None,
+) -> dict[str, float]:
+    """What callers of a lungs-first model get on the test `films` (unfocused): one who skips the focus, and, with
+    the `standard` segmenter, one who focuses through its `pipeline()` as the card shows, with how far that
+    caller's COVID-19 probabilities lie from the package path's (`test`, focused as in training)."""
+    figures = flatten(TEST_UNFOCUSED, judge(score(films, "Test, not focused")), REPORTED)
+    if standard is None:
+        return figures
+    by_pipeline = score(focused_by_pipeline(films, standard), "Test, focused by the standard segmenter")
+    gap = np.abs(by_pipeline.probabilities(temperature) - test.probabilities(temperature))
+    return (
+        figures
+        | flatten(TEST_PIPELINE_FOCUS, judge(by_pipeline), REPORTED)
+        | {
+            f"{TEST_PIPELINE_FOCUS}_max_probability_difference": float(gap.max()),
+            f"{TEST_PIPELINE_FOCUS}_median_probability_difference": float(np.median(gap)),
+        }
+    )
+
+
+def standard_segmenter(lungs: str | None) -> Path | None:
+    """The standard segmenter (covid_cxr.lungs.standard) inside a segmenter folder, when it holds one."""
+    folder = Path(lungs) / PIPELINE_FOLDER if lungs else None
+    return folder if folder is not None and (folder / "config.json").is_file() else None
+
+
+def standard_hub_id(lungs: str | None) -> str | None:
+    """The Hub id `covid-cxr train-lungs --hub_repo_id` pushed the standard segmenter of a segmenter folder to."""
+    recorded = Path(lungs) / HUB_ID_FILE if lungs else None
+    return recorded.read_text().strip() if recorded is not None and recorded.is_file() else None
 
 
 def training_data_facts(splits: datasets.DatasetDict) -> DataFacts:
