@@ -21,3 +21,16 @@ def test_missing_dataset_says_how_to_build_it(tmp_path: Path, monkeypatch, name:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="make data"):
         load_splits(DataArguments(dataset=name))
+
+
+def test_an_input_side_the_patches_do_not_tile_is_refused_before_anything_is_written(
+    backbone: Path, small_dataset: Path, tmp_path: Path
+) -> None:
+    """DINOv2's 14 px patch embedding drops the remainder: at 170 px every film's last 2 px would never be seen."""
+    from covid_cxr.cli.finetune import main as finetune
+
+    output = tmp_path / "model"
+    arguments = ["--model_name_or_path", str(backbone), "--dataset", str(small_dataset), "--output_dir", str(output)]
+    with pytest.raises(SystemExit, match=r"--image_size 170 is not a multiple .* 14 px patches.* use 168 or 182"):
+        finetune([*arguments, "--image_size", "170"])
+    assert not output.exists()

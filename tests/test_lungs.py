@@ -190,19 +190,21 @@ def test_train_lungs_pushes_the_standard_segmenter_with_its_card(
     assert 0.1 < found["lung"].mean() < 0.6  # a lung field, neither nothing nor the whole film
 
 
-def test_train_lungs_stops_before_fitting_when_the_push_cannot_happen(
-    cxr_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_train_lungs_stops_before_fitting_when_the_push_or_the_input_side_cannot_be(
+    cxr_root: Path, backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from covid_cxr.cli.train_lungs import main as train_lungs
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored token either
     arguments = ["--masks", str(cxr_root.parent / "cxr-lung-masks"), "--images", str(cxr_root)]
-    arguments += ["--output_dir", str(tmp_path / "lungs")]
+    arguments += ["--output_dir", str(tmp_path / "lungs"), "--backbone", str(backbone)]
     with pytest.raises(SystemExit, match="not a valid Hub repo id"):
         train_lungs([*arguments, "--hub_repo_id", "no owner"])
     with pytest.raises(SystemExit, match="no Hugging Face token"):
         train_lungs([*arguments, "--hub_repo_id", "me/cxr-lungs"])
     with pytest.raises(SystemExit, match="give --hub_repo_id"):
         train_lungs([*arguments, "--dry_run", str(tmp_path / "upload")])
+    with pytest.raises(SystemExit, match="--image_size 230 is not a multiple of the backbone's 14 px patches"):
+        train_lungs([*arguments, "--image_size", "230"])
     assert not (tmp_path / "lungs").exists()

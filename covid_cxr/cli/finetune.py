@@ -42,6 +42,7 @@ def main(
     import datasets  # the heavy imports after parsing: --help answers quickly
     import transformers
 
+    from covid_cxr.data.processor_size import InputSizeError
     from covid_cxr.hub import HubPreflightError, preflight
     from covid_cxr.outputs import OutputFolderError
     from covid_cxr.training.checkpoints import StaleRunError
@@ -69,6 +70,7 @@ def main(
         StaleRunError,
         OutputFolderError,
         DatasetError,
+        InputSizeError,
         FileNotFoundError,
     ) as err:  # the user's to fix
         sys.exit(f"error: {err}")

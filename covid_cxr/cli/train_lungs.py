@@ -23,6 +23,7 @@ from typing import Any
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.segmenter import render_segmenter_card, segmenter_terms
 from covid_cxr.cli.parsing import parse_arguments
+from covid_cxr.data.processor_size import InputSizeError, check_input_side
 from covid_cxr.hub import HUB_ID_FILE, HubPreflightError, model_operations, preflight, push_model, write_operations
 from covid_cxr.lungs.fitting import (
     TARGET_SCALE,
@@ -100,6 +101,10 @@ def main(
         segmenter = LungSegmenter.from_backbone(resolve_backbone(args.backbone), image_size=args.image_size)
     except ValueError as err:
         raise SystemExit(f"error: --backbone {args.backbone}: {err}") from None
+    try:
+        check_input_side(args.image_size, segmenter.config.backbone.get("patch_size"))
+    except InputSizeError as err:
+        raise SystemExit(f"error: {err}") from None
     features = token_features(segmenter, [p.image for p in pairs])
     masks = [read_mask(p.mask) for p in pairs]
     patients = [p.patient_id for p in pairs]

@@ -23,3 +23,18 @@ def set_processor_size(processor: BaseImageProcessor, side: int) -> None:
     keeps every lung pixel, and it is what the training augmentation and the lung segmenter already see."""
     processor.do_center_crop = False
     processor.size = {"height": side, "width": side}
+
+
+class InputSizeError(ValueError):
+    """An input side a patch backbone cannot see whole; the message says which sides it can."""
+
+
+def check_input_side(side: int, patch: int | None) -> None:
+    """Refuse a side that is not a whole number of the backbone's patches (None: not a patch backbone): the patch
+    embedding drops the remainder, so the right and bottom edges of every film would never be seen."""
+    if patch and side % patch:
+        lower, upper = side // patch * patch, (side // patch + 1) * patch
+        raise InputSizeError(
+            f"--image_size {side} is not a multiple of the backbone's {patch} px patches: the last {side % patch} "
+            f"px of every film (its right and bottom edges) would never be seen; use {lower or upper} or {upper}"
+        )

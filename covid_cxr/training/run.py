@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from transformers import (
+    AutoConfig,
     AutoImageProcessor,
     BaseImageProcessor,
     EarlyStoppingCallback,
@@ -34,7 +35,7 @@ from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
-from covid_cxr.data.processor_size import WHOLE_FILM, processor_size, set_processor_size
+from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.evaluation.grouped import REPORTED, flatten, mixed_label_sources
 from covid_cxr.evaluation.keys import TEST_PIPELINE_FOCUS, TEST_UNFOCUSED
@@ -144,6 +145,8 @@ def fit(
     _refuse_output_in_dataset(data_args, training_args)
     output_dir = Path(training_args.output_dir)
     model_path = _backbone(model_args)
+    if model_args.image_size:  # before anything is written: a side the patches do not tile is refused
+        check_input_side(model_args.image_size, getattr(AutoConfig.from_pretrained(model_path), "patch_size", None))
     if fingerprint is None:
         fingerprint = run_fingerprint((model_args, data_args, eval_args, training_args), splits, model_path)
     resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
