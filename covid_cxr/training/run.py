@@ -280,21 +280,25 @@ def finalise(
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
     focused = data_args.lung_focus
+    standard = standard_segmenter(eval_args.lung_segmenter) if focused else None
+    standard_id = standard_hub_id(eval_args.lung_segmenter) if focused else None
+    # a lungs-first model's callers: scored before the calibration folds its temperature into the head
+    unfocused = ScoredSplit.score(model, processor, whole["test"], batch, "Test, not focused") if focused else None
+    by_pipeline = None
+    if standard is not None:
+        films = focused_by_pipeline(whole["test"], standard)
+        by_pipeline = ScoredSplit.score(model, processor, films, batch, "Test, focused by the standard segmenter")
+
     calibration = calibrate(model, validation, eval_args.target_sensitivity)
     guard = ScopeGuard.fit(validation.scope)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
-    standard = standard_segmenter(eval_args.lung_segmenter)
-    standard_id = standard_hub_id(eval_args.lung_segmenter) if focused else None
     skipped_focus = {}
-    if focused:
-
-        def score(films: datasets.Dataset, name: str) -> ScoredSplit:
-            return ScoredSplit.score(model, processor, films, batch, name)
+    if unfocused is not None:
 
         def judge(scored: ScoredSplit) -> dict[str, dict[str, float]]:  # the same calibration and threshold
             return evaluate(validation, scored, calibration, evaluation.mixed_sources, guard).test
 
-        skipped_focus = caller_figures(score, judge, test, calibration.temperature, whole["test"], standard)
+        skipped_focus = caller_figures(judge, test, calibration.temperature, unfocused, by_pipeline)
     backbone = provenance(model_path)
     hub_dataset = dataset_hub_id(data_args)
     data = training_data_facts(splits)
@@ -382,20 +386,18 @@ def finalise(
 
 
 def caller_figures(
-    score: Callable[[datasets.Dataset, str], ScoredSplit],
     judge: Callable[[ScoredSplit], dict[str, dict[str, float]]],
     test: ScoredSplit,
     temperature: float,
-    films: datasets.Dataset,
-    standard: Path | None,
+    unfocused: ScoredSplit,
+    by_pipeline: ScoredSplit | None,
 ) -> dict[str, float]:
-    """What callers of a lungs-first model get on the test `films` (unfocused): one who skips the focus, and, with
-    the `standard` segmenter, one who focuses through its `pipeline()` as the card shows, with how far that
-    caller's COVID-19 probabilities lie from the package path's (`test`, focused as in training)."""
-    figures = flatten(TEST_UNFOCUSED, judge(score(films, "Test, not focused")), REPORTED)
-    if standard is None:
+    """What callers of a lungs-first model get on the test films: one who skips the focus (`unfocused`), and one
+    who focuses through the standard segmenter's `pipeline()` as the card shows (`by_pipeline`, when there is that
+    segmenter), with how far the latter's COVID-19 probabilities lie from the package path's (`test`)."""
+    figures = flatten(TEST_UNFOCUSED, judge(unfocused), REPORTED)
+    if by_pipeline is None:
         return figures
-    by_pipeline = score(focused_by_pipeline(films, standard), "Test, focused by the standard segmenter")
     gap = np.abs(by_pipeline.probabilities(temperature) - test.probabilities(temperature))
     return (
         figures
