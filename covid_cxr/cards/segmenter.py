@@ -5,24 +5,34 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES
 from covid_cxr.cards.model import research_only_terms
-from covid_cxr.lungs.fitting import MaskedImage
+
+
+class MaskedRecord(Protocol):
+    """What the card reads of each masked image (covid_cxr.lungs.fitting.MaskedImage is one)."""
+
+    patient_id: str
+    source: str
+    label: str
+    license: str
+
 
 MASKS_LICENSE_UNSTATED = "their licence was not stated (`--masks_license`)"
 
 
-def pair_facts(pairs: Sequence[MaskedImage]) -> DataFacts:
+def pair_facts(pairs: Sequence[MaskedRecord]) -> DataFacts:
     """What the cards may say of the masked images: sources, labels and licences, from their metadata."""
     return data_facts([p.source for p in pairs], [p.label for p in pairs], [p.license for p in pairs])
 
 
 def render_segmenter_card(
-    pairs: Sequence[MaskedImage],
+    pairs: Sequence[MaskedRecord],
     cv: dict[str, object] | None,
     backbone: dict[str, object],
     side: int,
@@ -64,7 +74,7 @@ def render_segmenter_card(
     )
 
 
-def segmenter_terms(pairs: Sequence[MaskedImage], masks_license: str | None) -> str:
+def segmenter_terms(pairs: Sequence[MaskedRecord], masks_license: str | None) -> str:
     """LICENSE.md of the standard segmenter: research use only, the images' terms, and the masks'."""
     facts = pair_facts(pairs)
     masks = f"The masks are licensed {masks_license}." if masks_license else "The masks state no licence."
