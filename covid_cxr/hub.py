@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, get_token, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+if TYPE_CHECKING:  # a type only: the argument dataclass below is imported before any command parses its flags
+    import datasets
 
 MAX_SHARD_BYTES = 500 * 2**20  # as datasets' own push_to_hub
 HUB_ID_FILE = "hub_repo_id.txt"  # written beside a pushed dataset or segmenter, so a model card can name its Hub id
@@ -98,6 +102,47 @@ def preflight(repo_id: str, repo_type: str = "model", private: bool = False, dry
         ) from None
     except (HfHubHTTPError, OSError) as err:  # refused (no write access, name taken) or no network
         raise HubPreflightError(f"cannot create or reach the {repo_type} repo {repo_id}: {err}") from None
+
+
+@dataclass
+class HubArguments:
+    """Where a finished model folder goes on the Hub (`covid-cxr finetune`, `covid-cxr train-lungs`): checked before
+    the long work starts, pushed in one commit at its end, or written to a folder by a dry run."""
+
+    _argument_group_name = "publishing to the Hub"
+
+    hub_repo_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Push the finished model folder and its card (no checkpoints) to this Hub model repo "
+            "(org/name) in one commit; the repo id, the token and the repo are checked before any training starts."
+        },
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create the --hub_repo_id repo as private."})
+    dry_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --hub_repo_id: write exactly the files the push would upload into this folder instead "
+            "(no token or network needed)."
+        },
+    )
+
+    def check_push(self) -> None:
+        """The push's preflight, before any training: a dry run needs an id to write for, a push a valid id, a
+        token and a repo it can create."""
+        if self.dry_run and not self.hub_repo_id:
+            raise HubPreflightError("--dry_run writes what --hub_repo_id would upload: give --hub_repo_id org/name too")
+        if self.hub_repo_id:
+            preflight(self.hub_repo_id, "model", self.hub_private, dry_run=bool(self.dry_run))
+
+    def publish(self, folder: Path) -> str:
+        """Push `folder` (model_operations) to --hub_repo_id, or write what the push would upload into --dry_run;
+        the line to tell the user."""
+        if self.dry_run:
+            written = write_operations(model_operations(folder), Path(self.dry_run))
+            return f"Dry run: the {len(written)} files a push to {self.hub_repo_id} would upload are in {self.dry_run}/"
+        push_model(folder, self.hub_repo_id, self.hub_private)
+        return f"Pushed to https://huggingface.co/{self.hub_repo_id}"
 
 
 def write_operations(operations: list[CommitOperationAdd], folder: Path) -> list[Path]:

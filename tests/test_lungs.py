@@ -159,10 +159,9 @@ def test_train_lungs_pushes_the_standard_segmenter_with_its_card(
 
     from transformers import pipeline
 
-    from covid_cxr.cli.train_lungs import LungArguments, publish
     from covid_cxr.cli.train_lungs import main as train_lungs
     from covid_cxr.data.imaging import load_image
-    from covid_cxr.hub import HUB_ID_FILE
+    from covid_cxr.hub import HUB_ID_FILE, HubArguments
 
     masks, output = tmp_path / "masks", tmp_path / "lungs"
     images = small_mask_folder(cxr_root, masks)
@@ -181,8 +180,8 @@ def test_train_lungs_pushes_the_standard_segmenter_with_its_card(
     assert card.startswith("--- base_model: facebook/dinov2-small") and "pipeline_tag: image-segmentation" in card
     assert "not a medical device" in (fake_hub.root / "me/cxr-lungs" / "LICENSE.md").read_text()
 
-    dry = LungArguments(str(masks), str(cxr_root), str(output), hub_repo_id="me/other", dry_run=str(tmp_path / "up"))
-    publish(output / "pipeline", dry)  # a dry run writes the same files and pushes nothing
+    dry = HubArguments(hub_repo_id="me/other", dry_run=str(tmp_path / "up"))
+    dry.publish(output / "pipeline")  # a dry run writes the same files and pushes nothing
     assert {p.name for p in (tmp_path / "up").iterdir()} == expected and len(fake_hub.commits) == 1
 
     segment = pipeline("image-segmentation", model=str(fake_hub.root / "me/cxr-lungs"), trust_remote_code=False)

@@ -43,7 +43,7 @@ def main(
     import transformers
 
     from covid_cxr.data.processor_size import InputSizeError
-    from covid_cxr.hub import HubPreflightError, preflight
+    from covid_cxr.hub import HubPreflightError
     from covid_cxr.outputs import OutputFolderError
     from covid_cxr.training.checkpoints import StaleRunError
     from covid_cxr.training.inputs import DatasetError
@@ -60,10 +60,8 @@ def main(
     logging.getLogger("covid_cxr").setLevel(level)
 
     try:
-        if eval_args.dry_run and not eval_args.hub_repo_id:
-            raise HubPreflightError("--dry_run writes what --hub_repo_id would upload: give --hub_repo_id too")
-        if eval_args.hub_repo_id and training_args.process_index == 0:  # before training: a push that cannot happen
-            preflight(eval_args.hub_repo_id, "model", eval_args.hub_private, dry_run=bool(eval_args.dry_run))
+        if training_args.process_index == 0:  # before training: a push that cannot happen stops here
+            eval_args.check_push()
         run(model_args, data_args, eval_args, training_args)
     except (
         HubPreflightError,

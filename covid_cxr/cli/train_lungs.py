@@ -24,7 +24,7 @@ from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.segmenter import render_segmenter_card, segmenter_terms
 from covid_cxr.cli.parsing import parse_arguments
 from covid_cxr.data.processor_size import InputSizeError, check_input_side
-from covid_cxr.hub import HUB_ID_FILE, HubPreflightError, model_operations, preflight, push_model, write_operations
+from covid_cxr.hub import HUB_ID_FILE, HubArguments, HubPreflightError
 from covid_cxr.lungs.fitting import (
     TARGET_SCALE,
     cross_validate,
@@ -65,32 +65,18 @@ class LungArguments:
     masks_license: str | None = field(
         default=None, metadata={"help": "The masks' licence, as the card and LICENSE.md should state it."}
     )
-    hub_repo_id: str | None = field(
-        default=None, metadata={"help": "Hub model repo (org/name) to push the standard segmenter (pipeline/) to."}
-    )
-    hub_private: bool = field(default=False, metadata={"help": "Create the --hub_repo_id repo as private."})
-    dry_run: str | None = field(
-        default=None,
-        metadata={
-            "help": "With --hub_repo_id: write exactly the files the push would upload into this folder instead "
-            "(no token or network needed)."
-        },
-    )
 
 
 def main(
     argv: Sequence[str] | None = None, prog: str = "covid-cxr train-lungs", defaults: Mapping[str, Any] | None = None
 ) -> None:
-    (args,) = parse_arguments((LungArguments,), argv, prog=prog, description=__doc__, defaults=defaults)
-    if args.dry_run and not args.hub_repo_id:
-        raise SystemExit("error: --dry_run writes what --hub_repo_id would upload: give --hub_repo_id org/name too")
+    args, hub = parse_arguments((LungArguments, HubArguments), argv, prog=prog, description=__doc__, defaults=defaults)
     inputs = {"--masks": args.masks, "--images": args.images}
     try:
         check_output_dir(args.output_dir, inputs)
-        if args.dry_run:
-            check_output_dir(args.dry_run, inputs | {"--output_dir": args.output_dir}, flag="--dry_run")
-        if args.hub_repo_id:  # before the fitting: a push that cannot happen stops here
-            preflight(args.hub_repo_id, "model", args.hub_private, dry_run=bool(args.dry_run))
+        if hub.dry_run:
+            check_output_dir(hub.dry_run, inputs | {"--output_dir": args.output_dir}, flag="--dry_run")
+        hub.check_push()  # before the fitting: a push that cannot happen stops here
     except (OutputFolderError, HubPreflightError) as err:
         raise SystemExit(f"error: {err}") from None
     start = time.perf_counter()
@@ -140,7 +126,7 @@ def main(
         results.get("pipeline"),
         provenance(str(segmenter.config.trained_on["backbone"])),
         segmenter.config.image_size,
-        args.hub_repo_id or str(folder),
+        hub.hub_repo_id or str(folder),
         args.masks_license,
     )
     card.save(folder / "README.md")
@@ -157,20 +143,10 @@ def main(
             f"(95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}"
         )
     print(f"Lung segmenter saved to {args.output_dir}/ in {results['seconds']:.0f} s")
-    if args.hub_repo_id:
-        publish(folder, args)
-
-
-def publish(folder: Path, args: LungArguments) -> None:
-    """Push the standard segmenter to --hub_repo_id and record its id beside the segmenter, or with --dry_run
-    write the files the push would upload."""
-    if args.dry_run:
-        written = write_operations(model_operations(folder), Path(args.dry_run))
-        print(f"Dry run: the {len(written)} files a push to {args.hub_repo_id} would upload are in {args.dry_run}/")
-        return
-    push_model(folder, args.hub_repo_id, args.hub_private)
-    (folder.parent / HUB_ID_FILE).write_text(args.hub_repo_id + "\n")
-    print(f"Pushed to https://huggingface.co/{args.hub_repo_id}")
+    if hub.hub_repo_id:
+        print(hub.publish(folder))
+        if not hub.dry_run:  # a lungs-first fine-tune names its standard segmenter by it
+            (folder.parent / HUB_ID_FILE).write_text(hub.hub_repo_id + "\n")
 
 
 if __name__ == "__main__":

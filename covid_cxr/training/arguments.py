@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from transformers import TrainingArguments
 
+from covid_cxr.hub import HubArguments
 from covid_cxr.modeling.backbones import DEFAULT_BACKBONE
 from covid_cxr.modeling.backbones.cache import backbone_root
 
@@ -120,7 +121,7 @@ class DataArguments:
 
 
 @dataclass
-class EvaluationArguments:
+class EvaluationArguments(HubArguments):
     """Calibration, operating point, baselines and publishing."""
 
     _argument_group_name = "evaluation and publishing"
@@ -162,21 +163,6 @@ class EvaluationArguments:
             "help": "Export the calibrated classifier as onnx/model.onnx and the int8 onnx/model_quantized.onnx "
             "(the layout transformers.js and Optimum read), each checked against PyTorch; the Space and "
             "`covid-cxr predict` then run the fp32 export. --no_onnx skips it."
-        },
-    )
-    hub_repo_id: str | None = field(
-        default=None,
-        metadata={
-            "help": "Push the final calibrated model folder and its card (no checkpoints) to this Hub repo "
-            "(org/name); the repo id, the token and the repo are checked before training starts."
-        },
-    )
-    hub_private: bool = field(default=False, metadata={"help": "Create the --hub_repo_id repo as private."})
-    dry_run: str | None = field(
-        default=None,
-        metadata={
-            "help": "With --hub_repo_id: write exactly the files the push would upload into this folder instead "
-            "(no token or network needed)."
         },
     )
 

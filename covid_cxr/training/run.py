@@ -39,7 +39,7 @@ from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processo
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.evaluation.grouped import REPORTED, flatten, mixed_label_sources
 from covid_cxr.evaluation.keys import TEST_PIPELINE_FOCUS, TEST_UNFOCUSED
-from covid_cxr.hub import HUB_ID_FILE, model_operations, push_model, write_operations
+from covid_cxr.hub import HUB_ID_FILE
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
 from covid_cxr.lungs.focus import focus_settings, focused_by_pipeline, lungs_first_splits
@@ -107,7 +107,7 @@ def run(
             output_dir,
         )
         if eval_args.hub_repo_id and training_args.process_index == 0:  # a finished model can still be published
-            publish(output_dir, eval_args)
+            logger.warning(eval_args.publish(output_dir))
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
     found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
     lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
@@ -381,7 +381,7 @@ def finalise(
     )
     render_model_card(context).save(output_dir / "README.md")
     if eval_args.hub_repo_id:
-        publish(output_dir, eval_args)
+        logger.warning(eval_args.publish(output_dir))
     return results
 
 
@@ -427,18 +427,6 @@ def training_data_facts(splits: datasets.DatasetDict) -> DataFacts:
         [splits[name].select_columns(["source", "label", "license"]) for name in splits]
     )
     return data_facts(rows["source"], [CLASS_NAMES[label] for label in rows["label"]], rows["license"])
-
-
-def publish(output_dir: Path, eval_args: EvaluationArguments) -> None:
-    """Push the model folder to --hub_repo_id, or with --dry_run write the files the push would upload."""
-    if eval_args.dry_run:
-        written = write_operations(model_operations(output_dir), Path(eval_args.dry_run))
-        folder = eval_args.dry_run.rstrip("/")
-        logger.warning(
-            "Dry run: the %d files a push to %s would upload are in %s/", len(written), eval_args.hub_repo_id, folder
-        )
-    else:
-        push_model(output_dir, eval_args.hub_repo_id, eval_args.hub_private)
 
 
 def recipe_of(
