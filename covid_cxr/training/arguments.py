@@ -105,9 +105,10 @@ class DataArguments:
     lung_focus: bool = field(
         default=False,
         metadata={
-            "help": "Blur everything outside the dilated lung fields of the training images (masks predicted once "
-            "by --lung_segmenter and cached beside the dataset), so the model has little but the lungs to learn "
-            "from; validation, test and inference still see whole images."
+            "help": "Lungs first: blur everything outside the dilated lung fields of every image, in training, "
+            "validation and test (masks predicted once by --lung_segmenter and cached beside the dataset), so the "
+            "model has little but the lungs to learn from. The saved config.json records it, and the Space and "
+            "`covid-cxr predict` focus each film the same way; the card also scores whole films."
         },
     )
     mixed_label_weight: float = field(
