@@ -23,7 +23,10 @@ from bench.common import machine
 from covid_cxr.data.lung_focus import MASK_COLUMN
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.evaluation.probes import source_probe
+from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.training.checkpoints import ALL_RESULTS
+from covid_cxr.training.run import OCCLUSION_RESULTS
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, measured_recipe
@@ -47,8 +50,8 @@ COMPARISONS = (  # (row, baseline): the changes the verdict rests on
     (LUNGS_FIRST, SQUASHED),
     ("lungs at training only (scored on whole films)", SQUASHED),
 )
-DEFAULT_TUNE, LUNGS_FIRST_TUNE = "default recipe (whole film)", "lungs first (--lung_focus)"
-FINETUNES = {"whole-film": (DEFAULT_TUNE, ()), "lungs-first": (LUNGS_FIRST_TUNE, ("--lung_focus",))}
+WHOLE_FILM_TUNE, LUNGS_FIRST_TUNE = "whole film", "lungs first (--lung_focus)"
+FINETUNES = {"whole-film": (WHOLE_FILM_TUNE, ()), "lungs-first": (LUNGS_FIRST_TUNE, ("--lung_focus",))}
 
 
 def lungs_in_crop(y: Yardstick) -> dict[str, object]:
@@ -129,7 +132,33 @@ def dealing_summary(y: Yardstick, rows: dict[str, Row], comparisons: tuple[tuple
     return {"rows": summaries, "changes": changes}
 
 
+TRAINED_FIGURES = (  # all_results.json keys of a trained model's shortcut figures (test split)
+    "test_roc_auc",
+    "test_mixed_sources_roc_auc",
+    "probe_source_accuracy",
+    "test_lung_attention_mean",
+    "test_lung_attention_ratio_median",
+    "test_lung_attention_warned",
+    "test_mixed_sources_lung_attention_warned",
+)
 MIN_DEALINGS = 3  # the issue's rule: a default changes only on fine-tune evidence from at least three fold dealings
+
+
+def lungs_first_adopted(result: dict[str, object]) -> bool:
+    """The issue's rule: a positive fine-tune change on every one of at least MIN_DEALINGS dealings, and the source
+    read less well from lungs-first features than from the whole film's."""
+    tuned_changes = changes_of(result.get("finetunes", {}), LUNGS_FIRST_TUNE)
+    readout = result["source_readout"]
+    return (
+        len(tuned_changes) >= MIN_DEALINGS
+        and all(c > 0 for c in tuned_changes)
+        and readout[LUNGS_FIRST] < readout[SQUASHED]
+    )
+
+
+def default_finetune(result: dict[str, object]) -> str:
+    """The FINETUNES recipe `make train` runs by the rule: lungs first once adopted, else the whole film."""
+    return "lungs-first" if lungs_first_adopted(result) else "whole-film"
 
 
 def verdict(result: dict[str, object]) -> list[str]:
@@ -168,12 +197,7 @@ def verdict(result: dict[str, object]) -> list[str]:
             else "not run yet for lungs first. "
         )
     )
-    adopted = (
-        len(tuned_changes) >= MIN_DEALINGS
-        and all(c > 0 for c in tuned_changes)
-        and readout[LUNGS_FIRST] < readout[SQUASHED]
-    )
-    if adopted:
+    if lungs_first_adopted(result):
         lungs += "Positive on every fine-tuned dealing with the shortcut weaker: **the default should be lungs first.**"
     elif len(tuned_changes) < MIN_DEALINGS:
         lungs += (
@@ -208,10 +232,19 @@ def main() -> dict[str, object]:
     parser.add_argument(
         "--reuse_probes", action="store_true", help="Keep the probes of --output; measure the fine-tunes only."
     )
+    parser.add_argument(
+        "--trained",
+        nargs="+",
+        metavar="NAME=FOLDER",
+        help="Only record, beside --output's rows, the shortcut figures that `make train` measured on the test "
+        "split of each trained model folder (e.g. whole-film=build/model-whole-film lungs-first=build/model).",
+    )
     args = parser.parse_args()
     args.fold_seed = args.dealings[0]
-    if args.render:
+    if args.render or args.trained:
         result = json.loads(Path(args.output).read_text())
+        for name, folder in (item.split("=", 1) for item in args.trained or ()):
+            result.setdefault("trained_models", {})[name] = trained_shortcuts(Path(folder))
         _save(result, args)
         return result
 
@@ -221,17 +254,44 @@ def main() -> dict[str, object]:
     tuned = result.setdefault("finetunes", {})
     for dealing in args.finetune_dealings:
         rows = finetune_rows(y, dataset_folds(y.dataset, args.folds, dealing), dealing, args.finetune_recipes)
-        summary = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, DEFAULT_TUNE),))
+        summary = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, WHOLE_FILM_TUNE),))
         if len(rows) < len(FINETUNES):  # one recipe: beside the other's recorded row, without a paired change
             recorded = tuned.get(str(dealing), {"rows": {}, "changes": []})
             summary = {**recorded, "rows": recorded["rows"] | summary["rows"]}
         tuned[str(dealing)] = summary
-        if dealing == args.dealings[0] and DEFAULT_TUNE in rows:  # the yardstick's dealing: a card may quote it
-            folder = finetune_folder(y.root, args.seed, "whole-film", dealing)
-            headline = summary["rows"][DEFAULT_TUNE] | {"folds": args.folds, "seed_of_default": args.seed}
-            result["headline"] = headline | measured_recipe(y, folder, args.seed)
         _save(result, args)  # a finished dealing is on record before the next starts
+    default = headline(y, args, result)
+    if default:
+        result["headline"] = default
+        _save(result, args)
     return result
+
+
+def headline(y: Yardstick, args: argparse.Namespace, result: dict[str, object]) -> dict[str, object] | None:
+    """The fine-tune of the recipe `make train` runs (lungs first once the rule adopted it, else the whole film) on
+    the yardstick's dealing, with what it measured, so that a card of that recipe may quote it; None before it ran."""
+    name = default_finetune(result)
+    setting, options = FINETUNES[name]
+    rows = result.get("finetunes", {}).get(str(args.dealings[0]), {}).get("rows", {})
+    if setting not in rows:
+        return None
+    folder = finetune_folder(y.root, args.seed, name, args.dealings[0])
+    measured = measured_recipe(y, folder, args.seed, options)
+    return rows[setting] | {"folds": args.folds, "seed_of_default": args.seed} | measured
+
+
+def trained_shortcuts(folder: Path) -> dict[str, object]:
+    """What one trained model folder measured of its shortcuts on its test split (all_results.json and the
+    occlusion test beside it): the source read from the frozen backbone's features of the images it saw, where its
+    Grad-CAM heat lies against the lungs, and what hiding the lungs leaves of its discrimination."""
+    results = json.loads((folder / ALL_RESULTS).read_text())
+    occlusion = json.loads((folder / OCCLUSION_RESULTS).read_text())
+    config = json.loads((folder / "config.json").read_text())
+    figures = {key: results.get(key) for key in TRAINED_FIGURES}
+    for subset, measured in occlusion.items():
+        figures[f"{subset}_lungs_hidden_kept"] = measured["lungs_hidden_kept"]["value"]
+        figures[f"{subset}_lungs_hidden_kept_shown"] = measured["shown"]["lungs_hidden_kept"]
+    return {"lungs_first": FOCUS_CONFIG_KEY in config, "figures": figures}
 
 
 def probe_result(y: Yardstick, args: argparse.Namespace) -> dict[str, object]:

@@ -41,7 +41,14 @@ def _dealing_table(dealings: dict[str, dict]) -> list[str]:
 
 def changes_of(dealings: dict[str, dict], row: str) -> list[float]:
     """The change of one row against its baseline on every dealing measured."""
-    return [c["change"] for summary in dealings.values() for c in summary["changes"] if c["row"] == row]
+    return [change for change, _ in changes_with_ci(dealings, row)]
+
+
+def changes_with_ci(dealings: dict[str, dict], row: str) -> list[tuple[float, tuple[float, float]]]:
+    """The change of one row against its baseline on every dealing measured, with its paired 95% CI."""
+    return [
+        (c["change"], tuple(c["ci95"])) for summary in dealings.values() for c in summary["changes"] if c["row"] == row
+    ]
 
 
 def render(result: dict[str, object]) -> str:
@@ -77,7 +84,44 @@ def render(result: dict[str, object]) -> str:
     ]
     lines += ["## Verdict", "", *[f"- {line}" for line in result["verdict"]], ""]
     if result.get("finetunes"):
-        lines += ["## Fine-tunes of the default recipe", "", *_dealing_table(result["finetunes"]), ""]
+        lines += ["## Fine-tunes", "", *_dealing_table(result["finetunes"]), ""]
     else:
-        lines += ["## Fine-tunes of the default recipe", "", "Not run yet (`--finetune_dealings`).", ""]
+        lines += ["## Fine-tunes", "", "Not run yet (`--finetune_dealings`).", ""]
+    if result.get("trained_models"):
+        lines += ["## The trained models' shortcut figures", "", *_trained_table(result["trained_models"]), ""]
     return "\n".join(lines)
+
+
+TRAINED_ROWS = (  # (figure, what it says; lower reads less of the shortcut where the row says so)
+    ("test_roc_auc", "test ROC AUC, all sources"),
+    ("test_mixed_sources_roc_auc", "test ROC AUC, mixed-label sources"),
+    ("probe_source_accuracy", "source read from the frozen features of the images it saw (lower: weaker shortcut)"),
+    ("test_lung_attention_mean", "share of the Grad-CAM heat inside the lungs (mean)"),
+    ("test_lung_attention_ratio_median", "that share against the lungs' share of the image (median; 1: even)"),
+    ("test_lung_attention_warned", "attention warning fires (share of test films)"),
+    ("test_mixed_sources_lung_attention_warned", "attention warning fires, mixed-label sources"),
+)
+
+
+def _trained_table(models: dict[str, dict]) -> list[str]:
+    """The models `make train` wrote with each recipe, side by side: one test split each, so no CI on the gaps."""
+    names = list(models)
+    lines = [
+        "Each model as `make train` trained it, on the dataset's one test split (so a gap here has no paired CI; "
+        "the rows above are the evidence); recorded by `python -m study.whole_film --trained NAME=FOLDER ...`.",
+        "",
+        "| figure | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, words in TRAINED_ROWS:
+        lines.append(f"| {words} | " + " | ".join(_shown(models[n]["figures"].get(key)) for n in names) + " |")
+    for subset, words in (("all", "all sources"), (MIXED, "mixed-label sources")):
+        key = f"{subset}_lungs_hidden_kept_shown"
+        row = [models[n]["figures"].get(key, "n/a") for n in names]
+        label = f"discrimination kept with the lungs hidden, {words} (lower: reads less outside them)"
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _shown(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
