@@ -9,9 +9,11 @@ PORT ?= 7860
 BACKBONE ?= dinov2-small-imgfocus
 # the lung segmenter's frozen DINOv2, whatever BACKBONE the classifier is fine-tuned from
 LUNG_BACKBONE := dinov2-small-imgfocus
-LUNG_FOCUS ?=
 SPACE_ID ?=
 MASKS ?= ../shared/cxr-lung-masks
+# lungs first (--lung_focus), the whole-film study's choice (study/WHOLE_FILM.md), when the lung masks are there to
+# train its segmenter; LUNG_FOCUS= trains on the whole film
+LUNG_FOCUS ?= $(if $(wildcard $(MASKS)/metadata.csv),1)
 MASK_IMAGES ?= ../shared/cxr
 MASKS_LICENSE ?= CC BY 4.0 (V7 Labs, "COVID-19 X-ray dataset" lung annotations, 2020)
 
@@ -74,8 +76,8 @@ $(LUNGS): build/backbones/$(LUNG_BACKBONE)/provenance.json covid_cxr/lungs/segme
 lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and docs/lungs.md's block (all images of $(MASK_IMAGES))
 	$(BIN)/python -m pages.lungs --model build/lungs --images $(MASK_IMAGES)
 
-train: $(TRAINED) ## fine-tune on the CPU into $(MODEL)/ (accelerate launch train/finetune.py ... on a GPU)
-# The lung segmenter (for the card's attention share and LUNG_FOCUS=1) is built first when its masks are there.
+train: $(TRAINED) ## fine-tune lungs first on the CPU into $(MODEL)/ (LUNG_FOCUS= for the whole film; accelerate on a GPU)
+# The lung segmenter (for lungs first and the card's attention share) is built first when its masks are there.
 # A changed input (code, data, backbone, arguments) starts the run over instead of resuming its old checkpoints.
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
 		$(CV_REPORT) model_card.md
