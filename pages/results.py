@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 
 from covid_cxr.cards.markdown import markdown_rows
-from covid_cxr.evaluation.keys import ALL, MIXED, PROBE_TEST, TEST, metric_key
+from covid_cxr.evaluation.keys import ALL, MIXED, PROBE_TEST, TEST, TEST_UNFOCUSED, metric_key
 from covid_cxr.training.report import mixed_sources_of
 from pages.blocks import DOCS, Artefact, Block, fill, number
 
@@ -47,6 +47,7 @@ def collect(model_dir: Path) -> Artefact:
             "epochs": run["training"]["num_train_epochs"],
             "batch": run["training"]["per_device_train_batch_size"],
             "seed": run["training"]["seed"],
+            "lung_focus": run["data"].get("lung_focus", False),
         },
     }
 
@@ -84,6 +85,19 @@ def versus_probe(metrics: dict[str, float]) -> str:
     return fill("versus_probe.md", {"verdict": "beats" if beaten else "does not beat"})
 
 
+def focus(recipe: dict[str, object], metrics: dict[str, float]) -> str:
+    """For a lungs-first model: that its every film was focused, and what whole films give it instead."""
+    if not recipe.get("lung_focus"):
+        return "the whole film, no lung focus"
+    whole = (
+        f" (on whole films instead: ROC AUC {number(metrics.get(metric_key(TEST_UNFOCUSED, MIXED, 'roc_auc')))} "
+        f"mixed-label, {number(metrics.get(metric_key(TEST_UNFOCUSED, ALL, 'roc_auc')))} all sources)"
+        if metric_key(TEST_UNFOCUSED, ALL, "roc_auc") in metrics
+        else ""
+    )
+    return f"lungs first: every film, in every split, blurred outside its dilated lung fields{whole}"
+
+
 def body(results: Artefact) -> str:
     metrics, config, recipe = results["metrics"], results["config"], results["recipe"]
     blocks = recipe["trainable_blocks"]
@@ -98,6 +112,7 @@ def body(results: Artefact) -> str:
             "epochs": number(recipe["epochs"], "{:g}"),
             "batch": recipe["batch"],
             "seed": recipe["seed"],
+            "focus": focus(recipe, metrics),
             "test_n": metrics[metric_key(TEST, ALL, "n")],
             "threshold": number(config["decision_threshold"]),
             "target": number(config["threshold_target_sensitivity"], "{:.0%}"),

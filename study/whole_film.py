@@ -198,7 +198,7 @@ def verdict(result: dict[str, object]) -> list[str]:
         )
     )
     if lungs_first_adopted(result):
-        lungs += "Positive on every fine-tuned dealing with the shortcut weaker: **the default should be lungs first.**"
+        lungs += "Positive on every fine-tuned dealing with the shortcut weaker: **lungs first is the default**."
     elif len(tuned_changes) < MIN_DEALINGS:
         lungs += (
             f"The rule needs a positive fine-tune change on at least {MIN_DEALINGS} dealings, so **lungs first stays "
@@ -206,7 +206,32 @@ def verdict(result: dict[str, object]) -> list[str]:
         )
     else:
         lungs += "Not positive on every fine-tuned dealing: **lungs first stays an option** (`--lung_focus`)."
-    return [framing, lungs]
+    return [framing, lungs, *trained_verdict(result.get("trained_models", {}))]
+
+
+def trained_verdict(models: dict[str, dict]) -> list[str]:
+    """The shortcut figures of the model `make train` wrote with each recipe, whole film against lungs first, in
+    words: one test split each, so a direction, not a measured gain."""
+    if not {"whole-film", "lungs-first"} <= set(models):
+        return []
+    whole, lungs = models["whole-film"]["figures"], models["lungs-first"]["figures"]
+    pairs = (
+        ("source read from the frozen features", "probe_source_accuracy", "{:.1%}", -1),
+        ("heat inside the lungs", "test_lung_attention_mean", "{:.1%}", 1),
+        ("attention warning", "test_lung_attention_warned", "{:.1%}", -1),
+        ("discrimination kept with the lungs hidden", "all_lungs_hidden_kept", "{:.0%}", -1),
+    )
+    said, better = [], 0
+    for words, key, pattern, sign in pairs:
+        if whole.get(key) is None or lungs.get(key) is None:
+            continue
+        said.append(f"{words} {pattern.format(whole[key])} → {pattern.format(lungs[key])}")
+        better += (sign * (lungs[key] - whole[key])) > 0
+    return [
+        "The trained models (`make train` with each recipe, one test split each, no CI on these gaps): "
+        + "; ".join(said)
+        + f". Lungs first reads less of the shortcut on {better} of these {len(said)} figures."
+    ]
 
 
 def main() -> dict[str, object]:

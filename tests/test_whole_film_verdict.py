@@ -48,7 +48,7 @@ def test_lungs_first_stays_an_option_below_three_fine_tuned_dealings() -> None:
 
 def test_lungs_first_is_adopted_only_when_every_dealing_agrees_and_the_shortcut_weakens() -> None:
     adopted = result([0.0] * 4, [0.01] * 4, [0.02, 0.01, 0.03], 0.7)
-    assert "default should be lungs first" in verdict(adopted)[1]
+    assert "lungs first is the default" in verdict(adopted)[1]
     assert default_finetune(adopted) == "lungs-first"  # the headline a card of `make train` may quote
     for refused in (
         result([0.0] * 4, [0.01] * 4, [0.02, -0.01, 0.03], 0.7),  # one dealing negative
@@ -75,7 +75,7 @@ def test_the_quality_page_says_when_its_rows_framed_the_film_otherwise() -> None
 
 def test_the_trained_models_figures_are_read_from_their_folders_and_tabled(tmp_path) -> None:
     """`--trained NAME=FOLDER` records what each model folder measured, and the page tables them side by side."""
-    from study.whole_film import TRAINED_FIGURES, trained_shortcuts
+    from study.whole_film import TRAINED_FIGURES, trained_shortcuts, trained_verdict
     from study.whole_film_markdown import _trained_table
 
     models = {}
@@ -94,3 +94,5 @@ def test_the_trained_models_figures_are_read_from_their_folders_and_tabled(tmp_p
     assert "| figure | whole-film | lungs-first |" in table
     assert "| share of the Grad-CAM heat inside the lungs (mean) | 0.454 | 0.612 |" in table
     assert "lungs hidden, all sources (lower: reads less outside them) | 23% (CI) | 31% (CI) |" in table
+    (said,) = trained_verdict(models)  # more heat on the lungs, the rest equal or worse
+    assert "heat inside the lungs 45.4% → 61.2%" in said and "on 1 of these 4 figures" in said
