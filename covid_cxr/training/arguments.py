@@ -140,10 +140,11 @@ class EvaluationArguments(HubArguments):
     cross_validation_report: str | None = field(
         default=None,
         metadata={
-            "help": "A cross-validation report (`make quality` writes study/results/quality.json in the source "
-            "repository): when it measured this run's recipe, backbone and dataset, the card and the Space quote "
-            "its mixed-label ROC AUC and CI beside the test split's. Without one the card says the recipe was not "
-            "cross-validated on this data."
+            "help": "A cross-validation report (in the source repository `make whole-film` writes "
+            "study/results/whole_film.json, which `make train` passes, and `make quality` writes "
+            "study/results/quality.json): when it measured this run's recipe, backbone and dataset, the card and the "
+            "Space quote its mixed-label ROC AUC and CI beside the test split's. Without one the card says the recipe "
+            "was not cross-validated on this data."
         },
     )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})

@@ -215,9 +215,10 @@ def lung_attention_summary(
 
 
 def cross_validated(report: str | None, recipe: Recipe, backbone: str, dataset_digest: str) -> dict[str, float]:
-    """The cross-validated figures of a report (`make quality` writes one) when it measured this very recipe (the
-    seed aside), on this backbone and on this dataset (covid_cxr.data.digest); empty, with one line saying why,
-    when there is none or it measured something else, so the card never quotes another run's figures."""
+    """The cross-validated figures of a report (`make whole-film` and `make quality` write one) when it measured
+    this very recipe (the seed aside), on this backbone and on this dataset (covid_cxr.data.digest); empty, with one
+    line saying why, when there is none or it measured something else, so the card never quotes another run's
+    figures."""
     if not report:
         return {}
     if not Path(report).is_file():
