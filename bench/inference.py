@@ -5,7 +5,13 @@ segmenter's own backbone pass, Grad-CAM's graph through the whole backbone) side
 with today's (one shared backbone pass, in PyTorch and in onnxruntime), and without the heat map; the model
 alone in PyTorch, onnxruntime fp32 and int8, and torch int8 dynamic quantisation. The Space paths report the
 largest difference in COVID-19 probability and in lung attention from the path before #26 over the test split,
-and the Space's path how often its attention warning fires there, per source and label.
+and the Space's path how often its attention warning fires there, per source and label. The Space rows' ROC AUC is
+their own answers' over the films they answered.
+
+A lungs-first model (`lung_focus` in its config.json) is measured on what it is given: the rows that call the
+model directly take the test films focused as in training (covid_cxr.lungs.focus.lungs_first, so the focus's own
+cost is not in their times), the Space rows focus each film themselves, and their differences are taken from the
+model's answers on the training's focused films; the path before #26, which had no focus, is left out.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from covid_cxr.data.processor_size import processor_size
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.fitting import read_mask, read_pairs
+from covid_cxr.lungs.focus import lungs_first
 from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning, dice, implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.heatmap import grad_cam, outline, overlay
@@ -88,15 +95,25 @@ def answers(analyse, encoded: list[bytes]) -> list[tuple[float, float | None] | 
     return results
 
 
+def answered_auc(answered: list[tuple | None], labels: np.ndarray) -> float:
+    """ROC AUC of a path's own COVID-19 probabilities over the films it answered (refusals left out)."""
+    kept = [i for i, answer in enumerate(answered) if answer is not None]
+    return float(roc_auc_score(labels[kept], [answered[i][0] for i in kept]))
+
+
 def largest_differences(reference: list, other: list) -> dict[str, float | int]:
     pairs = [(a, b) for a, b in zip(reference, other, strict=True) if a is not None and b is not None]
     attention = [abs(a[1] - b[1]) for a, b in pairs if a[1] is not None and b[1] is not None]
-    return {
+    differences = {
         "max_probability_difference": max(abs(a[0] - b[0]) for a, b in pairs),
-        "max_lung_attention_difference": max(attention, default=0.0),
-        "mean_lung_attention_difference": float(np.mean(attention)) if attention else 0.0,
         "refusals_changed": sum((a is None) != (b is None) for a, b in zip(reference, other, strict=True)),
     }
+    if attention:  # a reference without heat maps (the model's own answers) has no lung share to differ from
+        differences |= {
+            "max_lung_attention_difference": max(attention),
+            "mean_lung_attention_difference": float(np.mean(attention)),
+        }
+    return differences
 
 
 def warning_rates(space: list[tuple | None], sources: list[str], labels: list[str]) -> list[dict[str, object]]:
@@ -155,17 +172,18 @@ def main() -> dict:
 
     test = test_split(args.dataset)
     labels = np.asarray(test["label"])
-    rgb = [image.convert("RGB") for image in test["image"]]
     encoded = []
-    for image in test["image"]:
+    for image in test["image"]:  # what the Space is sent: the films as they are
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         encoded.append(buffer.getvalue())
+    lungs = LungSegmenter.from_pretrained(args.lungs) if holds_segmenter(args.lungs) else None
+    predictor = Predictor(args.model, lungs)  # as the Space runs it: onnxruntime, one shared pass
+    seen = lungs_first(test, lungs) if predictor.focus else test  # what the model itself is given
+    rgb = [image.convert("RGB") for image in seen["image"]]
     images = rgb[:16]
 
     export = export_onnx(Path(args.model), rgb[:32])  # the export the Space serves, checked on real test X-rays
-    lungs = LungSegmenter.from_pretrained(args.lungs) if holds_segmenter(args.lungs) else None
-    predictor = Predictor(args.model, lungs)  # as the Space runs it: onnxruntime, one shared pass
     processor = predictor.processor
     in_torch = Predictor(args.model, lungs)
     in_torch.session = None
@@ -199,20 +217,25 @@ def main() -> dict:
         latency_row("pipeline()", timed(lambda: classifier(images[:8], batch_size=8), args.repeats // 3), 8, auc)
     )
     paths = {SHARED_ONNX: shared(predictor), SHARED_TORCH: shared(in_torch)}
-    if lungs is not None:
+    if lungs is not None and not predictor.focus:
         paths = {BEFORE: BeforeShared(args.model, lungs, predictor.guard).analyse} | paths
     side_by_side = interleaved({name: one(analyse) for name, analyse in paths.items()}, args.repeats)
-    reference = answers(paths[BEFORE], encoded) if lungs is not None else None
-    over_test = {name: answers(analyse, encoded) for name, analyse in paths.items() if name != BEFORE}
+    over_test = {name: answers(analyse, encoded) for name, analyse in paths.items()}
+    reference = None
+    if BEFORE in paths:
+        reference = over_test[BEFORE]
+    elif predictor.focus:  # the model's own answers on the films focused as in training
+        reference = [(float(p), None) for p in fp32]
     for name in paths:
         extra = {} if reference is None or name == BEFORE else largest_differences(reference, over_test[name])
-        rows.append(latency_row(name, side_by_side[name], 1, auc if "onnx" not in name else onnx_auc, **extra))
+        rows.append(latency_row(name, side_by_side[name], 1, answered_auc(over_test[name], labels), **extra))
+    without_heat = answers(lambda data: (predictor.analyse(data, heatmap=False).covid_probability, None), encoded)
     rows.append(
         latency_row(
             "Space predict, onnxruntime, no heat map",
             timed(one(lambda data: predictor.analyse(data, heatmap=False)), args.repeats),
             1,
-            onnx_auc,
+            answered_auc(without_heat, labels),
         )
     )
     pixels = [processor(image, return_tensors="pt")["pixel_values"] for image in images]
@@ -239,6 +262,7 @@ def main() -> dict:
         "input_px": processor_size(processor),
         "threads": torch.get_num_threads(),
         "lungs": args.lungs if lungs else None,
+        "lungs_first": bool(predictor.focus),
         "shared_layers": predictor.shared,
         "onnx_export": export,
         "rows": rows,

@@ -5,6 +5,7 @@ study/run.py's."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from bench.common import RESULTS_DIR, run_all, run_module, table
@@ -64,14 +65,31 @@ def inference_section(inference: dict, model: str) -> str:
             f"it is not held-out accuracy) its mean Dice is {dice['dice_224px']:.3f} at 224 px and "
             f"{dice[f'dice_{px}px']:.3f} at {px} px."
         )
+    if inference.get("lungs_first"):
+        against = textwrap.fill(
+            "The model was trained lungs first: `pipeline()` and the *model only* rows are given the test films "
+            "focused as in training (the focus's own time left out), the Space rows focus each film themselves. "
+            "*Max prob. diff* and *refusals changed*: the Space's answers against the model's on the films focused "
+            "as in training, over the whole test split (the Space finds the lungs again on each film, and refuses a "
+            "film without plausible lungs, which training kept whole); the path before #26 had no lung focus and "
+            "is left out.",
+            width=116,
+        )
+    else:
+        against = textwrap.fill(
+            "*Max prob. diff*, *max* and *mean lung-share diff*, *refusals changed*: against the path before #26, "
+            "over the whole test split (the COVID-19 probability, the share of the heat on the lungs, the images "
+            "refused by one path only: the lung fields are found on a coarser grid, so a borderline film can fall "
+            "either side of the lung check).",
+            width=116,
+        )
     return f"""## CPU inference (model `{model}`, {px} px input, {inference["threads"]} threads)
 
-Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path.
+Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path (a
+Space row's over the films it answered, from its own answers).
 Measured {inference["date"]} on {inference["machine"]}, a machine shared with other jobs: absolute times vary
 from run to run, so the paths compared are timed in one interleaved run (each round calls every path once).
-*Max prob. diff*, *max* and *mean lung-share diff*, *refusals changed*: against the path before #26, over the
-whole test split (the COVID-19 probability, the share of the heat on the lungs, the images refused by one path
-only: the lung fields are found on a coarser grid, so a borderline film can fall either side of the lung check).
+{against}
 
 {table(header, rows)}
 
