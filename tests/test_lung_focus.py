@@ -23,6 +23,7 @@ from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs, focused_by_pipel
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.lungs.standard import PIPELINE_FOLDER
 from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
+from covid_cxr.serving.wording import LUNGS_FIRST_WORDS, verdict_markdown
 from covid_cxr.training.run import run
 from tests.conftest import FIXTURE_ROOT, fit_standard, tiny_run_arguments
 
@@ -242,9 +243,10 @@ def test_a_lungs_first_model_is_served_on_focused_films_only(
     given = []
     forward = predictor.forward
     monkeypatch.setattr(predictor, "forward", lambda pixels, heatmap: given.append(pixels) or forward(pixels, heatmap))
-    predictor.analyse(tmp_path / "film.png")
+    answer = predictor.analyse(tmp_path / "film.png")
     expected = predictor.processor(focus_on_lungs(film, segmenter).convert("RGB"), return_tensors="pt")
     np.testing.assert_allclose(given[0].numpy(), expected["pixel_values"].numpy(), atol=1e-5)
+    assert answer.lungs_first and LUNGS_FIRST_WORDS in verdict_markdown(answer, predictor.threshold)  # said plainly
 
 
 def test_predict_refuses_a_lungs_first_model_without_a_segmenter(lungs_first_model: Path, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class Prediction:
     heatmap: Image.Image | None  # Grad-CAM over the image seen, with the same outline
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
     lung_attention_ratio: float | None = None  # that share over the lungs' share of the image (1: evenly spread)
+    lungs_first: bool = False  # the film was blurred outside its lungs before the model saw it, as in its training
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Predictor(CovidClassifier):
             heat,
             share,
             ratio,
+            bool(self.focus),
         )
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:

@@ -15,6 +15,10 @@ from covid_cxr.serving.predictor import Prediction
 FINDING = {"covid": "COVID-19 pattern", "non_covid": "no COVID-19 pattern"}  # what the model reports
 RECORDED = {"covid": "COVID-19", "non_covid": "not COVID-19"}  # what an example's source recorded
 NOT_A_DIAGNOSIS = "A research output, not a diagnosis."
+LUNGS_FIRST_WORDS = (  # a lungs-first model (config.json `lung_focus`): what it was shown, in plain words
+    "The model was shown the lungs only: everything outside them was blurred first, as in its training (see the "
+    "X-ray as the model saw it)."
+)
 
 
 def _share(value: object) -> str:
@@ -41,6 +45,8 @@ def verdict_markdown(result: Prediction, threshold: float, recorded: str | None 
             f"**Recorded label of this example: {RECORDED.get(recorded, recorded)}** "
             f"({'the model agrees' if agrees else 'the model disagrees'})."
         )
+    if result.lungs_first:
+        lines.append(LUNGS_FIRST_WORDS)
     if result.lung_attention is not None:
         lines.append(attention_words(result.lung_attention, result.lung_attention_ratio))
     lines.append(f"Answered in {seconds:.2f} s.")
