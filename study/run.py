@@ -53,13 +53,19 @@ def attention_section(attention: dict, model: str) -> str:
         ]
         for r in attention["rows"]
     ]
+    focus = (
+        "\nThe model was trained lungs first, so each film is measured as it is given it: blurred outside its dilated "
+        "lung fields, as in training."
+        if attention.get("lungs_first")
+        else ""
+    )
     return f"""## Where the model looks: Grad-CAM heat inside the lungs (test split)
 
 Model `{model}`, lung fields from `{attention["lungs"]}`; measured {attention["date"]} on {attention["machine"]}.
 The share of the COVID-19 Grad-CAM heat that lies inside the lung fields, per image of the test split, and the
 ratio of that share to the lungs' share of the image: 1 is a map spread evenly over the film, "no more on the lungs
 than elsewhere". The Space, `covid-cxr predict` and the card warn when the ratio is below
-{attention["warning_below"]}; the last column is how often that warning fires.
+{attention["warning_below"]}; the last column is how often that warning fires.{focus}
 
 {table(["source", "label", "images", "mean share", "share quartiles", "median ratio", "warned"], rows)}
 
