@@ -50,20 +50,24 @@ def recipe_evidence(result: Artefact) -> str:
     listed = ", ".join(f"{c:+.3f} ({low:+.3f} to {high:+.3f})" for c, (low, high) in changes)
     gains = sum(low > 0 for _, (low, _) in changes)
     strength = (
-        "each inside its paired 95% CI, so the direction of the evidence, not a proven gain"
+        "every interval includes zero, so this is the direction of the evidence, not a proven gain"
         if gains == 0
-        else f"{gains} of them with the whole paired 95% CI above zero"
+        else f"{gains} of the intervals lie wholly above zero"
+    )
+    where = (
+        f"on {len(changes)} fold dealings (the cross-validation run again with the patients dealt into its "
+        f"{result['folds']} folds by another seed)"
     )
     if default_finetune(result) == "lungs-first":
         return (
             "`make train` trains lungs first (`--lung_focus`): against the whole film it changed the mixed-label ROC "
-            f"AUC by {listed} on the {len(changes)} fine-tuned fold dealings, {strength}, and a linear probe reads "
-            f"the source less well from its frozen features ({readout[SQUASHED]:.1%} of the images' sources whole, "
-            f"{readout[LUNGS_FIRST]:.1%} lungs first)."
+            f"AUC by {listed} (paired 95% CI) {where}; {strength}. It also leaves less of the hospital shortcut: "
+            "a linear probe guessing each image's source from the frozen backbone's features is right for "
+            f"{readout[SQUASHED]:.1%} of the images on the whole film and {readout[LUNGS_FIRST]:.1%} lungs first."
         )
     return (
-        f"`make train` trains on the whole film: lungs first changed the mixed-label ROC AUC by {listed} on the "
-        f"{len(changes)} fine-tuned fold dealings, which does not meet the study's rule for a new default."
+        f"`make train` trains on the whole film: lungs first changed the mixed-label ROC AUC by {listed} (paired 95% "
+        f"CI) {where}, which does not meet the study's rule for a new default."
     )
 
 

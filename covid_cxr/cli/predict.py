@@ -46,7 +46,8 @@ class PredictArguments:
         default=None,
         metadata={
             "help": "A lung segmenter folder (covid-cxr train-lungs): adds each image's share of the model's "
-            "heat inside the lung fields, and refuses images with no plausible lung fields."
+            "heat inside the lung fields, and refuses images with no plausible lung fields. Required for a model "
+            "trained lungs first (`lung_focus` in its config.json, as `make train` writes): it focuses each film."
         },
     )
     recursive: bool = field(default=False, metadata={"help": "Also score the files of sub-folders."})
