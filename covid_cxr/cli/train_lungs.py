@@ -110,8 +110,12 @@ def main(
     results = {}
     if args.folds > 1:
         threshold = segmenter.config.threshold
-        results = cross_validate(fit_project, segmenter.decode, features, masks, patients, args.folds, threshold)
-        standard_cv = cross_validate(fit_standard, decode_standard, stages, masks, patients, args.folds)
+        results = cross_validate(
+            fit_project, segmenter.decode, features, masks, patients, args.folds, threshold, "Cross-validating the head"
+        )
+        standard_cv = cross_validate(
+            fit_standard, decode_standard, stages, masks, patients, args.folds, desc="Cross-validating the UperNet"
+        )
         results["pipeline"] = {k: v for k, v in standard_cv.items() if k != "per_image_dice"}
     fit_project(features, targets, 0)
     fit_standard(stages, targets, 0)

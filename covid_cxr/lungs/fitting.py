@@ -151,6 +151,7 @@ def cross_validate(
     patients: list[str],
     folds: int = 5,
     threshold: float = 0.5,
+    desc: str = "Cross-validation folds",
 ) -> dict[str, object]:
     """Patient-grouped k-fold: each image scored by a head that never saw its patient (`fit` trains it afresh on
     some features and targets, `decode` gives one image's lung probability at a size, lungs from `threshold`; the
@@ -159,7 +160,8 @@ def cross_validate(
     targets = mask_targets(masks, side)
     dices, ious, constant = np.zeros(len(masks)), np.zeros(len(masks)), np.zeros(len(masks))
     groups = np.asarray(patients)
-    for fold, (train, held_out) in enumerate(GroupKFold(n_splits=folds).split(features, groups=groups)):
+    dealt = GroupKFold(n_splits=folds).split(features, groups=groups)
+    for fold, (train, held_out) in enumerate(tqdm(dealt, total=folds, desc=desc, unit="fold")):
         fit(features[train], targets[train], fold)
         fold_dices, fold_ious = scores(decode, features[held_out], [masks[i] for i in held_out], threshold)
         dices[held_out], ious[held_out] = fold_dices, fold_ious
