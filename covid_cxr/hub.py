@@ -140,9 +140,14 @@ class HubArguments:
         the line to tell the user."""
         if self.dry_run:
             written = write_operations(model_operations(folder), Path(self.dry_run))
-            return f"Dry run: the {len(written)} files a push to {self.hub_repo_id} would upload are in {self.dry_run}/"
+            return dry_run_line(written, self.hub_repo_id, self.dry_run)
         push_model(folder, self.hub_repo_id, self.hub_private)
         return f"Pushed to https://huggingface.co/{self.hub_repo_id}"
+
+
+def dry_run_line(written: list[Path], repo_id: str, folder: str) -> str:
+    """What a dry run tells the user: how many files the push would upload, and where they are instead."""
+    return f"Dry run: the {len(written)} files a push to {repo_id} would upload are in {folder.rstrip('/')}/"
 
 
 def write_operations(operations: list[CommitOperationAdd], folder: Path) -> list[Path]:

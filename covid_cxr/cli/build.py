@@ -167,15 +167,14 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
 
 def upload(dataset, card, linked: list[Path], data_args: DatasetArguments, output_dir: Path) -> None:
     """The one commit, pushed, or written into --dry_run's folder; a push records its id beside the dataset."""
-    from covid_cxr.hub import HUB_ID_FILE, dataset_operations, push_dataset, write_operations
+    from covid_cxr.hub import HUB_ID_FILE, dataset_operations, dry_run_line, push_dataset, write_operations
 
     repo_id = data_args.push_to_hub
     with tempfile.TemporaryDirectory(prefix="covid-cxr-push-") as staging:
         operations = dataset_operations(dataset, card, linked, Path(staging))
         if data_args.dry_run:
             written = write_operations(operations, Path(data_args.dry_run))
-            folder = data_args.dry_run.rstrip("/")
-            print(f"Dry run: the {len(written)} files a push to {repo_id} would upload are in {folder}/")
+            print(dry_run_line(written, repo_id, data_args.dry_run))
             return
         push_dataset(operations, repo_id, data_args.hub_private)
     (output_dir / HUB_ID_FILE).write_text(repo_id + "\n")
