@@ -11,9 +11,10 @@ BACKBONE ?= dinov2-small-imgfocus
 LUNG_BACKBONE := dinov2-small-imgfocus
 SPACE_ID ?=
 MASKS ?= ../shared/cxr-lung-masks
-# lungs first (--lung_focus), the whole-film study's choice (study/WHOLE_FILM.md), when the lung masks are there to
-# train its segmenter; LUNG_FOCUS= trains on the whole film
-LUNG_FOCUS ?= $(if $(wildcard $(MASKS)/metadata.csv),1)
+# lungs first, the whole-film study's choice (study/WHOLE_FILM.md), whenever the lung masks are there to train its
+# segmenter: the fine-tune is given the segmenter, and the one model it writes focuses every film itself;
+# LUNG_FOCUS= trains the plain classifier on the whole film (--no_lung_focus)
+LUNG_FOCUS ?= 1
 MASK_IMAGES ?= ../shared/cxr
 MASKS_LICENSE ?= CC BY 4.0 (V7 Labs, "COVID-19 X-ray dataset" lung annotations, 2020)
 
@@ -82,7 +83,8 @@ train: $(TRAINED) ## fine-tune lungs first on the CPU into $(MODEL)/ (LUNG_FOCUS
 $(TRAINED): $(DATASET) $(BACKBONE_DIR) $(if $(wildcard $(MASKS)/metadata.csv),$(LUNGS)) $(TRAIN_CODE) train/finetune.py \
 		$(CV_REPORT) model_card.md
 	HF_HUB_OFFLINE=1 $(BIN)/python train/finetune.py --dataset $(DATASET_DIR) --output_dir $(MODEL) \
-		--model_name_or_path build/backbones/$(BACKBONE) --lung_segmenter build/lungs $(if $(LUNG_FOCUS),--lung_focus) \
+		--model_name_or_path build/backbones/$(BACKBONE) $(if $(wildcard $(MASKS)/metadata.csv),--lung_segmenter build/lungs) \
+		$(if $(LUNG_FOCUS),,--no_lung_focus) \
 		$(if $(CV_REPORT),--cross_validation_report $(CV_REPORT)) --resume restart_on_change
 	@touch $@  # an input touched but unchanged leaves the finished run as it is: up to date for make too
 
@@ -99,10 +101,10 @@ study: $(TRAINED) $(LUNGS) ## scope guard and attention studies into study/RESUL
 
 MOBILENET ?= build/model-mobilenet
 audit: $(TRAINED) $(LUNGS) ## docs/audit.md: covid-cxr audit of $(MODEL) and of a MobileNetV2 fine-tune ($(MOBILENET), trained first)
-	$(MAKE) train BACKBONE=mobilenet-v2-nsfwjs MODEL=$(MOBILENET)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MODEL) --data $(DATASET_DIR) --lungs build/lungs \
+	$(MAKE) train BACKBONE=mobilenet-v2-nsfwjs MODEL=$(MOBILENET) LUNG_FOCUS=
+	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MODEL) --data $(DATASET_DIR) --lung_segmenter build/lungs \
 		--output_dir build/audit-model
-	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MOBILENET) --data $(DATASET_DIR) --lungs build/lungs \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MOBILENET) --data $(DATASET_DIR) --lung_segmenter build/lungs \
 		--output_dir build/audit-model-mobilenet
 	$(BIN)/python -m pages.audit --audit "DINOv2-S fine-tune=build/audit-model" \
 		--audit "MobileNetV2 fine-tune=build/audit-model-mobilenet"

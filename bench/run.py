@@ -5,7 +5,6 @@ study/run.py's."""
 from __future__ import annotations
 
 import argparse
-import textwrap
 from pathlib import Path
 
 from bench.common import RESULTS_DIR, run_all, run_module, table
@@ -45,62 +44,43 @@ Files the server held in its Gradio cache right after the run: {load["server_fil
 
 def inference_section(inference: dict, model: str) -> str:
     keys = ["path", "batch", "p50_ms", "p95_ms", "images_per_s", "test_roc_auc", "max_probability_difference"]
-    keys += ["max_lung_attention_difference", "mean_lung_attention_difference", "refusals_changed"]
-    header = ["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC", "max prob. diff"]
-    header += ["max lung-share diff", "mean lung-share diff", "refusals changed"]
+    keys += ["refused"]
+    header = ["path", "batch", "p50 ms", "p95 ms", "images/s", "test ROC AUC", "max prob. diff from pipeline()"]
+    header += ["refused"]
     rows = [[r.get(key, "") for key in keys] for r in inference["rows"]]
     for row in rows:  # differences near float precision: three decimals would print them as zero
         row[6] = f"{row[6]:.1e}" if isinstance(row[6], float) else row[6]
-    export, dice, px = inference["onnx_export"], inference.get("lung_dice"), inference["input_px"]
-    lungs = (
-        f"The lung segmenter (`{inference['lungs']}`) takes over the classifier's first {inference['shared_layers']} "
-        f"hidden states (the embeddings and the {inference['shared_layers'] - 1} blocks frozen in fine-tuning) and "
-        f"runs only its own later blocks, on the classifier's {px} px input instead of its own 224 px pass."
-        if inference.get("lungs")
-        else "No lung segmenter was found for this run."
+    full = [[r["path"], r["p50_ms"], r["p95_ms"]] for r in inference["full_size"]]
+    px = inference["input_px"]
+    model_kind = (
+        "a lungs-first model: every row scores the film as it is, the model rows finding the lungs and blurring "
+        "the rest inside the model"
+        if inference["lungs_first"]
+        else "a whole-film model"
     )
-    if dice:
-        lungs += (
-            f" Against {dice['masks']} reference lung masks (ones its head was fitted on: this compares input sizes, "
-            f"it is not held-out accuracy) its mean Dice is {dice['dice_224px']:.3f} at 224 px and "
-            f"{dice[f'dice_{px}px']:.3f} at {px} px."
-        )
-    if inference.get("lungs_first"):
-        against = textwrap.fill(
-            "The model was trained lungs first: `pipeline()` and the *model only* rows are given the test films "
-            "focused as in training (the focus's own time left out), the Space rows focus each film themselves. "
-            "*Max prob. diff* and *refusals changed*: the Space's answers against the model's on the films focused "
-            "as in training, over the whole test split (the Space finds the lungs again on each film, and refuses a "
-            "film without plausible lungs, which training kept whole); the path before #26 had no lung focus and "
-            "is left out.",
-            width=116,
-        )
-    else:
-        against = textwrap.fill(
-            "*Max prob. diff*, *max* and *mean lung-share diff*, *refusals changed*: against the path before #26, "
-            "over the whole test split (the COVID-19 probability, the share of the heat on the lungs, the images "
-            "refused by one path only: the lung fields are found on a coarser grid, so a borderline film can fall "
-            "either side of the lung check).",
-            width=116,
-        )
     return f"""## CPU inference (model `{model}`, {px} px input, {inference["threads"]} threads)
 
-Median (p50) and p95 over repeated calls after warm-up; test ROC AUC over the whole test split for each path (a
-Space row's over the films it answered, from its own answers).
-Measured {inference["date"]} on {inference["machine"]}, a machine shared with other jobs: absolute times vary
-from run to run, so the paths compared are timed in one interleaved run (each round calls every path once).
-{against}
+Median (p50) and p95 over repeated calls after warm-up, on {model_kind}; test ROC AUC over the whole test split
+({inference["test_images"]} films) for each path (a Space row's over the films it answered, from its own answers).
+Measured {inference["date"]} on {inference["machine"]}, a machine shared with other jobs: absolute times vary from
+run to run, so the one-film paths are timed in one interleaved run (each round calls every path once).
+*Space predict* is the Space's whole answer: file decoding, the scope guard, the lung fields, the heat map and the
+decision. *Max prob. diff from pipeline()*: the largest COVID-19 probability difference from `pipeline()`'s on the
+same film, over the test split; *refused*: films the Space turned away.
 
 {table(header, rows)}
 
-{lungs}{warning_section(inference.get("attention_warning"))}
+Over the test split, the ONNX graph's probabilities differ from PyTorch's by at most
+{inference["onnx_against_pytorch"]:.1e}, and `pipeline()`'s from the model's own batch pass by at most
+{inference["pipeline_against_model"]:.1e}.
 
-The ONNX export (`onnx/model.onnx`, int8 `onnx/model_quantized.onnx`) against PyTorch on
-{export["images"]} test X-rays: largest probability difference {export["onnx_max_probability_difference"]:.2g}
-(fp32) and {export["onnx_int8_max_probability_difference"]:.2g} (int8). The Space serves the fp32 export, whose
-answers equal PyTorch's; int8 is faster but changes them. *Space predict* is the Space's whole answer: file
-decoding, the scope guard, the lung fields and, where named, Grad-CAM. Command:
-`python -m bench.inference --model {model}`."""
+Full-size films: {inference["full_size_films"]} real test films upscaled (bicubic) to each long side,
+sent as PNG, beside the decoding of the same files alone, timed in one interleaved run:
+
+{table(["path", "p50 ms", "p95 ms"], full)}
+{warning_section(inference.get("attention_warning"))}
+
+Command: `python -m bench.inference --model {model}`."""
 
 
 def warning_section(warning: dict | None) -> str:

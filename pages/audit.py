@@ -88,7 +88,7 @@ def main() -> None:
     folders = dict(item.split("=", 1) for item in args.audit)
     audits = {name: json.loads((Path(folder) / "audit.json").read_text()) for name, folder in folders.items()}
     if any(a["occlusion"] is None for a in audits.values()):
-        parser.error("every audit must have run the occlusion test (covid-cxr audit --lungs ...)")
+        parser.error("every audit must have run the occlusion test (covid-cxr audit --lung_segmenter ...)")
     artefact = {"audits": audits}
     BLOCK.source.write_text(json.dumps(artefact, indent=2) + "\n")
     plot_occlusion({name: a["occlusion"] for name, a in audits.items()}, DOCS / OCCLUSION_PLOT)

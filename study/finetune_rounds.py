@@ -11,7 +11,6 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from covid_cxr.lungs.focus import lungs_first
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
@@ -30,16 +29,13 @@ def finetune_scorer(
 ) -> FoldScorer:
     """Fine-tune round k into ``output_root/round-k`` and score its validation and test parts.
 
-    With `--lung_focus` every image is focused on its lungs by `lungs` first (cached once for the whole
-    dataset), for training and scoring alike. A finished round's scores (and the CPU seconds it took) are kept in
-    ``round_scores.npz`` and its checkpoints removed, so an interrupted cross-validation resumes at the round it was
-    in (and, through the Trainer, at that round's last checkpoint)."""
+    Lungs first (the default whenever `lungs` is given; --no_lung_focus turns it off) trains the one lungs-first
+    model, which focuses every film itself, in training and scoring alike. A finished round's scores (and the CPU
+    seconds it took) are kept in ``round_scores.npz`` and its checkpoints removed, so an interrupted
+    cross-validation resumes at the round it was in (and, through the Trainer, at that round's last checkpoint)."""
     model_args, data_args, eval_args, training_args = arguments
     eval_args = dataclasses.replace(eval_args, resume="restart_on_change")  # a round of changed code starts over
-    if data_args.lung_focus:
-        if lungs is None:
-            raise ValueError("a lungs-first fine-tune (--lung_focus) needs the lung segmenter that focuses its images")
-        dataset = lungs_first(dataset, lungs)
+    focus = lungs if data_args.lung_focus else None
 
     def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"
@@ -52,7 +48,7 @@ def finetune_scorer(
         start = time.process_time()
         splits = datasets.DatasetDict(train=dataset.select(train), validation=dataset.select(validation))
         round_args = dataclasses.replace(training_args, output_dir=str(folder))
-        trainer, processor, _ = fit(model_args, data_args, eval_args, round_args, splits)
+        trainer, processor, _ = fit(model_args, data_args, eval_args, round_args, splits, lungs=focus)
         model = trainer.accelerator.unwrap_model(trainer.model)
         batch = training_args.per_device_eval_batch_size
         val_probs, test_probs = (

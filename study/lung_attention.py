@@ -19,11 +19,10 @@ import numpy as np
 
 from bench.common import machine, report, test_split
 from covid_cxr.lungs.attention import LungAttention, lung_attention
-from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
-from covid_cxr.lungs.focus import lungs_first
 from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import CovidClassifier
+from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "lung_attention.png"  # images live in docs/
 
@@ -85,9 +84,8 @@ def main() -> dict:
     classifier = CovidClassifier.from_pretrained(args.model)
     segmenter = LungSegmenter.from_pretrained(args.lungs)
     test = test_split(args.dataset)
-    focused = getattr(classifier.model.config, FOCUS_CONFIG_KEY, None) is not None
-    seen = lungs_first(test, segmenter) if focused else test
-    attention = lung_attention(classifier.model, classifier.processor, seen["image"], segmenter, classifier.positive)
+    focused = isinstance(classifier.model, LungsFirstForImageClassification)  # it focuses each film itself
+    attention = lung_attention(classifier.model, classifier.processor, test["image"], segmenter, classifier.positive)
     names = test.features["label"].names
     sources, labels = list(test["source"]), [names[i] for i in test["label"]]
     box_plot(attention.ratio, sources, labels, PLOT)

@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
@@ -64,8 +65,12 @@ def verdict(predictor: Predictor, image: Image.Image) -> str:
 def lung_verdict(predictor: Predictor, image: Image.Image) -> str:
     """The lung-field check alone, on the image as the model would see it."""
     pixels = predictor.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
-    (probability,) = predictor.segmenter.probabilities(seen_images(pixels, predictor.processor))
-    reason = implausible_lungs(probability, predictor.segmenter.config.threshold)
+    if predictor.lungs_first:  # the lungs the model itself finds
+        with torch.no_grad():
+            probability = predictor.model(pixel_values=pixels, output_lungs=True).lung_probability[0].numpy()
+    else:
+        (probability,) = predictor.segmenter.probabilities(seen_images(pixels, predictor.processor))
+    reason = implausible_lungs(probability, predictor.lung_threshold)
     return f"refused: {reason}" if reason else "scored"
 
 
@@ -92,7 +97,7 @@ def main() -> dict:
     result = {
         **machine(),
         "model": args.model,
-        "lungs": args.lungs if lungs else None,
+        "lungs": "the model's own" if predictor.lungs_first else (args.lungs if lungs else None),
         "test_xrays": len(xrays),
         "false_rejects": false_rejects["refused"],
         "false_reject_rate": false_rejects["rate"],
@@ -102,7 +107,7 @@ def main() -> dict:
         "catch_rate": catches["rate"],
         "per_image": caught,
     }
-    if lungs is not None:
+    if predictor.lung_threshold is not None:
         lung_xrays = {name: lung_verdict(predictor, image) for name, image in tqdm(xrays.items(), desc="lungs alone")}
         lung_others = {name: lung_verdict(predictor, image) for name, image in others.items()}
         result["lung_check_alone"] = {

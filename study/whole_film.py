@@ -4,8 +4,10 @@ everything outside the lungs, in training *and* scoring, moves the honest number
 Rows, on the yardstick's patient-grouped folds (study.yardstick), each on several fold dealings:
 - probes on frozen DINOv2-S features: the backbones' centre crop, the whole film squashed, the whole film padded
   to a square, lungs first (blurred outside the dilated lungs in training and scoring), and lungs at training only;
-- fine-tunes of train/finetune.py's default recipe (the whole film) and of the same with `--lung_focus` (lungs
-  first), on the dealings of --finetune_dealings (each round cached and resumable, like the yardstick's).
+- fine-tunes of train/finetune.py's recipe on the whole film (--no_lung_focus) and lungs first as one model (the
+  focus inside its forward, #35), on the dealings of --finetune_dealings (each round cached and resumable, like
+  the yardstick's); the rows of lungs first as it was trained before (films blurred at full resolution before the
+  model saw them, `--lung_focus` then) stay on record.
 Beside them: the share of the segmenter's lung pixels inside the model's view under each framing, and how well
 frozen features read the source under each. Writes study/results/whole_film.json and study/WHOLE_FILM.md.
 """
@@ -20,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.common import machine
-from covid_cxr.data.lung_focus import MASK_COLUMN
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.evaluation.probes import source_probe
-from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
+from covid_cxr.lungs.dataset_masks import MASK_COLUMN
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from covid_cxr.training.checkpoints import ALL_RESULTS
 from covid_cxr.training.run import OCCLUSION_RESULTS
 from study.finetune_rounds import SCORES, finetune_scorer
@@ -51,7 +53,14 @@ COMPARISONS = (  # (row, baseline): the changes the verdict rests on
     ("lungs at training only (scored on whole films)", SQUASHED),
 )
 WHOLE_FILM_TUNE, LUNGS_FIRST_TUNE = "whole film", "lungs first (--lung_focus)"
-FINETUNES = {"whole-film": (WHOLE_FILM_TUNE, ()), "lungs-first": (LUNGS_FIRST_TUNE, ("--lung_focus",))}
+# Lungs first as one model (#35): the focus inside the model's forward, at its input resolution. The row above
+# measured the earlier recipe, which blurred each film at full resolution before the model saw it; it stays on
+# record, and no longer runs.
+IN_MODEL_TUNE = "lungs first, in the model"
+FINETUNES = {  # name: (row, finetune options beside --lung_segmenter)
+    "whole-film": (WHOLE_FILM_TUNE, ("--no_lung_focus",)),
+    "lungs-in-model": (IN_MODEL_TUNE, ()),
+}
 
 
 def lungs_in_crop(y: Yardstick) -> dict[str, object]:
@@ -157,8 +166,9 @@ def lungs_first_adopted(result: dict[str, object]) -> bool:
 
 
 def default_finetune(result: dict[str, object]) -> str:
-    """The FINETUNES recipe `make train` runs by the rule: lungs first once adopted, else the whole film."""
-    return "lungs-first" if lungs_first_adopted(result) else "whole-film"
+    """The FINETUNES recipe `make train` runs by the rule: lungs first (now the one model) once adopted, else the
+    whole film."""
+    return "lungs-in-model" if lungs_first_adopted(result) else "whole-film"
 
 
 def verdict(result: dict[str, object]) -> list[str]:
@@ -279,7 +289,7 @@ def main() -> dict[str, object]:
     tuned = result.setdefault("finetunes", {})
     for dealing in args.finetune_dealings:
         rows = finetune_rows(y, dataset_folds(y.dataset, args.folds, dealing), dealing, args.finetune_recipes)
-        summary = dealing_summary(y, rows, ((LUNGS_FIRST_TUNE, WHOLE_FILM_TUNE),))
+        summary = dealing_summary(y, rows, ((IN_MODEL_TUNE, WHOLE_FILM_TUNE), (IN_MODEL_TUNE, LUNGS_FIRST_TUNE)))
         if len(rows) < len(FINETUNES):  # one recipe: beside the other's recorded row, without a paired change
             recorded = tuned.get(str(dealing), {"rows": {}, "changes": []})
             summary = {**recorded, "rows": recorded["rows"] | summary["rows"]}
@@ -316,7 +326,7 @@ def trained_shortcuts(folder: Path) -> dict[str, object]:
     for subset, measured in occlusion.items():
         figures[f"{subset}_lungs_hidden_kept"] = measured["lungs_hidden_kept"]["value"]
         figures[f"{subset}_lungs_hidden_kept_shown"] = measured["shown"]["lungs_hidden_kept"]
-    return {"lungs_first": FOCUS_CONFIG_KEY in config, "figures": figures}
+    return {"lungs_first": config.get("model_type") == LUNGS_FIRST_MODEL, "figures": figures}
 
 
 def probe_result(y: Yardstick, args: argparse.Namespace) -> dict[str, object]:

@@ -15,13 +15,13 @@ from datasets.fingerprint import Hasher
 from PIL import Image, ImageOps
 from transformers import AutoImageProcessor, BaseImageProcessor
 
-from covid_cxr.data.lung_focus import MASK_COLUMN, blur_image_outside
+from covid_cxr.audit.occlusion import blur_image_outside
 from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_difference_ci
 from covid_cxr.evaluation.grouped import MIXED, mixed_label_sources, reported_subsets
 from covid_cxr.evaluation.probes import label_probe
-from covid_cxr.lungs.dataset_masks import with_lung_masks
+from covid_cxr.lungs.dataset_masks import MASK_COLUMN, with_lung_masks
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model
 from covid_cxr.training.trainer import load_model

@@ -107,12 +107,13 @@ def tiny_run_arguments(
     dataset: Path,
     output_dir: Path,
     lungs: Path | None = None,
-    lung_focus: bool = False,
+    lung_focus: bool = True,
     onnx: bool = False,
     **training,
 ) -> tuple:
-    """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised (the lung
-    attention share and `--lung_focus` only with a segmenter folder, `lungs`; the ONNX export when asked)."""
+    """Arguments for a few CPU training steps at 56 px: fast, but every stage of `run` is exercised (with a
+    segmenter folder, `lungs`, the lungs-first model, the lung attention share and the occlusion test;
+    `lung_focus=False` trains the plain classifier beside it; the ONNX export when asked)."""
     defaults = dict(
         output_dir=str(output_dir),
         max_steps=2,

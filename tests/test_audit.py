@@ -23,10 +23,17 @@ from transformers import ResNetConfig, ResNetForImageClassification, ViTImagePro
 from covid_cxr.audit import audit
 from covid_cxr.audit.card import occlusion_figures
 from covid_cxr.audit.measures import READS_LUNGS, READS_OUTSIDE
-from covid_cxr.audit.occlusion import LUNGS_HIDDEN, LUNGS_ONLY, WHOLE, dilated_lungs, hide_lungs, views
+from covid_cxr.audit.occlusion import (
+    LUNGS_HIDDEN,
+    LUNGS_ONLY,
+    WHOLE,
+    blur_image_outside,
+    dilated_lungs,
+    hide_lungs,
+    views,
+)
 from covid_cxr.cli.audit import main
 from covid_cxr.data.build import BuildConfig, build_dataset
-from covid_cxr.data.lung_focus import blur_image_outside
 from covid_cxr.evaluation.keys import ALL, MIXED
 from tests.conftest import FIXTURE_ROOT, read_metadata
 
@@ -105,7 +112,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, P
         root = tmp_path_factory.mktemp(place)
         data = planted_set(root, marker)
         model = train_tiny(data, root / "model")
-        audit(str(model), str(data), root / "audit", lungs=root / "masks", bootstrap_rounds=ROUNDS)
+        audit(str(model), str(data), root / "audit", lung_segmenter=root / "masks", bootstrap_rounds=ROUNDS)
         audits[place] = (model, data, json.loads((root / "audit" / "audit.json").read_text()))
     return audits
 
@@ -114,7 +121,7 @@ def test_hide_lungs_fills_the_dilated_lungs_and_leaves_the_rest() -> None:
     film = np.asarray(Image.open(FIXTURE_ROOT / read_metadata(FIXTURE_ROOT)[0]["file_name"]).convert("L"))
     hidden = hide_lungs(film, lung_mask())
     inside = dilated_lungs(lung_mask(), film.shape)
-    assert inside.mean() > lung_mask().mean()  # dilated, as --lung_focus keeps the margin sharp
+    assert inside.mean() > lung_mask().mean()  # dilated, as lungs first keeps the margin sharp
     np.testing.assert_array_equal(hidden[~inside], film[~inside])
     assert len(np.unique(hidden[inside])) == 1 and np.abs(hidden[inside].astype(int) - film[inside]).mean() > 5
     seen = views(Image.fromarray(film), lung_mask())
@@ -159,7 +166,7 @@ def test_the_report_lists_refusals_and_facts_and_never_a_patient_id(planted) -> 
 def test_a_built_dataset_gives_the_same_figures_as_its_folder(planted, tmp_path: Path) -> None:
     model, data, from_folder = planted["lung"]
     build_dataset(BuildConfig(input_dir=data, output_dir=tmp_path / "built"))
-    report = audit(str(model), str(tmp_path / "built"), tmp_path / "audit", lungs=data.parent / "masks",
+    report = audit(str(model), str(tmp_path / "built"), tmp_path / "audit", lung_segmenter=data.parent / "masks",
                    split="all", bootstrap_rounds=ROUNDS)  # fmt: skip
     assert report.results["discrimination"] == from_folder["discrimination"]
     assert report.results["occlusion"] == from_folder["occlusion"]

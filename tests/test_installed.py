@@ -130,8 +130,9 @@ def test_own_images_end_to_end_from_the_wheel(
     foreign.mkdir()
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         shutil.copy(work / "model" / name, foreign)
-    result = covid_cxr(installed, work, "audit", "--model", str(foreign), "--data", "ds", "--split", "all", "--lungs",
-                       str(lungs_folder), "--output_dir", "audit", "--bootstrap_rounds", "200")  # fmt: skip
+    result = covid_cxr(installed, work, "audit", "--model", str(foreign), "--data", "ds", "--split", "all",
+                       "--lung_segmenter", str(lungs_folder), "--output_dir", "audit",
+                       "--bootstrap_rounds", "200")  # fmt: skip
     report = json.loads((work / "audit" / "audit.json").read_text())
     assert report["data"]["n_scored"] + len(report["refused"]) == 15 and report["occlusion"]["all"]["n"] > 0
     assert (work / "audit" / "AUDIT.md").is_file() and "Wrote audit/audit.json" in result.stdout
@@ -161,28 +162,28 @@ def test_own_images_end_to_end_from_the_wheel(
         server.wait(timeout=30)
 
 
-def test_a_lungs_first_model_from_the_wheel_is_served_focused(
+def test_a_lungs_first_model_from_the_wheel_is_one_model(
     installed: Path, fixture_root: Path, backbone: Path, lungs_folder: Path, tmp_path: Path
 ) -> None:
-    """`--lung_focus` end to end outside the checkout: the model records it, and predict focuses every film with
-    the segmenter it is given, or refuses, in one line, to run without one."""
+    """Lungs first end to end outside the checkout: `--lung_segmenter` trains the one model, whose folder carries
+    the wheel's modeling file, and predict scores with it alone."""
     work = tmp_path / "elsewhere"
     work.mkdir()
     xrays = class_folders(fixture_root, work / "myxrays")
     covid_cxr(installed, work, "build", "--input_dir", "myxrays", "--output_dir", "ds", "--num_proc", "1")
     tiny = ["--image_size", "56", "--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none"]
-    covid_cxr(installed, work, "finetune", "--dataset", "ds", "--output_dir", "model", "--model_name_or_path",
-              str(backbone), "--lung_segmenter", str(lungs_folder), "--lung_focus", "--linear_probe", "false",
-              *tiny)  # fmt: skip
-    assert "lung_focus" in json.loads((work / "model" / "config.json").read_text())
-    assert "trained lungs first" in (work / "model" / "README.md").read_text()
+    trained = covid_cxr(installed, work, "finetune", "--dataset", "ds", "--output_dir", "model",
+                        "--model_name_or_path", str(backbone), "--lung_segmenter", str(lungs_folder),
+                        "--linear_probe", "false", *tiny)  # fmt: skip
+    assert "Lungs first: the model finds the lungs" in trained.stdout  # the fine-tune logs to standard output
+    config = json.loads((work / "model" / "config.json").read_text())
+    assert config["model_type"] == "covid-cxr-lungs-first" and "lung_focus" not in config
+    wheel_file = next(installed.rglob("covid_cxr/modeling/lungs_first.py"))
+    assert (work / "model" / "lungs_first.py").read_text() == wheel_file.read_text()
+    assert "This model is lungs first" in (work / "model" / "README.md").read_text()
 
     film = sorted((xrays / "covid").iterdir())[0]
-    refused = covid_cxr(installed, work, "predict", "--model", "model", "--inputs", str(film), "--output", "a.csv",
-                        succeeds=False)  # fmt: skip
-    assert "trained lungs first" in refused.stderr and "Traceback" not in refused.stderr
-    covid_cxr(installed, work, "predict", "--model", "model", "--inputs", str(film), "--output", "b.csv",
-              "--lung_segmenter", str(lungs_folder))  # fmt: skip
+    covid_cxr(installed, work, "predict", "--model", "model", "--inputs", str(film), "--output", "b.csv")
     with (work / "b.csv").open(newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["status"] in ("ok", "out of scope"), row

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.data.lung_focus import MASK_COLUMN
 from covid_cxr.evaluation.probes import label_probe
+from covid_cxr.lungs.dataset_masks import MASK_COLUMN
 from study.intensity import INTENSITY_METHODS, normalise_intensity
 from study.levers import source_label_weights
 

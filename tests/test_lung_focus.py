@@ -1,33 +1,51 @@
-"""Lungs first (`--lung_focus`) on real X-rays: in-lung pixels untouched, the rest blurred, in every path (dataset
-splits, cross-validation, one film for the Space and predict); masks predicted once and cached beside the dataset."""
+"""Lungs first as one transformers model, on real X-rays: the focus inside the forward pass, the three ways to load
+it (the package's registration, the modeling file it carries, neither), and the same answers from `pipeline()`, the
+Space's path, `covid-cxr predict` and the ONNX graph."""
 
 from __future__ import annotations
 
+import ast
+import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
-from transformers import AutoImageProcessor
+from transformers import AutoImageProcessor, Dinov2ForImageClassification, pipeline
 
+from covid_cxr.audit.occlusion import blur_image_outside
 from covid_cxr.cli.predict import main as predict_main
-from covid_cxr.data.lung_focus import MASK_COLUMN, blur_outside
 from covid_cxr.data.processor_size import set_processor_size
-from covid_cxr.hub import HUB_ID_FILE
-from covid_cxr.lungs.dataset_masks import MASK_SIDE, segmenter_fingerprint, with_lung_masks
-from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs, focused_by_pipeline, lungs_first, lungs_first_splits
 from covid_cxr.lungs.segmenter import LungSegmenter
-from covid_cxr.lungs.standard import PIPELINE_FOLDER
-from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
+from covid_cxr.modeling import lungs_first
+from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
+from covid_cxr.serving.predictor import OutdatedModel, OutOfScope, Predictor
 from covid_cxr.serving.wording import LUNGS_FIRST_WORDS, verdict_markdown
 from covid_cxr.training.run import run
-from tests.conftest import FIXTURE_ROOT, fit_standard, tiny_run_arguments
+from covid_cxr.training.trainer import load_model
+from tests.conftest import FIXTURE_ROOT, tiny_run_arguments
 
 SIDE = 56
+CALLER = """
+import json, sys
+sys.modules["covid_cxr"] = None  # this process cannot import the package
+from transformers import pipeline
+folder, files, trust = sys.argv[1], sys.argv[2:-1], sys.argv[-1] == "trust"
+try:
+    classifier = pipeline("image-classification", model=folder, trust_remote_code=trust or None)
+except Exception as err:
+    print("ANSWER", json.dumps({"refused": f"{type(err).__name__}: {err}"}))
+else:
+    print("ANSWER", json.dumps([{r["label"]: r["score"] for r in classifier(f)} for f in files]))
+"""
 
 
 def labelled_xray(side: int = 192) -> np.ndarray:
@@ -50,213 +68,184 @@ def detail(pixels: np.ndarray) -> float:
     return float(ndimage.laplace(pixels.astype(np.float32)).std())
 
 
-def test_blur_outside_keeps_the_lungs_and_wipes_the_corner_label() -> None:
+def test_the_focus_keeps_the_lungs_and_wipes_the_corner_label() -> None:
     pixels = labelled_xray()
-    lungs = lung_like_mask(MASK_SIDE)  # at the cache's resolution, not the image's
-    focused = blur_outside(pixels, lungs)
+    lungs = lung_like_mask(112)  # at the model's mask side, not the image's
+    focused = np.asarray(blur_image_outside(Image.fromarray(pixels), lungs)).astype(int)
     inside = np.asarray(Image.fromarray(lungs).resize(pixels.shape[::-1])) > 0
-    assert focused.dtype == np.uint8 and focused.shape == pixels.shape
+    assert focused.shape == pixels.shape
     np.testing.assert_array_equal(focused[inside], pixels[inside])
     corner = (slice(0, 16), slice(0, 96))  # the label
     assert detail(focused[corner]) < detail(pixels[corner]) / 3
-    assert np.abs(focused[~inside].astype(int) - pixels[~inside]).mean() > 1
+    assert np.abs(focused[~inside] - pixels[~inside]).mean() > 1
 
 
-def test_blur_outside_refuses_anything_but_grey_uint8() -> None:
-    with pytest.raises(ValueError, match="grey uint8"):
-        blur_outside(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool))
+def test_the_modeling_file_needs_only_torch_and_transformers() -> None:
+    """It travels in the model folder for callers without this package: nothing of covid_cxr may be in it."""
+    tree = ast.parse(Path(lungs_first.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+    assert imported <= {"__future__", "math", "dataclasses", "torch", "transformers"}
 
 
 @pytest.fixture(scope="module")
-def processor(backbone: Path):
+def untrained(backbone: Path, lungs_folder: Path):
+    """The one model over the test backbone and segmenter (head untrained), and its processor at SIDE px."""
     processor = AutoImageProcessor.from_pretrained(backbone)
     set_processor_size(processor, SIDE)
-    return processor
+    return load_model(str(backbone), LungSegmenter.from_pretrained(lungs_folder)).eval(), processor
 
 
-def test_masks_are_predicted_once_and_cached_beside_the_dataset(
-    lungs_folder: Path, small_dataset: Path, monkeypatch
-) -> None:
-    split = datasets.load_from_disk(str(small_dataset))["validation"]
-    before = set((small_dataset / "validation").glob("cache-*.arrow"))
-    segmenter = LungSegmenter.from_pretrained(lungs_folder)
-    masked = with_lung_masks(split, segmenter)
-    masks = np.asarray(masked[MASK_COLUMN])
-    assert masks.shape == (split.num_rows, MASK_SIDE, MASK_SIDE) and set(np.unique(masks)) <= {0, 1}
-    assert 0.1 < np.median(masks.mean(axis=(1, 2))) < 0.7  # real X-rays: lungs, not nothing or everything
-    assert set((small_dataset / "validation").glob("cache-*.arrow")) - before
-
-    def no_second_pass(*_args):
-        raise AssertionError("the masks were predicted again instead of read from the cache")
-
-    monkeypatch.setattr(segmenter, "tokens", no_second_pass)
-    np.testing.assert_array_equal(np.asarray(with_lung_masks(split, segmenter)[MASK_COLUMN]), masks)
-
-
-def grey(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L")).astype(int)
+def test_the_model_focuses_each_film_inside_its_forward(untrained, small_dataset: Path) -> None:
+    """Real films: the lungs the frozen segmenter finds keep their pixels, the rest is blurred; a film with no
+    plausible lungs is classified whole, as training kept it."""
+    model, processor = untrained
+    films = datasets.load_from_disk(str(small_dataset))["test"]["image"][:6]
+    pixels = processor([film.convert("RGB") for film in films], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        outputs = model(pixel_values=pixels, output_lungs=True)
+    threshold = model.config.lung_finder["threshold"]
+    assert outputs.lungs_plausible.all()  # real chest X-rays
+    for given, focused, probability in zip(pixels, outputs.focused_pixel_values, outputs.lung_probability, strict=True):
+        lungs = torch.nn.functional.interpolate(probability[None, None], size=given.shape[-2:], mode="bilinear")[0, 0]
+        inside = lungs >= threshold
+        torch.testing.assert_close(focused[:, inside], given[:, inside])
+        assert (focused[:, ~inside] - given[:, ~inside]).abs().mean() > 0.01
+    with torch.no_grad():
+        plain = model(pixel_values=torch.zeros(1, 3, SIDE, SIDE), output_lungs=True)
+    assert not plain.lungs_plausible[0]
+    torch.testing.assert_close(plain.focused_pixel_values, torch.zeros(1, 3, SIDE, SIDE))
 
 
-def test_lungs_first_keeps_the_lungs_and_blurs_the_rest_in_every_split(lungs_folder: Path, small_dataset: Path) -> None:
-    splits = datasets.load_from_disk(str(small_dataset))
-    segmenter = LungSegmenter.from_pretrained(lungs_folder)
-    focused = lungs_first_splits(splits, segmenter)
-    blurred_films = 0
-    for name, split in splits.items():
-        assert focused[name].num_rows == split.num_rows  # no film lost: one with no plausible lungs stays whole
-        masks = with_lung_masks(split, segmenter)[MASK_COLUMN]
-        for before, after, mask in zip(split["image"], focused[name]["image"], masks, strict=True):
-            lungs = np.asarray(Image.fromarray(np.uint8(mask) * 255).resize(before.size)) >= 128
-            np.testing.assert_array_equal(grey(after)[lungs], grey(before)[lungs])
-            if not lungs.all():  # a plausible mask: what lies outside the lungs (and their margin) is blurred
-                assert np.abs(grey(after)[~lungs] - grey(before)[~lungs]).mean() > 1
-                blurred_films += 1
-    assert blurred_films > 0.8 * sum(split.num_rows for split in splits.values())
-
-
-def test_one_film_is_focused_as_the_dataset_focuses_it(lungs_folder: Path, small_dataset: Path) -> None:
-    """The Space and `covid-cxr predict` call focus_on_lungs: the same pixels the model was trained on."""
-    split = datasets.load_from_disk(str(small_dataset))["test"]
-    segmenter = LungSegmenter.from_pretrained(lungs_folder)
-    focused = lungs_first(split, segmenter)
-    masks = with_lung_masks(split, segmenter)[MASK_COLUMN]
-    index = next(i for i, mask in enumerate(masks) if not np.asarray(mask).all())
-    alone = grey(focus_on_lungs(split[index]["image"], segmenter))
-    assert (alone == grey(focused[index]["image"])).mean() > 0.99  # batched and single passes may flip a mask pixel
-
-
-def test_a_film_without_lungs_cannot_be_focused(lungs_folder: Path) -> None:
-    with pytest.raises(NoLungsError, match="no plausible lung fields"):
-        focus_on_lungs(Image.new("L", (300, 300), 128), LungSegmenter.from_pretrained(lungs_folder))
-
-
-def test_the_cross_validation_trains_and_scores_focused_films(
-    lungs_folder: Path, small_dataset: Path, backbone: Path, monkeypatch
-) -> None:
-    from study import finetune_rounds
-
-    dataset = datasets.concatenate_datasets(list(datasets.load_from_disk(str(small_dataset)).values()))
-    arguments = tiny_run_arguments(backbone, small_dataset, small_dataset.parent / "unused", lung_focus=True)
-    segmenter = LungSegmenter.from_pretrained(lungs_folder)
-    with pytest.raises(ValueError, match="needs the lung segmenter"):
-        finetune_rounds.finetune_scorer(arguments, dataset, small_dataset.parent / "cv")
-
-    class Trained(Exception):
-        pass
-
-    def fit(*args):
-        raise Trained(args[4])  # the splits the round would train on
-
-    monkeypatch.setattr(finetune_rounds, "fit", fit)
-    scorer = finetune_rounds.finetune_scorer(arguments, dataset, small_dataset.parent / "cv", segmenter)
-    train = np.arange(0, dataset.num_rows, 2)
-    with pytest.raises(Trained) as trained:
-        scorer(0, train, np.array([1]), np.array([3]))
-    expected = lungs_first(dataset, segmenter).select(train)
-    for seen, wanted in zip(trained.value.args[0]["train"]["image"], expected["image"], strict=True):
-        np.testing.assert_array_equal(grey(seen), grey(wanted))
+def test_training_freezes_the_segmenter_inside(untrained) -> None:
+    model, _ = untrained
+    assert not any(p.requires_grad for p in model.lungs.parameters())
+    assert any(p.requires_grad for p in model.classifier.parameters())
 
 
 @pytest.fixture(scope="module")
-def lungs_with_standard(tmp_path_factory, lung_data, lungs_folder: Path) -> Path:
-    """The test segmenter with its standard pipeline model, pushed to (as recorded) `me/cxr-lungs`."""
-    folder = tmp_path_factory.mktemp("lungs-with-standard")
-    shutil.copytree(lungs_folder, folder, dirs_exist_ok=True)
-    fit_standard(lung_data, lungs_folder, folder / PIPELINE_FOLDER)
-    (folder / HUB_ID_FILE).write_text("me/cxr-lungs\n")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_with_standard: Path) -> Path:
+def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_folder: Path) -> Path:
     output = tmp_path_factory.mktemp("lungs-first")
-    run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_with_standard, lung_focus=True))
+    run(*tiny_run_arguments(backbone, small_dataset, output, lungs=lungs_folder, onnx=True))
     return output
 
 
-def test_a_lungs_first_model_records_its_focus_and_its_unfocused_figures(
-    lungs_first_model: Path, lungs_folder: Path
-) -> None:
+def test_a_lungs_first_model_is_one_folder(lungs_first_model: Path) -> None:
     config = json.loads((lungs_first_model / "config.json").read_text())
-    assert config["lung_focus"]["segmenter_fingerprint"] == segmenter_fingerprint(
-        LungSegmenter.from_pretrained(lungs_folder)
-    )
-    assert config["lung_focus"]["standard_segmenter"] == "me/cxr-lungs"
-    results = json.loads((lungs_first_model / "all_results.json").read_text())
-    assert {"test_unfocused_roc_auc", "test_unfocused_mixed_sources_roc_auc"} <= results.keys()
-    assert {"test_pipeline_focus_roc_auc", "test_pipeline_focus_max_probability_difference"} <= results.keys()
+    assert config["model_type"] == "covid-cxr-lungs-first" and "lung_focus" not in config
+    assert config["auto_map"] == {
+        "AutoConfig": "lungs_first.LungsFirstConfig",
+        "AutoModelForImageClassification": "lungs_first.LungsFirstForImageClassification",
+    }
+    assert (lungs_first_model / "lungs_first.py").read_text() == Path(lungs_first.__file__).read_text()
+    assert not list(lungs_first_model.glob("*.bin")) and (lungs_first_model / "model.safetensors").is_file()
     card = (lungs_first_model / "README.md").read_text()
-    assert "lungs first" in card and 'pipeline("image-segmentation", model="me/cxr-lungs")' in card
-    gap = f"differs from the package's by up to {results['test_pipeline_focus_max_probability_difference']:.3f} on one"
-    assert gap in " ".join(card.split())
+    assert "This model is lungs first" in card and "trust_remote_code=True" in card
+    assert f'model="{lungs_first_model}"' in card  # the card's calls name the folder, no placeholder
 
 
-def test_the_card_states_what_the_callers_calls_give(
-    lungs_first_model: Path, lungs_with_standard: Path, small_dataset: Path
+def test_no_lung_focus_trains_the_plain_classifier(backbone: Path, small_dataset: Path, lungs_folder, tmp_path) -> None:
+    arguments = tiny_run_arguments(backbone, small_dataset, tmp_path / "model", lungs=lungs_folder, lung_focus=False)
+    arguments[3].max_steps = 1
+    arguments[2].linear_probe = False
+    run(*arguments)
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "dinov2"
+
+
+def test_a_segmenter_folder_that_holds_none_stops_before_training(
+    backbone: Path, small_dataset: Path, tmp_path
 ) -> None:
-    """The card's calls, run as a caller runs them on every real test film: the two-pipeline call keeps in-lung
-    pixels and blurs the rest exactly as `focused_by_pipeline` (what the card measured) does; the recorded figures
-    (whole films, the two-pipeline call, and its largest gap from the package path) are what those calls give."""
-    from transformers import pipeline
-
-    from covid_cxr.data.lung_focus import blur_image_outside
-
-    test = datasets.load_from_disk(str(small_dataset))["test"]
-    segment = pipeline("image-segmentation", model=str(lungs_with_standard / PIPELINE_FOLDER))
-    classifier = pipeline("image-classification", model=str(lungs_first_model))
-    segmenter = LungSegmenter.from_pretrained(lungs_with_standard)
-    recorded = json.loads((lungs_first_model / "all_results.json").read_text())
-    threshold = json.loads((lungs_first_model / "config.json").read_text())["decision_threshold"]
-
-    def covid(film: Image.Image) -> float:
-        return next(r["score"] for r in classifier(film.convert("RGB")) if r["label"] == "covid")
-
-    measured = focused_by_pipeline(test, lungs_with_standard / PIPELINE_FOLDER)["image"]
-    whole, by_pipelines, by_package = [], [], []
-    for film, as_measured in zip(test["image"], measured, strict=True):
-        lungs = next(r["mask"] for r in segment(film.convert("RGB")) if r["label"] == "lung")
-        focused = blur_image_outside(film, np.asarray(lungs) > 0)
-        np.testing.assert_array_equal(grey(focused), grey(as_measured))
-        inside = np.asarray(lungs) > 0  # the film's own pixels there; blurred detail elsewhere
-        np.testing.assert_array_equal(grey(focused)[inside], grey(film)[inside])
-        assert 0 < inside.mean() < 1 and detail(grey(focused)) < detail(grey(film))
-        whole.append(covid(film))
-        by_pipelines.append(covid(focused))
-        by_package.append(covid(focus_on_lungs(film, segmenter)))
-    labels = np.asarray(test["label"]) == 1
-    for key, scores in (("test_unfocused", whole), ("test_pipeline_focus", by_pipelines)):
-        detected = np.asarray(scores) >= threshold
-        assert recorded[f"{key}_sensitivity"] == pytest.approx(detected[labels].mean())
-        assert recorded[f"{key}_specificity"] == pytest.approx((~detected[~labels]).mean())
-    gap = np.abs(np.asarray(by_pipelines) - np.asarray(by_package))
-    assert recorded["test_pipeline_focus_max_probability_difference"] == pytest.approx(gap.max(), abs=1e-4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--lung_segmenter .*no lung segmenter there"):
+        run(*tiny_run_arguments(backbone, small_dataset, tmp_path / "model", lungs=tmp_path / "empty"))
+    assert not list((tmp_path / "model").glob("checkpoint-*"))
 
 
-def test_a_lungs_first_model_is_served_on_focused_films_only(
-    lungs_first_model: Path, lungs_folder: Path, small_dataset: Path, tmp_path: Path, monkeypatch
+def caller(folder: Path, files: list[Path], trust: bool, tmp_path: Path) -> dict | list:
+    """`pipeline()` in a process that cannot import covid_cxr: the answers, or why loading refused."""
+    env = os.environ | {"HF_MODULES_CACHE": str(tmp_path / "modules")}
+    command = [sys.executable, "-c", CALLER, str(folder), *map(str, files), "trust" if trust else "no"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.rsplit("ANSWER", 1)[-1])  # after transformers' own prompt
+
+
+def test_every_path_gives_the_same_answer(lungs_first_model: Path, small_dataset: Path, tmp_path: Path) -> None:
+    """Real test films: pipeline() after `import covid_cxr`, pipeline(trust_remote_code=True) on a copy of the folder
+    in a process without the package, the Space's path (the ONNX graph) and `covid-cxr predict` agree within 1e-4;
+    without either, loading refuses."""
+    films = datasets.load_from_disk(str(small_dataset))["test"]["image"][:6]
+    files = []
+    for index, film in enumerate(films):
+        film.save(tmp_path / f"film{index}.png")
+        files.append(tmp_path / f"film{index}.png")
+    registered = pipeline("image-classification", model=str(lungs_first_model))
+    assert isinstance(registered.model, LungsFirstForImageClassification)
+    expected = np.asarray([next(r["score"] for r in registered(str(f)) if r["label"] == "covid") for f in files])
+    copy = shutil.copytree(lungs_first_model, tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoint-*"))
+    remote = caller(copy, files, True, tmp_path)
+    np.testing.assert_allclose([answer["covid"] for answer in remote], expected, atol=1e-4)
+    refused = caller(copy, files, False, tmp_path)
+    assert "trust_remote_code=True" in refused["refused"]
+    predictor = Predictor(lungs_first_model)
+    assert predictor.session is not None  # the Space's path: the ONNX graph of the whole model
+    space = []
+    for path in files:
+        try:
+            space.append(predictor.analyse(path, heatmap=False).covid_probability)
+        except OutOfScope:  # the scope guard fitted on a tiny validation split may refuse a film
+            space.append(None)
+    kept = [i for i, p in enumerate(space) if p is not None]
+    assert kept and np.abs(np.asarray([space[i] for i in kept]) - expected[kept]).max() <= 1e-4
+    predict_main(["--model", str(lungs_first_model), "--inputs", *map(str, files), "--output", str(tmp_path / "o.csv")])
+    with (tmp_path / "o.csv").open() as handle:
+        scored = {row["file"]: row for row in csv.DictReader(handle)}
+    for i in kept:
+        assert float(scored[str(files[i])]["covid_probability"]) == pytest.approx(expected[i], abs=1e-4)
+
+
+def test_the_space_shows_the_film_as_the_model_saw_it(
+    lungs_first_model: Path, small_dataset: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(NeedsLungSegmenter, match="trained lungs first"):
-        Predictor(lungs_first_model)
-    segmenter = LungSegmenter.from_pretrained(lungs_folder)
-    predictor = Predictor(lungs_first_model, segmenter)
+    predictor = Predictor(lungs_first_model)
+    predictor.guard = None
     film = datasets.load_from_disk(str(small_dataset))["test"][0]["image"]
     film.save(tmp_path / "film.png")
-    given = []
-    forward = predictor.forward
-    monkeypatch.setattr(predictor, "forward", lambda pixels, heatmap: given.append(pixels) or forward(pixels, heatmap))
     answer = predictor.analyse(tmp_path / "film.png")
-    expected = predictor.processor(focus_on_lungs(film, segmenter).convert("RGB"), return_tensors="pt")
-    np.testing.assert_allclose(given[0].numpy(), expected["pixel_values"].numpy(), atol=1e-5)
-    assert answer.lungs_first and LUNGS_FIRST_WORDS in verdict_markdown(answer, predictor.threshold)  # said plainly
+    assert answer.lungs_first and answer.lung_attention is not None
+    assert LUNGS_FIRST_WORDS in verdict_markdown(answer, predictor.threshold)  # said plainly
+    whole = predictor.processor(film.convert("RGB"), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        focused = predictor.model(pixel_values=whole, output_lungs=True).focused_pixel_values
+    assert not torch.equal(focused, whole)  # what is shown was focused, not the whole film
 
 
-def test_predict_refuses_a_lungs_first_model_without_a_segmenter(lungs_first_model: Path, tmp_path: Path) -> None:
-    image = sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0]
-    with pytest.raises(SystemExit, match="lung segmenter"):
-        predict_main(["--model", str(lungs_first_model), "--inputs", str(image), "--output", str(tmp_path / "o.csv")])
+def test_a_film_without_lungs_is_refused_by_the_space(lungs_first_model: Path) -> None:
+    """A grey photograph (scikit-image's camera man) passes the pixel checks; the lungs the model finds rule it
+    out, with the feature check switched off."""
+    import io
+
+    from skimage import data
+
+    predictor = Predictor(lungs_first_model)
+    predictor.guard = None
+    buffer = io.BytesIO()
+    Image.fromarray(data.camera()).save(buffer, format="PNG")
+    with pytest.raises(OutOfScope, match="no plausible lung fields"):
+        predictor.analyse(buffer.getvalue(), heatmap=False)
 
 
-def test_lungs_first_without_a_segmenter_stops_before_training(backbone: Path, small_dataset: Path, tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="--lung_focus needs a lung segmenter"):
-        run(*tiny_run_arguments(backbone, small_dataset, tmp_path / "model", lung_focus=True))
-    assert not list((tmp_path / "model").glob("checkpoint-*"))
+def test_a_model_focused_outside_itself_is_refused(lungs_first_model: Path, tmp_path: Path) -> None:
+    """A folder written before lungs first was one model (`lung_focus` in a plain DINOv2 config) would otherwise
+    be served on whole films, which it never saw."""
+    old = shutil.copytree(lungs_first_model, tmp_path / "old", ignore=shutil.ignore_patterns("checkpoint-*", "onnx"))
+    model = Dinov2ForImageClassification.from_pretrained(old, use_safetensors=True)
+    model.config.lung_focus = {"blur": 0.04}
+    model.save_pretrained(tmp_path / "older")
+    shutil.copy(old / "preprocessor_config.json", tmp_path / "older")
+    with pytest.raises(OutdatedModel, match="train it again"):
+        Predictor(tmp_path / "older")

@@ -14,7 +14,7 @@ from transformers import BitImageProcessor, Dinov2Config, Dinov2ForImageClassifi
 
 from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
 from covid_cxr.modeling.heatmap import grad_cam, head_cam, token_grid
-from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, INT8_FILE, ONNX_DIR, current_session, export_onnx
+from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR, current_session, export_onnx
 from covid_cxr.serving.predictor import Predictor
 
 TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14)
@@ -47,9 +47,9 @@ def xray(fixture_root: Path) -> Image.Image:
 def test_export_writes_the_transformers_js_layout_and_matches_pytorch(tiny_folder: Path, fixture_root: Path) -> None:
     images = [Image.open(p) for p in sorted((fixture_root / "images").glob("*.jpg"))[:4]]
     check = export_onnx(tiny_folder, images)
-    assert (tiny_folder / ONNX_DIR / FP32_FILE).is_file() and (tiny_folder / ONNX_DIR / INT8_FILE).is_file()
+    assert (tiny_folder / ONNX_DIR / FP32_FILE).is_file()
+    assert not (tiny_folder / ONNX_DIR / "model_quantized.onnx").exists()  # int8 moved a model's answers too far
     assert check["images"] == 4 and check["onnx_max_logit_difference"] < 1e-4
-    assert check["onnx_int8_max_probability_difference"] < 0.5  # int8 is close, not equal: reported, not served
     assert json.loads((tiny_folder / ONNX_DIR / CHECK_FILE).read_text()) == check
 
 
@@ -114,3 +114,31 @@ def test_only_a_classifier_with_token_states_is_exported(tiny_folder: Path) -> N
     assert exportable(AutoModelForImageClassification.from_pretrained(tiny_folder))
     cnn = MobileNetV2ForImageClassification(MobileNetV2Config(depth_multiplier=0.35, image_size=64, num_labels=2))
     assert not exportable(cnn)
+
+
+def test_a_lungs_first_graph_is_the_whole_model(tmp_path: Path, fixture_root: Path) -> None:
+    """A tiny random lungs-first model: the ONNX graph segments, focuses and classifies as PyTorch does, and the
+    Space's pass reads the lungs and the focused film from it."""
+    from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
+
+    torch.manual_seed(0)
+    finder = {"backbone": Dinov2Config(**TINY, image_size=56).to_dict(), "layers": [2, 4], "hidden": 8}
+    config = LungsFirstConfig(
+        **TINY,
+        image_size=56,
+        id2label={0: "non_covid", 1: "covid"},
+        label2id={"non_covid": 0, "covid": 1},
+        lung_finder=finder | {"threshold": 0.5, "image_size": 56},
+    )
+    LungsFirstForImageClassification(config).eval().save_pretrained(tmp_path)
+    BitImageProcessor(size={"height": 56, "width": 56}, do_center_crop=False).save_pretrained(tmp_path)
+    images = [Image.open(p) for p in sorted((fixture_root / "images").glob("*.jpg"))[:4]]
+    assert export_onnx(tmp_path, images)["onnx_max_probability_difference"] < 1e-4
+    fast, slow = Predictor(tmp_path), Predictor(tmp_path)
+    slow.session = None
+    assert fast.lungs_first and fast.session is not None
+    pixels = fast.processor(images[0].convert("RGB"), return_tensors="pt")["pixel_values"]
+    onnx, torch_pass = fast.forward(pixels, heatmap=True), slow.forward(pixels, heatmap=True)
+    np.testing.assert_allclose(onnx.logits, torch_pass.logits, atol=1e-4)
+    np.testing.assert_allclose(onnx.lung_probability, torch_pass.lung_probability, atol=1e-4)
+    np.testing.assert_allclose(onnx.focused.numpy(), torch_pass.focused.numpy(), atol=1e-4)

@@ -155,7 +155,8 @@ def bad_inputs(tmp_path: Path, xray: Path) -> dict[str, tuple[Path, str]]:
     Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")
     paths["photo.png"] = (tmp_path / "photo.png", "colour image")
     Image.fromarray(samples.camera()).save(tmp_path / "grey_photo.png")
-    paths["grey_photo.png"] = (tmp_path / "grey_photo.png", "image features are unlike those of the chest X-rays")
+    # refused by the lungs a lungs-first model finds, or by the scope guard's features: both say why in words
+    paths["grey_photo.png"] = (tmp_path / "grey_photo.png", "no plausible lung fields|image features are unlike those")
     Image.new("L", (400, 400), 128).save(tmp_path / "blank.png")
     paths["blank.png"] = (tmp_path / "blank.png", "blank or nearly uniform")
     buffer = io.BytesIO()

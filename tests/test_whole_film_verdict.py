@@ -49,7 +49,7 @@ def test_lungs_first_stays_an_option_below_three_fine_tuned_dealings() -> None:
 def test_lungs_first_is_adopted_only_when_every_dealing_agrees_and_the_shortcut_weakens() -> None:
     adopted = result([0.0] * 4, [0.01] * 4, [0.02, 0.01, 0.03], 0.7)
     assert "lungs first is the default" in verdict(adopted)[1]
-    assert default_finetune(adopted) == "lungs-first"  # the headline a card of `make train` may quote
+    assert default_finetune(adopted) == "lungs-in-model"  # the headline a card of `make train` may quote
     for refused in (
         result([0.0] * 4, [0.01] * 4, [0.02, -0.01, 0.03], 0.7),  # one dealing negative
         result([0.0] * 4, [0.01] * 4, [0.02, 0.01, 0.03], 0.8),  # the source reads better
@@ -79,7 +79,8 @@ def test_the_trained_models_figures_are_read_from_their_folders_and_tabled(tmp_p
     from study.whole_film_markdown import _trained_table
 
     models = {}
-    for name, share, focus in (("whole-film", 0.454, {}), ("lungs-first", 0.612, {"lung_focus": {"blur": 8}})):
+    lungs_first = {"model_type": "covid-cxr-lungs-first"}
+    for name, share, focus in (("whole-film", 0.454, {}), ("lungs-first", 0.612, lungs_first)):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "all_results.json").write_text(

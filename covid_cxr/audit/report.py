@@ -7,8 +7,8 @@ from covid_cxr.audit.measures import NO_DISCRIMINATION, READS_LUNGS, READS_OUTSI
 from covid_cxr.audit.occlusion import LUNGS_HIDDEN, LUNGS_ONLY, VIEW_NAMES, VIEWS, WHOLE
 from covid_cxr.audit.plots import SUBSET_NAMES
 from covid_cxr.cards.markdown import markdown_rows
-from covid_cxr.data.lung_focus import BLUR, DILATION
 from covid_cxr.evaluation.keys import ALL, MIXED
+from covid_cxr.modeling.lungs_first import FOCUS_DEFAULTS
 
 OCCLUSION_PLOT, VIEWS_PLOT = "audit_occlusion.png", "audit_views.png"
 LOOKS = {
@@ -53,7 +53,7 @@ def looks(entry: dict) -> str:
 
 def verdict_lines(occlusion: dict | None) -> list[str]:
     if occlusion is None:
-        return ["Occlusion test not run: no lung fields were given (--lungs)."]
+        return ["Occlusion test not run: no lung fields were given (--lung_segmenter)."]
     return [
         f"On {SUBSET_NAMES[s]} (n={occlusion[s]['n']}), {looks(occlusion[s])}." for s in SUBSET_NAMES if s in occlusion
     ]
@@ -171,8 +171,9 @@ def markdown(results: dict) -> str:
     else:
         lines += [
             f"Each image was scored three ways: whole; *lungs only* (everything outside the lung fields, dilated by "
-            f"{DILATION:.0%} of the image side, blurred with a Gaussian of {BLUR:.0%} of the side: what "
-            "`--lung_focus` trains on); *lungs hidden* (the same dilated lung fields filled with the median grey "
+            f"{FOCUS_DEFAULTS['dilation']:.0%} of the image side, blurred with a Gaussian of "
+            f"{FOCUS_DEFAULTS['blur']:.0%} of the side: what a lungs-first model does inside itself); *lungs hidden* "
+            "(the same dilated lung fields filled with the median grey "
             f"around them, the rest untouched). Lung fields: {results['lungs']}. *Discrimination kept* is "
             "(AUC - 0.5) / (whole-image AUC - 0.5): a model that reads the lungs keeps little of it with the lungs "
             "hidden; a model that reads the hospital keeps most of it. The verdict is given only when the whole "

@@ -26,9 +26,9 @@ from covid_cxr.audit.plots import plot_occlusion, plot_views
 from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, markdown, summary
 from covid_cxr.data.errors import ImageError
 from covid_cxr.data.imaging import fault_reason, load_image
-from covid_cxr.data.lung_focus import BLUR, DILATION
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
+from covid_cxr.modeling.lungs_first import FOCUS_DEFAULTS
 from covid_cxr.outputs import check_output_dir, replacing
 
 REPORT_NAME, MARKDOWN_NAME = "audit.json", "AUDIT.md"
@@ -61,23 +61,23 @@ def audit(
     data: str,
     output_dir: str | Path,
     positive_label: str = "covid",
-    lungs: str | Path | None = None,
+    lung_segmenter: str | Path | None = None,
     split: str = "test",
     batch_size: int = 16,
     bootstrap_rounds: int = 2000,
 ) -> AuditReport:
     """Audit the classifier `model` (a folder or a Hub id) on `data` (see covid_cxr.audit.images), with the lung
-    fields of `lungs` (a segmenter or a mask folder; without it there is no occlusion test)."""
-    inputs = {"--model": model, "--data": data, "--lungs": lungs}
+    fields of `lung_segmenter` (a segmenter or a mask folder; without it there is no occlusion test)."""
+    inputs = {"--model": model, "--data": data, "--lung_segmenter": lung_segmenter}
     check_output_dir(output_dir, {k: v for k, v in inputs.items() if v and Path(v).exists()}, replaces=REPORT_NAME)
     classifier = load_classifier(model, positive_label)
-    finder = lung_finder(lungs) if lungs else None
+    finder = lung_finder(lung_segmenter) if lung_segmenter else None
     with open_data(data, split) as images:
         scored = score(classifier, images, finder, batch_size)
         if not scored.kept:
             raise AuditError(f"--data {data}: no image could be scored ({len(images.refused)} refused)")
         results = measure(classifier, images, scored, bootstrap_rounds)
-    results["lungs"] = describe_lungs(lungs, finder)
+    results["lungs"] = describe_lungs(lung_segmenter, finder)
     with replacing(output_dir) as staging:
         (staging / REPORT_NAME).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         if results["occlusion"] is not None:
@@ -151,7 +151,11 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
         "occlusion": measured_occlusion(data, scored, rounds),
         "source_probe": measures.source_readability(features, sources, folds) if several_patients else None,
         "refused": [{"file_name": r.file_name, "reason": r.reason} for r in data.refused],
-        "settings": {"bootstrap_rounds": rounds, "lung_dilation": DILATION, "outside_blur": BLUR},
+        "settings": {
+            "bootstrap_rounds": rounds,
+            "lung_dilation": FOCUS_DEFAULTS["dilation"],
+            "outside_blur": FOCUS_DEFAULTS["blur"],
+        },
     }
 
 

@@ -31,6 +31,9 @@ class Recipe:
     precision: str
     early_stopping_patience: int
     lung_focus: bool = False
+    # lungs first inside the model's forward, at its input resolution (reports written before this field measured
+    # lungs first on films blurred at full resolution before the model saw them)
+    focus_in_model: bool = False
     layer_decay: float = 1.0
     mixed_label_weight: float = 1.0
     source_adversary: float = 0.0
@@ -47,8 +50,6 @@ class ModelCardContext:
     lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
     occlusion: dict[str, dict]  # the occlusion test on test (covid_cxr.audit.card), by subset; empty without lungs
     cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
-    unfocused: dict[str, float]  # a lungs-first model's test figures on whole films (test_unfocused_*) and focused
-    # through the standard segmenter's pipeline (test_pipeline_focus_*); else empty
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
     dataset_hub_id: str | None  # the Hub dataset the card names (None: a local dataset, never named by its path)
@@ -57,7 +58,7 @@ class ModelCardContext:
     recipe: Recipe
     hardware: str
     hub_repo_id: str | None = None  # where the model is pushed, for the card's usage example
-    standard_segmenter: str | None = None  # the Hub id of the standard lung segmenter, when it was pushed
+    model_folder: str | None = None  # the folder as the run was given it: the usage example's model when not pushed
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -137,7 +138,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         test_table=metric_table(shown_subsets(evaluation.test, context.facts)),
         eval_table=metric_table(shown_subsets(evaluation.validation, context.facts)),
         scope_false_reject_rate=evaluation.scope_false_reject_rate,
-        model_id=context.hub_repo_id or "path/or/hub-id",
+        model_id=context.hub_repo_id or context.model_folder or ".",
         mixed_sources=evaluation.mixed_sources,
         temperature=context.calibration.temperature,
         temperature_at_bound=context.calibration.temperature_at_bound,
@@ -150,8 +151,6 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         attention_groups=attention_groups(context.lung_attention),
         occlusion=context.occlusion,
         cross_validation=context.cross_validation,
-        unfocused=context.unfocused,
-        standard_segmenter=context.standard_segmenter,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,

@@ -5,7 +5,7 @@ Works on any image classifier (a folder or a Hub id, safetensors, no remote code
 builds or has built. Writes audit.json, AUDIT.md and its plots; prints a short summary. A bad input ends with
 one line and exit status 2.
 
-    covid-cxr audit --model ID_OR_FOLDER --data DATASET_OR_FOLDER --lungs lungs/ --output_dir audit/
+    covid-cxr audit --model ID_OR_FOLDER --data DATASET_OR_FOLDER --lung_segmenter lungs/ --output_dir audit/
 """
 
 from __future__ import annotations
@@ -40,19 +40,18 @@ class AuditArguments:
     output_dir: str = field(
         metadata={
             "help": f"Where to write {REPORT_NAME}, {MARKDOWN_NAME} and its plots: a new folder or an earlier "
-            "audit's; never inside --model, --data or --lungs."
+            "audit's; never inside --model, --data or --lung_segmenter."
         }
     )
     positive_label: str = field(
         default="covid",
         metadata={"help": "The model's label for COVID-19 (any case; COVID-19, positive, ... are matched too)."},
     )
-    lungs: str | None = field(
+    lung_segmenter: str | None = field(
         default=None,
         metadata={
             "help": "Lung fields for the occlusion test: a lung segmenter folder (covid-cxr train-lungs) or a "
-            "folder of "
-            "<stem>.png masks (covid-cxr lungs); without it the occlusion test is not run."
+            "folder of <stem>.png masks (covid-cxr lungs); without it the occlusion test is not run."
         },
     )
     split: str = field(

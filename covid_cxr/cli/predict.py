@@ -1,12 +1,12 @@
 """Score chest X-rays (PNG, JPEG, DICOM) with a trained model into a CSV, one row per file.
 
-Each row holds the calibrated COVID-19 probability, the decision at the model's stored threshold and, with a
-lung segmenter, the share of the Grad-CAM heat inside the lung fields; a file that cannot be read, or that is not
-a frontal chest X-ray, gets its reason instead. No file stops the run; a summary line ends it. Research use
-only: not a diagnosis.
+Each row holds the calibrated COVID-19 probability, the decision at the model's stored threshold and, where the
+lungs are known (a lungs-first model finds them itself), the share of the Grad-CAM heat inside the lung fields; a
+file that cannot be read, or that is not a frontal chest X-ray, gets its reason instead. No file stops the run; a
+summary line ends it. Research use only: not a diagnosis.
 
     covid-cxr predict --model my-model --inputs xrays/ --output predictions.csv
-    covid-cxr predict --model my-org/covid-cxr --inputs a.dcm b.png --output scores.csv --lung_segmenter lungs/
+    covid-cxr predict --model my-org/covid-cxr --inputs a.dcm b.png --output scores.csv
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class PredictArguments:
     lung_segmenter: str | None = field(
         default=None,
         metadata={
-            "help": "A lung segmenter folder (covid-cxr train-lungs): adds each image's share of the model's "
-            "heat inside the lung fields, and refuses images with no plausible lung fields. Required for a model "
-            "trained lungs first (`lung_focus` in its config.json, as `make train` writes): it focuses each film."
+            "help": "A lung segmenter folder (covid-cxr train-lungs), for a model that is not lungs first: adds "
+            "each image's share of the model's heat inside the lung fields, and refuses images with no plausible "
+            "lung fields. A lungs-first model (as `make train` writes) finds the lungs itself and needs none."
         },
     )
     recursive: bool = field(default=False, metadata={"help": "Also score the files of sub-folders."})
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
 
     from covid_cxr.hub import fetch_model_folder
     from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
-    from covid_cxr.serving.predictor import NeedsLungSegmenter, Predictor
+    from covid_cxr.serving.predictor import OutdatedModel, Predictor
 
     folder = fetch_model_folder(args.model)
     if folder is None:
@@ -163,9 +163,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr predict") -> 
         segmenter = LungSegmenter.from_pretrained(args.lung_segmenter)
     try:
         predictor = Predictor(folder, segmenter)
-    except NeedsLungSegmenter as err:
+    except OutdatedModel as err:
         sys.exit(f"error: --model {args.model}: {err}")
-    rows = score(predictor, files, heatmap=segmenter is not None, max_bytes=args.max_megabytes * 2**20)
+    heatmap = predictor.lung_threshold is not None  # for the heat inside the lungs
+    rows = score(predictor, files, heatmap=heatmap, max_bytes=args.max_megabytes * 2**20)
     counts = write_rows(rows, output)
     others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status != "ok")
     print(

@@ -2,7 +2,7 @@
 `pip install "covid-cxr[space]"`). Research use only.
 
     covid-cxr serve --model my-model                                  # http://127.0.0.1:7860
-    covid-cxr serve --model my-org/covid-cxr --lungs lungs/ --examples my-dataset --port 8080
+    covid-cxr serve --model my-org/covid-cxr --examples my-dataset --port 8080
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ class ServeArguments:
     """The model, what goes with it, and where it listens."""
 
     model: str = field(metadata={"help": "A model folder (covid-cxr finetune) or a Hub model id (org/name)."})
-    lungs: str | None = field(
-        default=None, metadata={"help": "A lung segmenter folder: lung outlines, attention shares, one more check."}
+    lung_segmenter: str | None = field(
+        default=None,
+        metadata={
+            "help": "A lung segmenter folder (covid-cxr train-lungs), for a model that is not lungs first: lung "
+            "outlines, attention shares, one more check. A lungs-first model finds the lungs itself."
+        },
     )
     examples: str | None = field(
         default=None,
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr serve") -> No
     from covid_cxr.serving import app
 
     # the Space reads its settings from the environment, as on Hugging Face Spaces
-    settings = {"MODEL": args.model, "LUNGS": args.lungs, "DATASET": args.examples, "PORT": str(args.port)}
+    settings = {"MODEL": args.model, "LUNGS": args.lung_segmenter, "DATASET": args.examples, "PORT": str(args.port)}
     os.environ.update({name: value for name, value in settings.items() if value})
     os.environ["GRADIO_SERVER_NAME"] = args.host
     app.main(Path(app.__file__).parent)  # no model, lungs or examples lie beside the package's app

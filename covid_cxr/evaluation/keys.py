@@ -8,8 +8,6 @@ MIXED = "mixed_sources"  # the images of the sources that hold both classes
 # validation and test (as Trainer.log_metrics names them), the frozen-feature probe on test, the yardstick's
 # cross-validation
 VALIDATION, TEST, PROBE_TEST, CV = "eval", "test", "probe_test", "cv"
-TEST_UNFOCUSED = "test_unfocused"  # a lungs-first model on the test films as they are, as a caller who skips the focus
-TEST_PIPELINE_FOCUS = "test_pipeline_focus"  # ... focused by the standard segmenter's pipeline(), as a Hub caller does
 
 
 def metric_key(prefix: str, subset: str, metric: str) -> str:

@@ -1,7 +1,7 @@
 """Lung masks for a dataset split, predicted once and cached by `datasets` beside the split's own files.
 
-Used by `--lung_focus` (see covid_cxr.data.lung_focus): the masks are the whole image squashed to a square, as the
-segmenter and the pre-decoded training pixels both see it. A mask with no plausible lung fields is stored all
+Used by the studies' lungs-first probe views (study.yardstick): the masks are the whole image squashed to a square,
+as the segmenter and the pre-decoded training pixels both see it. A mask with no plausible lung fields is stored all
 true, so that its image is trained on as it is rather than blurred whole.
 """
 
@@ -11,11 +11,11 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
-from covid_cxr.data.lung_focus import MASK_COLUMN
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
 
 MASK_SIDE = 112
+MASK_COLUMN = "lung_mask"  # a dataset column of uint8 0/1 masks of the whole image squashed to a square
 
 
 def segmenter_fingerprint(segmenter: LungSegmenter) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import ndimage
+
+from covid_cxr.modeling.lungs_first import LUNG_SHARE, MAX_UNSURE, MIN_SIDE_BALANCE, lung_plausibility
 
 
 def dice(predicted: np.ndarray, reference: np.ndarray) -> float:
@@ -52,21 +55,15 @@ def attention_warning(ratio: float) -> bool:
     return not ratio >= RATIO_WARNING
 
 
-MAX_UNSURE = 0.35  # set above the validation X-rays' unsure shares; bench/lungs.py counts the chest films it refuses
-
-
 def implausible_lungs(probability: np.ndarray, threshold: float = 0.5) -> str | None:
-    """Why a lung probability map cannot be that of a frontal chest film (None when it can): the segmenter unsure
-    over much of the image (it is confident on chest films), too little or too much lung, or lung on one side."""
-    unsure = float(((probability > 0.2) & (probability < 0.8)).mean())
+    """Why a lung probability map cannot be that of a frontal chest film (None when it can), in words: the rule of
+    the lungs-first model's own check (covid_cxr.modeling.lungs_first.lung_plausibility)."""
+    measured = lung_plausibility(torch.from_numpy(np.asarray(probability, dtype=np.float32))[None], threshold)
+    unsure, share, balance = (float(measured[key][0]) for key in ("unsure", "share", "balance"))
     if unsure > MAX_UNSURE:
         return f"no plausible lung fields found (the lung finder is unsure over {unsure:.0%} of the image)"
-    mask = probability >= threshold
-    share = float(mask.mean())
-    if not 0.08 <= share <= 0.75:
+    if not LUNG_SHARE[0] <= share <= LUNG_SHARE[1]:
         return f"no plausible lung fields found (lungs would cover {share:.0%} of the image)"
-    half = mask.shape[1] // 2
-    left, right = mask[:, :half].mean(), mask[:, half:].mean()
-    if min(left, right) < 0.15 * max(left, right):
+    if balance < MIN_SIDE_BALANCE:
         return "no plausible lung fields found (lung on one side of the image only)"
     return None

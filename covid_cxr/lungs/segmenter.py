@@ -25,6 +25,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, Dinov2Config, Dinov2Model
 
+from covid_cxr.modeling.lungs_first import LungHead
+
 CONFIG_NAME = "lung_segmenter.json"
 WEIGHTS_NAME = "lung_segmenter.safetensors"
 
@@ -44,23 +46,6 @@ class SegmenterConfig:
 def holds_segmenter(folder: str | Path) -> bool:
     """Whether `folder` holds a saved segmenter (what `make lungs` writes)."""
     return (Path(folder) / CONFIG_NAME).is_file()
-
-
-class LungHead(nn.Module):
-    """Patch tokens (B, C, h, w) to lung logits on the same grid."""
-
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1),
-            nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(hidden, 1, 1),
-        )
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.layers(tokens)
 
 
 class LungSegmenter(nn.Module):
@@ -93,6 +78,15 @@ class LungSegmenter(nn.Module):
         state = {k: v.float() for k, v in load_file(folder / WEIGHTS_NAME).items()}
         segmenter.load_state_dict(state)
         return segmenter.eval()
+
+    def finder_settings(self) -> dict:
+        """What a lungs-first model's config records of this segmenter (its `lung_finder`, whose weights it holds)."""
+        keys = ("backbone", "layers", "hidden", "threshold", "image_size")
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self.config).items()
+            if key in keys
+        }
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -1,11 +1,12 @@
-"""The classifier as ONNX beside its safetensors, in the layout transformers.js and Optimum read
-(``onnx/model.onnx`` and the int8 ``onnx/model_quantized.onnx``), checked against PyTorch, and the onnxruntime
-session the Space runs when the fp32 export is current.
+"""The model as ONNX beside its safetensors, in the layout transformers.js and Optimum read (``onnx/model.onnx``),
+checked against PyTorch, and the onnxruntime session the Space runs when the export is current.
 
 Besides the ``logits`` the graph returns every layer's hidden states (``hidden_states``, stacked, embeddings
-first): the scope guard, Grad-CAM and the lung segmenter read them, so the Space makes one backbone pass. The
-TorchScript exporter is used (``dynamo=False``: the dynamo one needs onnxscript); the image size is fixed at the
-processor's crop, as DINOv2's position embeddings are interpolated for it at export.
+first): the scope guard and Grad-CAM read them, so the Space makes one pass. A lungs-first model's graph is its
+whole forward (segment, focus, classify) and also returns what it found (LUNG_OUTPUTS: the lung probability,
+whether it was plausible, the focused input). The TorchScript exporter is used (``dynamo=False``: the dynamo one
+needs onnxscript); the image size is fixed at the processor's, as DINOv2's position embeddings are interpolated for
+it at export. No int8 export: dynamic quantisation moved a lungs-first model's probabilities by far more than 0.01.
 """
 
 from __future__ import annotations
@@ -25,23 +26,31 @@ from torch import nn
 
 from covid_cxr.modeling.heatmap import has_dinov2_head
 from covid_cxr.modeling.inference import load_folder, softmax
+from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
-INT8_FILE = "model_quantized.onnx"
 CHECK_FILE = "export_check.json"  # what the export was checked against, and the weights it came from
 WEIGHTS_FILE = "model.safetensors"
 OUTPUTS = ("logits", "hidden_states")
+LUNG_OUTPUTS = ("lung_probability", "lungs_plausible", "focused_pixel_values")  # a lungs-first model's too
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    return OUTPUTS + LUNG_OUTPUTS if isinstance(model, LungsFirstForImageClassification) else OUTPUTS
 
 
 class _WithHiddenStates(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.lungs_first = isinstance(model, LungsFirstForImageClassification)
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model(pixel_values=pixel_values, output_hidden_states=True)
-        return outputs.logits, torch.stack(outputs.hidden_states)
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        extra = {"output_lungs": True} if self.lungs_first else {}
+        outputs = self.model(pixel_values=pixel_values, output_hidden_states=True, **extra)
+        found = tuple(outputs[name] for name in LUNG_OUTPUTS) if self.lungs_first else ()
+        return outputs.logits, torch.stack(outputs.hidden_states), *found
 
 
 def exportable(model: nn.Module) -> bool:
@@ -68,11 +77,9 @@ def make_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
 
 
 def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None) -> dict[str, object]:
-    """Write onnx/model.onnx and onnx/model_quantized.onnx for the model in `model_folder` and compare both with
-    PyTorch on `images` (a fixed random batch when None): the largest logit and probability differences, also
-    written to onnx/export_check.json with the digest of the weights exported."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # needs onnx, which the Space does not ship
-
+    """Write onnx/model.onnx for the model in `model_folder` and compare it with PyTorch on `images` (a fixed random
+    batch when None): the largest logit and probability differences, also written to onnx/export_check.json with the
+    digest of the weights exported."""
     model_folder = Path(model_folder)
     model, processor = load_folder(model_folder)
     model.eval().requires_grad_(False)
@@ -83,7 +90,7 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
         pixels = torch.randn(4, 3, crop["height"], crop["width"], generator=torch.Generator().manual_seed(0))
     folder = model_folder / ONNX_DIR
     folder.mkdir(exist_ok=True)
-    fp32, int8 = folder / FP32_FILE, folder / INT8_FILE
+    names = output_names(model)
     staging = folder / f".{FP32_FILE}.part"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python conditions fixed at this input size
@@ -93,24 +100,21 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
             str(staging),
             dynamo=False,
             input_names=["pixel_values"],
-            output_names=list(OUTPUTS),
-            dynamic_axes={
-                "pixel_values": {0: "batch_size"},
-                "logits": {0: "batch_size"},
-                "hidden_states": {1: "batch_size"},
-            },
+            output_names=list(names),
+            dynamic_axes={"pixel_values": {0: "batch_size"}, "hidden_states": {1: "batch_size"}}
+            | {name: {0: "batch_size"} for name in names if name != "hidden_states"},
             opset_version=17,
         )
-    quantize_dynamic(staging, folder / f".{INT8_FILE}.part", weight_type=QuantType.QInt8)
-    os.replace(staging, fp32)
-    os.replace(folder / f".{INT8_FILE}.part", int8)
+    os.replace(staging, folder / FP32_FILE)
     with torch.no_grad():
         reference = model(pixel_values=pixels).logits.numpy()
-    check: dict[str, object] = {"weights_sha256": weights_digest(model_folder), "images": len(pixels)}
-    for name, path in (("onnx", fp32), ("onnx_int8", int8)):
-        (logits, _) = make_session(path).run(list(OUTPUTS), {"pixel_values": pixels.numpy()})
-        check[f"{name}_max_logit_difference"] = float(np.abs(logits - reference).max())
-        check[f"{name}_max_probability_difference"] = float(np.abs(softmax(logits) - softmax(reference)).max())
+    (logits, _, *_) = make_session(folder / FP32_FILE).run(list(names), {"pixel_values": pixels.numpy()})
+    check: dict[str, object] = {
+        "weights_sha256": weights_digest(model_folder),
+        "images": len(pixels),
+        "onnx_max_logit_difference": float(np.abs(logits - reference).max()),
+        "onnx_max_probability_difference": float(np.abs(softmax(logits) - softmax(reference)).max()),
+    }
     (folder / CHECK_FILE).write_text(json.dumps(check, indent=2) + "\n")
     return check
 
@@ -124,4 +128,6 @@ def current_session(model_folder: Path, file: str = FP32_FILE) -> onnxruntime.In
     if json.loads((folder / CHECK_FILE).read_text()).get("weights_sha256") != weights_digest(Path(model_folder)):
         return None
     session = make_session(folder / file)
-    return session if {o.name for o in session.get_outputs()} >= set(OUTPUTS) else None
+    model_type = json.loads((Path(model_folder) / "config.json").read_text()).get("model_type")
+    wanted = OUTPUTS + LUNG_OUTPUTS if model_type == LungsFirstConfig.model_type else OUTPUTS
+    return session if {o.name for o in session.get_outputs()} >= set(wanted) else None

@@ -16,7 +16,7 @@ from covid_cxr.hub import fetch_model_folder
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.serving.cleanup import claim_cache, start_sweeper
 from covid_cxr.serving.examples import write_examples
-from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, NeedsLungSegmenter, Predictor
+from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, OutdatedModel, Predictor
 from covid_cxr.serving.ui import FILE_LIFETIME_S, build_demo, missing_model_demo, quiet_refusals
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,16 @@ def model_location(app_dir: Path, build_dir: Path | None) -> str | None:
 
 
 def lung_segmenter(app_dir: Path, build_dir: Path | None) -> LungSegmenter | None:
-    """$LUNGS, else the segmenter shipped beside the app, else ``build_dir/lungs`` (`make lungs`); None when there
-    is none: the Space then works without lung outlines and attention shares."""
-    for folder in (os.environ.get("LUNGS"), app_dir / "lungs", build_dir and build_dir / "lungs"):
+    """$LUNGS (FileNotFoundError when it holds none), else the segmenter shipped beside the app, else
+    ``build_dir/lungs``; None when there is none. A lungs-first model finds the lungs itself; another model then
+    works without lung outlines and attention shares."""
+    named = os.environ.get("LUNGS")
+    if named and not holds_segmenter(named):
+        raise FileNotFoundError(f"--lung_segmenter {named}: no lung segmenter there (covid-cxr train-lungs writes one)")
+    for folder in (named, app_dir / "lungs", build_dir and build_dir / "lungs"):
         if folder and holds_segmenter(folder):
             return LungSegmenter.from_pretrained(folder)
-    logger.info("no lung segmenter found: set LUNGS to one (train/train_lungs.py) for lung outlines and attention")
+    logger.info("no lung segmenter: a model that is not lungs first is served without lung outlines and attention")
     return None
 
 
@@ -100,7 +104,7 @@ def main(app_dir: Path, build_dir: Path | None = None) -> None:
     cache = private_cache()
     try:
         predictor = Predictor(folder, lung_segmenter(app_dir, build_dir)) if folder else None
-    except NeedsLungSegmenter as err:
+    except (OutdatedModel, FileNotFoundError) as err:
         sys.exit(f"Cannot serve {model}: {err}")  # one line in the Space's log, no traceback
     demo = build_demo(predictor, examples, lifetime) if predictor else missing_model_demo(model or "MODEL (unset)")
     # what exists now is kept: the example thumbnails

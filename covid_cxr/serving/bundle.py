@@ -14,6 +14,7 @@ from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
 from covid_cxr.lungs.segmenter import holds_segmenter
 from covid_cxr.lungs.standard import PIPELINE_FOLDER
+from covid_cxr.modeling import lungs_first
 from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR
 from covid_cxr.outputs import check_output_dir, replacing
 from covid_cxr.serving.app import MODEL_ID_FILE
@@ -25,6 +26,7 @@ MODEL_FILES = (
     "config.json",
     "model.safetensors",
     "preprocessor_config.json",
+    Path(lungs_first.__file__).name,  # a lungs-first model's modeling file, which its config.json names (auto_map)
     "scope_guard.safetensors",
     f"{ONNX_DIR}/{FP32_FILE}",  # the Space's faster path (serving.predictor), used only when current
     f"{ONNX_DIR}/{CHECK_FILE}",

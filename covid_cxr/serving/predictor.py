@@ -4,13 +4,12 @@ the scope check and the Grad-CAM overlay out.
 The scope check has three layers: the pixels (colour, blank, aspect ratio), the model's features (unlike the
 validation X-rays), and, with a lung segmenter, the lung fields (none plausible on the image the model saw).
 
-One backbone pass serves them all: the classifier's forward (onnxruntime when the model folder holds a current
-ONNX export, else PyTorch without gradients) gives the logits and every hidden state; the scope guard reads the
-middle one, Grad-CAM re-runs only the head on the last one, and the lung segmenter continues from the last block
-it shares with the classifier (the frozen ones), running just its own later blocks.
-
-A model trained lungs first (`lung_focus` in its config.json) sees every film blurred outside its lung fields, as
-it was trained: that needs the segmenter, and a film with no plausible lung fields is refused.
+One pass of the model serves them all: its forward (onnxruntime when the model folder holds a current ONNX
+export, else PyTorch without gradients) gives the logits and every hidden state; the scope guard reads the middle
+one and Grad-CAM re-runs only the head on the last one. A lungs-first model (covid_cxr.modeling.lungs_first) also
+gives the lungs it found, the outline and the lung check, and the film it focused on them, the image shown; for
+another model a lung segmenter, when given, continues from the last block it shares with the classifier (the
+frozen ones), running just its own later blocks.
 """
 
 from __future__ import annotations
@@ -28,14 +27,12 @@ from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import processor_size
 from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
 from covid_cxr.lungs.attention import lung_measures
-from covid_cxr.lungs.dataset_masks import segmenter_fingerprint
-from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
-from covid_cxr.lungs.focus import NoLungsError, focus_on_lungs
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.heatmap import grad_cam, has_dinov2_head, head_cam, outline, overlay, token_grid
 from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_images, softmax
-from covid_cxr.modeling.onnx_export import OUTPUTS, current_session
+from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
+from covid_cxr.modeling.onnx_export import LUNG_OUTPUTS, current_session
 from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason, scope_features
 
 logger = logging.getLogger(__name__)
@@ -46,8 +43,8 @@ DISPLAY_PX = 448  # the side of the result images: the model's input upscaled, s
 MIN_SHARED_SCALE = 0.75
 
 
-class NeedsLungSegmenter(ValueError):
-    """A lungs-first model was given no lung segmenter to focus its input with; the message says what to do."""
+class OutdatedModel(ValueError):
+    """A model folder this version cannot serve as it was meant to be served; the message says what to do."""
 
 
 class OutOfScope(ValueError):
@@ -72,6 +69,8 @@ class ForwardPass:
     scope: np.ndarray  # (1, d) the scope guard's features
     cam: np.ndarray | None  # (1, rows, cols) Grad-CAM, when asked for
     hidden_states: tuple[torch.Tensor, ...] | None  # every layer's tokens, embeddings first; None after a CNN
+    lung_probability: np.ndarray | None = None  # (1, side, side) the lungs a lungs-first model found
+    focused: torch.Tensor | None = None  # (1, 3, h, w) the input a lungs-first model's classifier saw
 
 
 def headline_figures(results: dict[str, float]) -> dict[str, float | None]:
@@ -96,12 +95,15 @@ class Predictor(CovidClassifier):
 
     def __init__(self, folder: str | Path, segmenter: LungSegmenter | None = None) -> None:
         self.folder = Path(folder)
-        self.segmenter = segmenter
         model, processor = load_folder(self.folder)
+        if getattr(model.config, "lung_focus", None):  # written before lungs first became one model
+            raise OutdatedModel(
+                f"{self.folder} was trained lungs first by an earlier covid-cxr, which focused films outside the "
+                "model: train it again (covid-cxr finetune --lung_segmenter ...; in a checkout, make train)"
+            )
         super().__init__(model.requires_grad_(False), processor)  # Grad-CAM takes gradients of activations only
-        self.focus = getattr(model.config, FOCUS_CONFIG_KEY, None)
-        if self.focus:
-            self._check_focus_segmenter()
+        self.lungs_first = isinstance(model, LungsFirstForImageClassification)
+        self.segmenter = None if self.lungs_first else segmenter  # a lungs-first model finds the lungs itself
         self.guard = ScopeGuard.load(self.folder)
         results_file = self.folder / "all_results.json"
         self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -109,19 +111,12 @@ class Predictor(CovidClassifier):
         self.session = current_session(self.folder) if self.head_cam else None
         self.shared = self._shared_layers()
 
-    def _check_focus_segmenter(self) -> None:
-        """A lungs-first model needs a segmenter; another one than it was trained with is allowed, with a warning."""
-        if self.segmenter is None:
-            raise NeedsLungSegmenter(
-                f"{self.folder} was trained lungs first (`lung_focus` in its config.json): it must see every film "
-                "blurred outside its lung fields, so serve it with a lung segmenter (--lung_segmenter, or LUNGS for "
-                "the Space; `covid-cxr train-lungs` writes one)"
-            )
-        if segmenter_fingerprint(self.segmenter) != self.focus.get("segmenter_fingerprint"):
-            logger.warning(
-                "%s was trained on lungs found by another segmenter than the one given: its inputs may differ",
-                self.folder,
-            )
+    @property
+    def lung_threshold(self) -> float | None:
+        """The lung probability a pixel needs to count as lung; None when nothing finds the lungs."""
+        if self.lungs_first:
+            return float(self.model.config.lung_finder["threshold"])
+        return None if self.segmenter is None else self.segmenter.config.threshold
 
     def _shared_layers(self) -> int:
         """How many hidden states the segmenter takes over from the classifier's pass (0: it runs its own)."""
@@ -153,18 +148,17 @@ class Predictor(CovidClassifier):
         image = load_image(source, max_bytes=max_bytes).image
         if reason := pixel_reason(image):
             raise OutOfScope(reason)
-        if self.focus:
-            try:
-                image = focus_on_lungs(image, self.segmenter)
-            except NoLungsError as err:
-                raise OutOfScope(str(err)) from err
         pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
         forward = self.forward(pixels, heatmap)
+        if forward.lung_probability is not None and (
+            reason := implausible_lungs(forward.lung_probability[0], self.lung_threshold)
+        ):
+            raise OutOfScope(reason)
         if self.guard is not None and (reason := self.guard.reason(forward.scope[0])):
             raise OutOfScope(reason)
-        (seen,) = seen_images(pixels, self.processor)
+        (seen,) = seen_images(pixels if forward.focused is None else forward.focused, self.processor)
         shown = seen.resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.BICUBIC)
-        lung_mask = None if self.segmenter is None else self._lungs(forward, pixels, seen)
+        lung_mask = self._lungs(forward, pixels, seen) if self.lung_threshold is not None else None
         row = softmax(forward.logits)[0]
         covid = float(row[self.positive])
         heat = None if forward.cam is None else overlay(shown, forward.cam[0])
@@ -181,7 +175,7 @@ class Predictor(CovidClassifier):
             heat,
             share,
             ratio,
-            bool(self.focus),
+            self.lungs_first,
         )
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:
@@ -192,19 +186,31 @@ class Predictor(CovidClassifier):
             with torch.no_grad():
                 outputs = self.model(pixel_values=pixels, output_hidden_states=True)
             return ForwardPass(outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None, None)
+        lungs_first = {"output_lungs": True} if self.lungs_first else {}
         if self.session is not None:
-            logits, stacked = self.session.run(list(OUTPUTS), {"pixel_values": pixels.numpy()})
-            hidden = tuple(torch.from_numpy(stacked))
+            names = [output.name for output in self.session.get_outputs()]
+            found = dict(zip(names, self.session.run(names, {"pixel_values": pixels.numpy()}), strict=True))
+            logits, hidden = found["logits"], tuple(torch.from_numpy(found["hidden_states"]))
         else:
             with torch.no_grad():
-                outputs = self.model(pixel_values=pixels, output_hidden_states=True)
+                outputs = self.model(pixel_values=pixels, output_hidden_states=True, **lungs_first)
             logits, hidden = outputs.logits.float().numpy(), outputs.hidden_states
+            found = {name: outputs[name].numpy() for name in LUNG_OUTPUTS if lungs_first}
         cam = head_cam(self.model, hidden[-1], token_grid(pixels, self.model), self.positive) if heatmap else None
-        return ForwardPass(logits, scope_features(hidden), cam, hidden)
+        if not lungs_first:
+            return ForwardPass(logits, scope_features(hidden), cam, hidden)
+        focused = torch.as_tensor(found["focused_pixel_values"])
+        return ForwardPass(logits, scope_features(hidden), cam, hidden, found["lung_probability"], focused)
 
     def _lungs(self, forward: ForwardPass, pixels: torch.Tensor, seen: Image.Image) -> np.ndarray:
-        """The lung mask at the display size, from the shared pass when the segmenter shares the classifier's first
-        blocks, else from the segmenter's own pass over the image seen; OutOfScope when no lungs are plausible."""
+        """The lung mask at the display size: the lungs a lungs-first model found, else the segmenter's, from the
+        shared pass when it shares the classifier's first blocks, else from its own pass over the image seen;
+        OutOfScope when no lungs are plausible."""
+        if forward.lung_probability is not None:
+            found = torch.from_numpy(np.asarray(forward.lung_probability, dtype=np.float32))[:, None]
+            size = (DISPLAY_PX, DISPLAY_PX)
+            probability = torch.nn.functional.interpolate(found, size=size, mode="bilinear")[0, 0].numpy()
+            return probability >= self.lung_threshold
         if self.shared and forward.hidden_states is not None:
             tokens = self.segmenter.tokens_from(forward.hidden_states, self.shared, token_grid(pixels, self.model))
         else:

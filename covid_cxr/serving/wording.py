@@ -15,7 +15,7 @@ from covid_cxr.serving.predictor import Prediction
 FINDING = {"covid": "COVID-19 pattern", "non_covid": "no COVID-19 pattern"}  # what the model reports
 RECORDED = {"covid": "COVID-19", "non_covid": "not COVID-19"}  # what an example's source recorded
 NOT_A_DIAGNOSIS = "A research output, not a diagnosis."
-LUNGS_FIRST_WORDS = (  # a lungs-first model (config.json `lung_focus`): what it was shown, in plain words
+LUNGS_FIRST_WORDS = (  # a lungs-first model (covid_cxr.modeling.lungs_first): what it was shown, in plain words
     "The model was shown the lungs only: everything outside them was blurred first, as in its training (see the "
     "X-ray as the model saw it)."
 )

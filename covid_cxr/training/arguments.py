@@ -103,12 +103,13 @@ class DataArguments:
         default=None, metadata={"help": "Processes for pre-decoding (datasets.map num_proc)."}
     )
     lung_focus: bool = field(
-        default=False,
+        default=True,
         metadata={
-            "help": "Lungs first: blur everything outside the dilated lung fields of every image, in training, "
-            "validation and test (masks predicted once by --lung_segmenter and cached beside the dataset), so the "
-            "model has little but the lungs to learn from. The saved config.json records it, and the Space and "
-            "`covid-cxr predict` focus each film the same way; the card also scores whole films."
+            "help": "Lungs first whenever --lung_segmenter is given: the saved model is one transformers model that "
+            "finds the lung fields with that segmenter (frozen, inside it) and blurs everything outside them before "
+            "classifying, in training (after augmentation) and in every use, `pipeline()` included. --no_lung_focus "
+            "trains the plain DINOv2 classifier on whole films even with a segmenter (which then only measures where "
+            "it looks). Without a segmenter the model always sees the whole film."
         },
     )
     mixed_label_weight: float = field(
@@ -132,9 +133,10 @@ class EvaluationArguments(HubArguments):
     lung_segmenter: str | None = field(
         default=None,
         metadata={
-            "help": "Lung segmenter folder (`make lungs`): the card then reports the share of the Grad-CAM heat "
-            "inside the lung fields on the test split, and --lung_focus takes its masks from it. Without one "
-            "the share is left out."
+            "help": "Lung segmenter folder (`covid-cxr train-lungs`; in a checkout `make lungs`): the model is "
+            "trained lungs first (see --lung_focus), and the card reports the share of the Grad-CAM heat inside the "
+            "lung fields and the occlusion test on the test split. Without one the model sees whole films and "
+            "those figures are left out."
         },
     )
     cross_validation_report: str | None = field(
@@ -162,9 +164,9 @@ class EvaluationArguments(HubArguments):
     onnx: bool = field(
         default=True,
         metadata={
-            "help": "Export the calibrated classifier as onnx/model.onnx and the int8 onnx/model_quantized.onnx "
-            "(the layout transformers.js and Optimum read), each checked against PyTorch; the Space and "
-            "`covid-cxr predict` then run the fp32 export. --no_onnx skips it."
+            "help": "Export the calibrated model as onnx/model.onnx (the layout transformers.js and Optimum read; "
+            "a lungs-first model's whole forward, segmenter and focus included), checked against PyTorch; the Space "
+            "and `covid-cxr predict` then run it. --no_onnx skips it."
         },
     )
 

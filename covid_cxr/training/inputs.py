@@ -81,7 +81,7 @@ def prepare_inputs(
     training_args: TrainingArguments,
 ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset, DevicePixels | None]:
     """Train and validation data for Trainer: pre-decoded tensors (+ device transform) or PIL transforms, of the
-    splits' images as they are (focused on the lungs already with `--lung_focus`: covid_cxr.lungs.focus)."""
+    splits' images as they are (a lungs-first model focuses them itself, after augmentation)."""
     augmentation = Augmentation()
     workers = data_args.preprocessing_num_workers
     with training_args.main_process_first(desc="pre-decoding"):

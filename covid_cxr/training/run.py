@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,15 +36,12 @@ from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, r
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
-from covid_cxr.evaluation.grouped import REPORTED, flatten, mixed_label_sources
-from covid_cxr.evaluation.keys import TEST_PIPELINE_FOCUS, TEST_UNFOCUSED
-from covid_cxr.hub import HUB_ID_FILE
+from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.labels import CLASS_NAMES
-from covid_cxr.lungs.focus import CONFIG_KEY as FOCUS_CONFIG_KEY
-from covid_cxr.lungs.focus import focus_settings, focused_by_pipeline, lungs_first_splits
+from covid_cxr.lungs.segmenter import CONFIG_NAME as SEGMENTER_CONFIG
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
-from covid_cxr.lungs.standard import PIPELINE_FOLDER
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
+from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 from covid_cxr.modeling.onnx_export import export_onnx, exportable
 from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.outputs import check_output_dir
@@ -109,13 +105,11 @@ def run(
         if eval_args.hub_repo_id and training_args.process_index == 0:  # a finished model can still be published
             logger.warning(eval_args.publish(output_dir))
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
-    found = eval_args.lung_segmenter and holds_segmenter(eval_args.lung_segmenter)
-    lungs = LungSegmenter.from_pretrained(eval_args.lung_segmenter) if found else None
-    whole = splits
-    if data_args.lung_focus:
-        splits = lungs_first_splits(splits, _focus_segmenter(lungs, eval_args))
+    lungs = lung_segmenter(eval_args)
+    focus = lungs if data_args.lung_focus else None
+    logger.warning(lung_focus_line(lungs, data_args))
     trainer, processor, model_path = fit(
-        model_args, data_args, eval_args, training_args, splits, callbacks, fingerprint
+        model_args, data_args, eval_args, training_args, splits, callbacks, fingerprint, focus
     )
     if not trainer.is_world_process_zero():
         return {}
@@ -124,7 +118,7 @@ def run(
     for split in ("train", "validation"):
         splits[split].reset_format()
     finished = trainer.accelerator.unwrap_model(trainer.model)
-    results = finalise(finished, processor, splits, model_path, arguments, trainer, lungs, whole)
+    results = finalise(finished, processor, splits, model_path, arguments, trainer, lungs)
     finish_run(output_dir, fingerprint)
     return results
 
@@ -137,11 +131,13 @@ def fit(
     splits: datasets.DatasetDict,
     callbacks: tuple[TrainerCallback, ...] = (),
     fingerprint: dict | None = None,
+    lungs: LungSegmenter | None = None,
 ) -> tuple[Trainer, BaseImageProcessor, str]:
-    """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), their images as the model
-    is to see them (with `--lung_focus`, already focused on the lungs: covid_cxr.lungs.focus), resuming from the newest
-    complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the caller has computed
-    it, as `run` has); returns the trainer holding the best model, the processor and the backbone's path."""
+    """Fine-tune on ``splits["train"]`` (early stopping on ``splits["validation"]``), lungs first when given the
+    segmenter `lungs` (the one model of covid_cxr.modeling.lungs_first, which focuses each film in its forward),
+    resuming from the newest complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the
+    caller has computed it, as `run` has); returns the trainer holding the best model, the processor and the
+    backbone's path."""
     _refuse_output_in_dataset(data_args, training_args)
     output_dir = Path(training_args.output_dir)
     model_path = _backbone(model_args)
@@ -160,7 +156,7 @@ def fit(
     enable_full_determinism(seed) if training_args.full_determinism else set_seed(seed)
     processor = AutoImageProcessor.from_pretrained(model_path)
     set_processor_size(processor, model_args.image_size or processor_size(processor))  # the whole film, no crop
-    model = load_model(model_path)
+    model = load_model(model_path, lungs)
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
     train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)
@@ -208,15 +204,25 @@ def fit(
     return trainer, processor, model_path
 
 
-def _focus_segmenter(lungs: LungSegmenter | None, eval_args: EvaluationArguments) -> LungSegmenter:
-    """The segmenter `--lung_focus` needs, or a clear error before any work."""
-    if lungs is None:
-        where = f"there is none in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "none was given"
+def lung_segmenter(eval_args: EvaluationArguments) -> LungSegmenter | None:
+    """The segmenter --lung_segmenter names (None when none is named), or a clear error before any work."""
+    if not eval_args.lung_segmenter:
+        return None
+    if not holds_segmenter(eval_args.lung_segmenter):
         raise FileNotFoundError(
-            f"--lung_focus needs a lung segmenter (--lung_segmenter) and {where}: run `make lungs` or "
-            "`covid-cxr train-lungs` first"
+            f"--lung_segmenter {eval_args.lung_segmenter}: no lung segmenter there ({SEGMENTER_CONFIG} missing); "
+            "`covid-cxr train-lungs` writes one"
         )
-    return lungs
+    return LungSegmenter.from_pretrained(eval_args.lung_segmenter)
+
+
+def lung_focus_line(lungs: LungSegmenter | None, data_args: DataArguments) -> str:
+    """The log's one line on what the model will see: lungs first whenever a segmenter is given."""
+    if lungs is None:
+        return "Whole film: no --lung_segmenter given, so the model is trained on the films as they are"
+    if not data_args.lung_focus:
+        return "Whole film (--no_lung_focus): the segmenter only measures where the model looks"
+    return "Lungs first: the model finds the lungs with the given segmenter and blurs the rest of each film itself"
 
 
 def _refuse_output_in_dataset(data_args: DataArguments, training_args: CxrTrainingArguments) -> None:
@@ -267,80 +273,33 @@ def finalise(
     arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
     trainer: Trainer,
     lungs: LungSegmenter | None = None,
-    whole: datasets.DatasetDict | None = None,
 ) -> dict[str, float]:
-    """calibrate -> evaluate -> save the model folder and plots -> probes -> lung attention -> card -> push.
-
-    `splits` are as the model saw them; `whole` (the same films unfocused, when `--lung_focus` focused them) gives
-    the test figures of a caller who skips the focus, and the occlusion test's films."""
+    """score -> calibrate (which folds the temperature into the head, so it comes after the scoring) -> evaluate ->
+    save the model folder, its ONNX export and plots -> probes -> lung attention and occlusion -> card -> push."""
     model_args, data_args, eval_args, training_args = arguments
     output_dir = Path(training_args.output_dir)
     batch = training_args.per_device_eval_batch_size
-    whole = splits if whole is None else whole
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
-    focused = data_args.lung_focus
-    standard = standard_segmenter(eval_args.lung_segmenter) if focused else None
-    standard_id = standard_hub_id(eval_args.lung_segmenter) if focused else None
-    # a lungs-first model's callers: scored before the calibration folds its temperature into the head
-    unfocused = ScoredSplit.score(model, processor, whole["test"], batch, "Test, not focused") if focused else None
-    by_pipeline = None
-    if standard is not None:
-        films = focused_by_pipeline(whole["test"], standard)
-        by_pipeline = ScoredSplit.score(model, processor, films, batch, "Test, focused by the standard segmenter")
-
     calibration = calibrate(model, validation, eval_args.target_sensitivity)
     guard = ScopeGuard.fit(validation.scope)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
-    skipped_focus = {}
-    if unfocused is not None:
-
-        def judge(scored: ScoredSplit) -> dict[str, dict[str, float]]:  # the same calibration and threshold
-            return evaluate(validation, scored, calibration, evaluation.mixed_sources, guard).test
-
-        skipped_focus = caller_figures(judge, test, calibration.temperature, unfocused, by_pipeline)
-    backbone = provenance(model_path)
-    hub_dataset = dataset_hub_id(data_args)
-    data = training_data_facts(splits)
-    config_facts = {
-        "backbone_description": str(backbone["description"]),
-        "training_dataset": hub_dataset or "a local dataset",  # never a local path
-        # what the Space may say of the data, as the card does (covid_cxr.cards.facts)
-        "training_sources": data.sources,
-        "training_data_public_collection": data.public_collection,
-        "training_data_confounded": data.confounded,
-    }
-    if focused:  # whoever serves the model must focus its input the same way (covid_cxr.lungs.focus)
-        config_facts[FOCUS_CONFIG_KEY] = focus_settings(lungs, standard_id)
-    save_model_folder(output_dir, model, processor, calibration, guard, config_facts)
-    onnx_check = {}
-    if eval_args.onnx and exportable(model):  # checked on validation films: the export's answers, against PyTorch's
-        films = splits["validation"].select(range(min(32, splits["validation"].num_rows)))["image"]
-        onnx_check = {k: v for k, v in export_onnx(output_dir, films).items() if k != "weights_sha256"}
-    elif eval_args.onnx:
-        logger.warning("No ONNX export for a %s: the Space and predict serve it through PyTorch", type(model).__name__)
+    backbone, hub_dataset, data = provenance(model_path), dataset_hub_id(data_args), training_data_facts(splits)
+    save_model_folder(output_dir, model, processor, calibration, guard, config_facts(backbone, hub_dataset, data))
+    onnx_check = export_checked(output_dir, model, splits["validation"]) if eval_args.onnx else {}
     (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
-
     baseline = {}
-    if eval_args.linear_probe:
+    if eval_args.linear_probe:  # frozen features of the films as this model sees them (lungs first: focused)
+        frozen = load_model(model_path, lungs if isinstance(model, LungsFirstForImageClassification) else None)
         baseline = probe_baseline(
-            load_model(model_path), processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
+            frozen, processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
     recipe = recipe_of(*arguments)
     cross_validation = cross_validated(
         eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
-    attention, occlusion = {}, {}
-    if lungs is not None:
-        attention = lung_attention_summary(model, processor, splits["test"], lungs, evaluation.mixed_sources)
-        occlusion = card_figures(occlusion_test(output_dir, whole, lungs))
-        (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
-    else:
-        where = f"in {eval_args.lung_segmenter}" if eval_args.lung_segmenter else "given (--lung_segmenter)"
-        logger.warning(
-            "No lung segmenter %s: the card leaves out the heat inside the lungs and the occlusion test", where
-        )
+    attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir)
     sections = {
         "calibration": {
             "temperature": calibration.temperature,
@@ -348,19 +307,12 @@ def finalise(
             "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
         },
         **evaluation.by_split(),
-        TEST_UNFOCUSED: skipped_focus,
         "probe": baseline,
         "lung_attention": attention,
         "cross_validation": cross_validation,
         "onnx": onnx_check,
     }
-    results: dict[str, float] = {}
-    for name, values in sections.items():
-        if values:
-            trainer.log_metrics(name, values)
-            trainer.save_metrics(name, strict_json(values), combined=True)
-            results |= values
-
+    results = log_sections(trainer, sections)
     context = ModelCardContext(
         evaluation=evaluation,
         calibration=calibration,
@@ -368,13 +320,12 @@ def finalise(
         lung_attention=attention,
         occlusion=occlusion,
         cross_validation=cross_validation,
-        unfocused=skipped_focus,
         backbone=backbone,
         base_model=_base_model(model_args.model_name_or_path, backbone),
         dataset_hub_id=hub_dataset,
         facts=data,
         hub_repo_id=eval_args.hub_repo_id,
-        standard_segmenter=standard_id,
+        model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         recipe=recipe,
         hardware=_hardware(),
@@ -385,40 +336,54 @@ def finalise(
     return results
 
 
-def caller_figures(
-    judge: Callable[[ScoredSplit], dict[str, dict[str, float]]],
-    test: ScoredSplit,
-    temperature: float,
-    unfocused: ScoredSplit,
-    by_pipeline: ScoredSplit | None,
-) -> dict[str, float]:
-    """What callers of a lungs-first model get on the test films: one who skips the focus (`unfocused`), and one
-    who focuses through the standard segmenter's `pipeline()` as the card shows (`by_pipeline`, when there is that
-    segmenter), with how far the latter's COVID-19 probabilities lie from the package path's (`test`)."""
-    figures = flatten(TEST_UNFOCUSED, judge(unfocused), REPORTED)
-    if by_pipeline is None:
-        return figures
-    gap = np.abs(by_pipeline.probabilities(temperature) - test.probabilities(temperature))
-    return (
-        figures
-        | flatten(TEST_PIPELINE_FOCUS, judge(by_pipeline), REPORTED)
-        | {
-            f"{TEST_PIPELINE_FOCUS}_max_probability_difference": float(gap.max()),
-            f"{TEST_PIPELINE_FOCUS}_median_probability_difference": float(np.median(gap)),
-        }
-    )
+def config_facts(backbone: dict[str, object], hub_dataset: str | None, data: DataFacts) -> dict[str, object]:
+    """What config.json records beside the weights, for the Space to say of the model as the card does."""
+    return {
+        "backbone_description": str(backbone["description"]),
+        "training_dataset": hub_dataset or "a local dataset",  # never a local path
+        "training_sources": data.sources,
+        "training_data_public_collection": data.public_collection,
+        "training_data_confounded": data.confounded,
+    }
 
 
-def standard_segmenter(lungs: str | None) -> Path | None:
-    """The standard segmenter (covid_cxr.lungs.standard) inside a segmenter folder, when it holds one."""
-    folder = Path(lungs) / PIPELINE_FOLDER if lungs else None
-    return folder if folder is not None and (folder / "config.json").is_file() else None
+def export_checked(output_dir: Path, model: PreTrainedModel, validation: datasets.Dataset) -> dict[str, object]:
+    """onnx/model.onnx, checked against PyTorch on validation films (their answers' largest differences)."""
+    if not exportable(model):
+        logger.warning("No ONNX export for a %s: the Space and predict serve it through PyTorch", type(model).__name__)
+        return {}
+    films = validation.select(range(min(32, validation.num_rows)))["image"]
+    return {k: v for k, v in export_onnx(output_dir, films).items() if k != "weights_sha256"}
 
 
-def standard_hub_id(lungs: str | None) -> str | None:
-    """The Hub id `covid-cxr train-lungs --hub_repo_id` pushed the standard segmenter of a segmenter folder to."""
-    recorded = Path(lungs) / HUB_ID_FILE if lungs else None
-    return recorded.read_text().strip() if recorded is not None and recorded.is_file() else None
+def lung_figures(
+    model: PreTrainedModel,
+    processor: BaseImageProcessor,
+    splits: datasets.DatasetDict,
+    lungs: LungSegmenter | None,
+    mixed_sources: list[str],
+    output_dir: Path,
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """The Grad-CAM heat inside the lungs and the occlusion test on test (written beside the model), when there is
+    a segmenter to find the lungs; else none, said in the log."""
+    if lungs is None:
+        logger.warning("No --lung_segmenter: the card leaves out the heat inside the lungs and the occlusion test")
+        return {}, {}
+    attention = lung_attention_summary(model, processor, splits["test"], lungs, mixed_sources)
+    occlusion = card_figures(occlusion_test(output_dir, splits, lungs))
+    (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
+    return attention, occlusion
+
+
+def log_sections(trainer: Trainer, sections: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each non-empty section logged and saved into all_results.json (and its own <section>_results.json)."""
+    results: dict[str, float] = {}
+    for name, values in sections.items():
+        if values:
+            trainer.log_metrics(name, values)
+            trainer.save_metrics(name, strict_json(values), combined=True)
+            results |= values
+    return results
 
 
 def training_data_facts(splits: datasets.DatasetDict) -> DataFacts:
@@ -449,7 +414,8 @@ def recipe_of(
         seed=training_args.seed,
         precision="bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
         early_stopping_patience=eval_args.early_stopping_patience,
-        lung_focus=data_args.lung_focus,
+        lung_focus=data_args.lung_focus and bool(eval_args.lung_segmenter),
+        focus_in_model=data_args.lung_focus and bool(eval_args.lung_segmenter),
         layer_decay=model_args.layer_decay,
         mixed_label_weight=data_args.mixed_label_weight,
         source_adversary=model_args.source_adversary,

@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
     AutoModelForImageClassification,
+    Dinov2Model,
     EvalPrediction,
     PreTrainedModel,
     Trainer,
@@ -21,7 +24,9 @@ from transformers import (
 from covid_cxr.data.transforms import DevicePixels
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
+from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import softmax
+from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
 from covid_cxr.training.adversary import adversary_losses, classifier_inputs
 
 
@@ -88,8 +93,11 @@ class CxrTrainer(Trainer):
             del model.save_pretrained
 
 
-def load_model(model_path: str, **kwargs) -> PreTrainedModel:
-    """The backbone with a fresh two-class head (safetensors only); kwargs go to `from_pretrained`."""
+def load_model(model_path: str, lungs: LungSegmenter | None = None, **kwargs) -> PreTrainedModel:
+    """The backbone with a fresh two-class head (safetensors only); kwargs go to `from_pretrained`. With a lung
+    segmenter, the lungs-first model (covid_cxr.modeling.lungs_first) over that backbone, holding the segmenter."""
+    if lungs is not None:
+        return lungs_first_model(model_path, lungs)
     return AutoModelForImageClassification.from_pretrained(
         model_path,
         num_labels=len(CLASS_NAMES),
@@ -99,6 +107,29 @@ def load_model(model_path: str, **kwargs) -> PreTrainedModel:
         use_safetensors=True,
         **kwargs,
     )
+
+
+def lungs_first_model(model_path: str, lungs: LungSegmenter) -> LungsFirstForImageClassification:
+    """A DINOv2 backbone and a lung segmenter as one lungs-first model: the backbone's weights, a fresh head, and
+    the segmenter frozen inside; refused, saying why, for another backbone or another normalisation."""
+    backbone = AutoConfig.from_pretrained(model_path)
+    if backbone.model_type != "dinov2":
+        raise ValueError(
+            f"{model_path} holds a {backbone.model_type} model: lungs first needs a DINOv2 backbone "
+            "(pass --no_lung_focus to train this one on the whole film)"
+        )
+    processor = AutoImageProcessor.from_pretrained(model_path)
+    if list(processor.image_mean) != list(lungs.config.image_mean) or list(processor.image_std) != list(
+        lungs.config.image_std
+    ):
+        raise ValueError(f"{model_path} normalises its input otherwise than the lung segmenter it would hold")
+    head = {"id2label": ID2LABEL, "label2id": LABEL2ID, "lung_finder": lungs.finder_settings()}
+    settings = {k: v for k, v in backbone.to_dict().items() if k not in ("model_type", "architectures", *head)}
+    config = LungsFirstConfig(**settings, **head)
+    model = LungsFirstForImageClassification(config)
+    model.dinov2.load_state_dict(Dinov2Model.from_pretrained(model_path, use_safetensors=True).state_dict())
+    model.lungs.load_state_dict(lungs.state_dict())
+    return model
 
 
 def block_depths(model: PreTrainedModel) -> tuple[dict[int, int], int]:
