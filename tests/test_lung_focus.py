@@ -249,3 +249,21 @@ def test_a_model_focused_outside_itself_is_refused(lungs_first_model: Path, tmp_
     shutil.copy(old / "preprocessor_config.json", tmp_path / "older")
     with pytest.raises(OutdatedModel, match="train it again"):
         Predictor(tmp_path / "older")
+
+
+def test_the_readme_use_block_runs_as_pasted(lungs_first_model: Path, tmp_path: Path) -> None:
+    """The README's "Use the model" block, verbatim, in a folder whose build/model is a lungs-first model and whose
+    xray.png is a real film: it answers, with the decision at the stored threshold."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Use the model") :]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "model").symlink_to(lungs_first_model, target_is_directory=True)
+    shutil.copy(sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0], tmp_path / "xray.png")
+    script = block + "\nimport json\nprint('ANSWER', json.dumps({'scores': scores, 'covid': bool(covid)}))\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.rsplit("ANSWER", 1)[-1])
+    assert set(answer["scores"]) == {"covid", "non_covid"} and sum(answer["scores"].values()) == pytest.approx(1)
+    threshold = json.loads((lungs_first_model / "config.json").read_text())["decision_threshold"]
+    assert answer["covid"] == (answer["scores"]["covid"] >= threshold)
