@@ -26,7 +26,8 @@ from torch import nn
 
 from covid_cxr.modeling.heatmap import has_dinov2_head
 from covid_cxr.modeling.inference import load_folder, softmax
-from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
+from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
+from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -36,8 +37,9 @@ OUTPUTS = ("logits", "hidden_states")
 LUNG_OUTPUTS = ("lung_probability", "lungs_plausible", "focused_pixel_values")  # a lungs-first model's too
 
 
-def output_names(model: nn.Module) -> tuple[str, ...]:
-    return OUTPUTS + LUNG_OUTPUTS if isinstance(model, LungsFirstForImageClassification) else OUTPUTS
+def output_names(model_type: str) -> tuple[str, ...]:
+    """The graph's outputs for a model of this `model_type`: a lungs-first model's include what it found."""
+    return OUTPUTS + LUNG_OUTPUTS if model_type == LUNGS_FIRST_MODEL else OUTPUTS
 
 
 class _WithHiddenStates(nn.Module):
@@ -90,7 +92,7 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
         pixels = torch.randn(4, 3, crop["height"], crop["width"], generator=torch.Generator().manual_seed(0))
     folder = model_folder / ONNX_DIR
     folder.mkdir(exist_ok=True)
-    names = output_names(model)
+    names = output_names(model.config.model_type)
     staging = folder / f".{FP32_FILE}.part"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python conditions fixed at this input size
@@ -128,6 +130,5 @@ def current_session(model_folder: Path, file: str = FP32_FILE) -> onnxruntime.In
     if json.loads((folder / CHECK_FILE).read_text()).get("weights_sha256") != weights_digest(Path(model_folder)):
         return None
     session = make_session(folder / file)
-    model_type = json.loads((Path(model_folder) / "config.json").read_text()).get("model_type")
-    wanted = OUTPUTS + LUNG_OUTPUTS if model_type == LungsFirstConfig.model_type else OUTPUTS
-    return session if {o.name for o in session.get_outputs()} >= set(wanted) else None
+    model_type = json.loads((Path(model_folder) / "config.json").read_text()).get("model_type", "")
+    return session if {o.name for o in session.get_outputs()} >= set(output_names(model_type)) else None

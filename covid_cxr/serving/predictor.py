@@ -186,18 +186,18 @@ class Predictor(CovidClassifier):
             with torch.no_grad():
                 outputs = self.model(pixel_values=pixels, output_hidden_states=True)
             return ForwardPass(outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None, None)
-        lungs_first = {"output_lungs": True} if self.lungs_first else {}
+        ask = {"output_lungs": True} if self.lungs_first else {}
         if self.session is not None:
             names = [output.name for output in self.session.get_outputs()]
             found = dict(zip(names, self.session.run(names, {"pixel_values": pixels.numpy()}), strict=True))
             logits, hidden = found["logits"], tuple(torch.from_numpy(found["hidden_states"]))
         else:
             with torch.no_grad():
-                outputs = self.model(pixel_values=pixels, output_hidden_states=True, **lungs_first)
+                outputs = self.model(pixel_values=pixels, output_hidden_states=True, **ask)
             logits, hidden = outputs.logits.float().numpy(), outputs.hidden_states
-            found = {name: outputs[name].numpy() for name in LUNG_OUTPUTS if lungs_first}
+            found = {name: outputs[name].numpy() for name in LUNG_OUTPUTS if self.lungs_first}
         cam = head_cam(self.model, hidden[-1], token_grid(pixels, self.model), self.positive) if heatmap else None
-        if not lungs_first:
+        if not self.lungs_first:
             return ForwardPass(logits, scope_features(hidden), cam, hidden)
         focused = torch.as_tensor(found["focused_pixel_values"])
         return ForwardPass(logits, scope_features(hidden), cam, hidden, found["lung_probability"], focused)

@@ -5,7 +5,7 @@ The defaults are the CPU recipe of the README's main job; `train/configs/gpu.yam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
@@ -229,3 +229,16 @@ class CxrTrainingArguments(TrainingArguments):
         if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; without one torch warns every epoch
         super().__post_init__()
+
+
+def argument_groups(
+    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+) -> dict[str, dict]:
+    """The run's arguments by group, as plain dicts: what run_config.json records and the fingerprint hashes."""
+    model_args, data_args, eval_args, training_args = arguments
+    return {
+        "model": asdict(model_args),
+        "data": asdict(data_args),
+        "evaluation": asdict(eval_args),
+        "training": training_args.to_dict(),
+    }

@@ -18,7 +18,6 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,13 @@ import datasets
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.arguments import (
+    CxrTrainingArguments,
+    DataArguments,
+    EvaluationArguments,
+    ModelArguments,
+    argument_groups,
+)
 
 logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -180,16 +185,10 @@ def run_fingerprint(
     """What decides the trained model and its reports, by part: the arguments by group (less COSMETIC_ARGUMENTS),
     the dataset (datasets' fingerprint of each split, which follows its content and truncation), the files of the
     backbone, the lung segmenter and the cross-validation report, and the covid_cxr code."""
-    model_args, data_args, eval_args, training_args = arguments
-    groups = {
-        "model": asdict(model_args),
-        "data": asdict(data_args),
-        "evaluation": asdict(eval_args),
-        "training": training_args.to_dict(),
-    }
+    eval_args = arguments[2]
     fingerprint = {
         f"{group} arguments": {k: v for k, v in values.items() if k not in COSMETIC_ARGUMENTS.get(group, ())}
-        for group, values in groups.items()
+        for group, values in argument_groups(arguments).items()
     }
     fingerprint["dataset"] = {name: split._fingerprint for name, split in splits.items()}
     fingerprint["backbone"] = _input_digest(model_path)

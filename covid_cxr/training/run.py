@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -36,11 +35,12 @@ from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, r
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
-from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.evaluation.grouped import Evaluation, mixed_label_sources
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import CONFIG_NAME as SEGMENTER_CONFIG
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
+from covid_cxr.modeling.calibration import Calibration
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 from covid_cxr.modeling.onnx_export import export_onnx, exportable
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -52,7 +52,13 @@ from covid_cxr.training.adversary import (
     detach_source_adversary,
     source_ids,
 )
-from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.arguments import (
+    CxrTrainingArguments,
+    DataArguments,
+    EvaluationArguments,
+    ModelArguments,
+    argument_groups,
+)
 from covid_cxr.training.checkpoints import (
     ALL_RESULTS,
     TidyCheckpoints,
@@ -138,18 +144,8 @@ def fit(
     resuming from the newest complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the
     caller has computed it, as `run` has); returns the trainer holding the best model, the processor and the
     backbone's path."""
-    _refuse_output_in_dataset(data_args, training_args)
-    output_dir = Path(training_args.output_dir)
-    model_path = _backbone(model_args)
-    if model_args.image_size:  # before anything is written: a side the patches do not tile is refused
-        check_input_side(model_args.image_size, getattr(AutoConfig.from_pretrained(model_path), "patch_size", None))
-    if fingerprint is None:
-        fingerprint = run_fingerprint((model_args, data_args, eval_args, training_args), splits, model_path)
-    resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
-    if training_args.world_size > 1:
-        PartialState().wait_for_everyone()  # every process has planned from the folder as it was
-    if training_args.process_index == 0:
-        start_run(output_dir, fingerprint, resume_from)
+    arguments = (model_args, data_args, eval_args, training_args)
+    model_path, resume_from = _start(arguments, splits, fingerprint)
 
     # Seeded before the fresh head is drawn (Trainer seeds only once the model exists)
     seed = training_args.seed
@@ -164,17 +160,8 @@ def fit(
         model, model_args, data_args, splits["train"], train_data
     )
 
-    # The resolved configuration, beside the outputs
-    if training_args.process_index == 0:
-        resolved = {
-            "model": asdict(model_args),
-            "data": asdict(data_args),
-            "evaluation": asdict(eval_args),
-            "training": training_args.to_dict(),
-            "class_weights": class_weights(train_labels).tolist(),
-            "model_path": model_path,
-        }
-        (output_dir / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+    if training_args.process_index == 0:  # the resolved configuration, beside the outputs
+        _write_run_config(arguments, train_labels, model_path)
 
     # Training, resumed from the planned checkpoint if there is one
     trainer = build_trainer(
@@ -202,6 +189,41 @@ def fit(
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
     return trainer, processor, model_path
+
+
+def _start(
+    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    splits: datasets.DatasetDict,
+    fingerprint: dict | None,
+) -> tuple[str, str | None]:
+    """Before anything trains: the output folder and input side checked, the resume planned and the run started;
+    returns the backbone's path and the checkpoint to resume from (None: a fresh start)."""
+    model_args, data_args, eval_args, training_args = arguments
+    _refuse_output_in_dataset(data_args, training_args)
+    output_dir = Path(training_args.output_dir)
+    model_path = _backbone(model_args)
+    if model_args.image_size:  # before anything is written: a side the patches do not tile is refused
+        check_input_side(model_args.image_size, getattr(AutoConfig.from_pretrained(model_path), "patch_size", None))
+    if fingerprint is None:
+        fingerprint = run_fingerprint(arguments, splits, model_path)
+    resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
+    if training_args.world_size > 1:
+        PartialState().wait_for_everyone()  # every process has planned from the folder as it was
+    if training_args.process_index == 0:
+        start_run(output_dir, fingerprint, resume_from)
+    return model_path, resume_from
+
+
+def _write_run_config(
+    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    train_labels: np.ndarray,
+    model_path: str,
+) -> None:
+    resolved = argument_groups(arguments) | {
+        "class_weights": class_weights(train_labels).tolist(),
+        "model_path": model_path,
+    }
+    (Path(arguments[3].output_dir) / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
 
 
 def lung_segmenter(eval_args: EvaluationArguments) -> LungSegmenter | None:
@@ -300,19 +322,9 @@ def finalise(
         eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
     attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir)
-    sections = {
-        "calibration": {
-            "temperature": calibration.temperature,
-            "threshold": calibration.threshold.value,
-            "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
-        },
-        **evaluation.by_split(),
-        "probe": baseline,
-        "lung_attention": attention,
-        "cross_validation": cross_validation,
-        "onnx": onnx_check,
-    }
-    results = log_sections(trainer, sections)
+    sections = {"calibration": calibration_figures(calibration, evaluation), **evaluation.by_split()}
+    sections |= {"probe": baseline, "lung_attention": attention, "cross_validation": cross_validation}
+    results = log_sections(trainer, sections | {"onnx": onnx_check})
     context = ModelCardContext(
         evaluation=evaluation,
         calibration=calibration,
@@ -334,6 +346,14 @@ def finalise(
     if eval_args.hub_repo_id:
         logger.warning(eval_args.publish(output_dir))
     return results
+
+
+def calibration_figures(calibration: Calibration, evaluation: Evaluation) -> dict[str, float]:
+    return {
+        "temperature": calibration.temperature,
+        "threshold": calibration.threshold.value,
+        "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
+    }
 
 
 def config_facts(backbone: dict[str, object], hub_dataset: str | None, data: DataFacts) -> dict[str, object]:
