@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.common import RESULTS_DIR, run_all, run_module, table
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("dataset_build", "inference", "load_space", "soak", "train_throughput", "train_scaling")
+BENCHES = ("fresh_build", "dataset_build", "inference", "load_space", "soak", "train_throughput", "train_scaling")
 MODEL_BENCHES = ("inference", "load_space", "soak")  # the others train their own models
 COVIDX_IMAGES = 30_000
 H100_BF16_DENSE_TFLOPS = 989  # NVIDIA's datasheet figure (SXM), used only for the labelled estimate below
@@ -81,6 +81,25 @@ sent as PNG, beside the decoding of the same files alone, timed in one interleav
 {warning_section(inference.get("attention_warning"))}
 
 Command: `python -m bench.inference --model {model}`."""
+
+
+def fresh_build_section(fresh: dict, model: str) -> str:
+    rows = [[f"make {r['target']}", r["wall_s"], round(r["wall_s"] / 60, 1), r["peak_rss_mb"]] for r in fresh["rows"]]
+    rows.append(
+        ["all four", fresh["total_s"], round(fresh["total_s"] / 60, 1), max(r["peak_rss_mb"] for r in fresh["rows"])]
+    )
+    return f"""## From a fresh checkout to a trained model
+
+`make data backbone lungs train` in a fresh clone of commit {fresh["commit"]} (the virtualenv already installed;
+`make train` builds the lung segmenter first when the masks are there, so `lungs` is part of what a new user
+waits for), measured {fresh["date"]} on {fresh["machine"]}. Peak RSS is the largest process's of all targets run
+so far. Of `make train`, the Trainer loop took {fresh["trainer_loop_s"]:.0f} s; the rest is evaluation,
+calibration, the card's measurements and the ONNX export. Of `make lungs`, fitting and cross-validating both
+segmenters took {fresh["lungs_fit_and_cv_s"]:.0f} s.
+
+{table(["target", "wall s", "wall min", "peak RSS MB"], rows)}
+
+Command: `python -m bench.fresh_build`."""
 
 
 def warning_section(warning: dict | None) -> str:
@@ -160,6 +179,8 @@ training benchmarks run unchanged on a GPU (`python -m bench.train_throughput` p
 and adds a torch.compile row) and print the same tables.
 
 {inference_section(inference, model)}
+
+{fresh_build_section(results["fresh_build"], model)}
 
 ## Dataset build
 
@@ -339,6 +360,7 @@ def main() -> None:
 
 
 SECTIONS = {  # benchmarks whose section can be refreshed on its own
+    "fresh_build": fresh_build_section,
     "inference": inference_section,
     "load_space": load_section,
     "soak": soak_section,

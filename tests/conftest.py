@@ -167,13 +167,14 @@ def trained(
 
 @pytest.fixture(scope="session")
 def lung_data(cxr_root: Path, backbone: Path):
-    """A segmenter (224 px input, head untrained) and 40 masked images of 40 patients with their patch tokens."""
+    """A segmenter (its default input and layers, head untrained) and 40 masked images of 40 patients with their
+    patch tokens."""
     from covid_cxr.lungs.fitting import read_mask, read_pairs, token_features
     from covid_cxr.lungs.segmenter import LungSegmenter
 
     by_patient = {p.patient_id: p for p in read_pairs(cxr_root.parent / "cxr-lung-masks", cxr_root)}
     chosen = list(by_patient.values())[:40]
-    segmenter = LungSegmenter.from_backbone(backbone, image_size=224)
+    segmenter = LungSegmenter.from_backbone(backbone)
     features = token_features(segmenter, [p.image for p in chosen])
     return segmenter, chosen, features, [read_mask(p.mask) for p in chosen]
 

@@ -30,7 +30,7 @@ def test_held_out_dice_beats_a_constant_mask(lung_data) -> None:
     )
     low, high = results["dice_ci95"]
     assert low <= results["dice_mean"] <= high
-    assert results["mean_mask_dice"] < 0.85 < results["dice_mean"]  # a fixed lung-shaped mask cannot get there
+    assert results["dice_mean"] > results["mean_mask_dice"] + 0.05  # well past one fixed lung-shaped mask
 
 
 def test_segmenter_round_trips_and_masks_have_the_image_size(lung_data, tmp_path: Path) -> None:

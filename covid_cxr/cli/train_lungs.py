@@ -35,7 +35,7 @@ from covid_cxr.lungs.fitting import (
     token_features,
     train_head,
 )
-from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
 from covid_cxr.lungs.standard import (
     PIPELINE_FOLDER,
     lung_logits,
@@ -60,7 +60,9 @@ class LungArguments:
     backbone: str = field(
         default="dinov2-small-imgfocus", metadata={"help": "Offline backbone name, or a DINOv2 model folder."}
     )
-    image_size: int = field(default=224, metadata={"help": "Square input side (a multiple of 14)."})
+    image_size: int = field(
+        default=SegmenterConfig.image_size, metadata={"help": "Square input side (a multiple of 14)."}
+    )
     folds: int = field(default=5, metadata={"help": "Patient-grouped cross-validation folds (0: skip)."})
     masks_license: str | None = field(
         default=None, metadata={"help": "The masks' licence, as the card and LICENSE.md should state it."}
