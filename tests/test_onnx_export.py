@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -134,11 +135,13 @@ def test_a_lungs_first_graph_is_the_whole_model(tmp_path: Path, fixture_root: Pa
     BitImageProcessor(size={"height": 56, "width": 56}, do_center_crop=False).save_pretrained(tmp_path)
     images = [Image.open(p) for p in sorted((fixture_root / "images").glob("*.jpg"))[:4]]
     assert export_onnx(tmp_path, images)["onnx_max_probability_difference"] < 1e-4
+    graph = onnx.load(tmp_path / ONNX_DIR / FP32_FILE).graph  # position embeddings are constants, not resized
+    assert not [node.name for node in graph.node if node.op_type == "Resize" and "embeddings" in node.name]
     fast, slow = Predictor(tmp_path), Predictor(tmp_path)
     slow.session = None
     assert fast.lungs_first and fast.session is not None
     pixels = fast.processor(images[0].convert("RGB"), return_tensors="pt")["pixel_values"]
-    onnx, torch_pass = fast.forward(pixels, heatmap=True), slow.forward(pixels, heatmap=True)
-    np.testing.assert_allclose(onnx.logits, torch_pass.logits, atol=1e-4)
-    np.testing.assert_allclose(onnx.lung_probability, torch_pass.lung_probability, atol=1e-4)
-    np.testing.assert_allclose(onnx.focused.numpy(), torch_pass.focused.numpy(), atol=1e-4)
+    in_onnx, in_torch = fast.forward(pixels, heatmap=True), slow.forward(pixels, heatmap=True)
+    np.testing.assert_allclose(in_onnx.logits, in_torch.logits, atol=1e-4)
+    np.testing.assert_allclose(in_onnx.lung_probability, in_torch.lung_probability, atol=1e-4)
+    np.testing.assert_allclose(in_onnx.focused.numpy(), in_torch.focused.numpy(), atol=1e-4)

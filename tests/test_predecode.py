@@ -9,10 +9,11 @@ import datasets
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from transformers import AutoImageProcessor
 
 from covid_cxr.data.predecode import PixelDataset, predecode, train_side
-from covid_cxr.data.processor_size import set_processor_size
+from covid_cxr.data.processor_size import presized, set_processor_size
 from covid_cxr.data.transforms import Augmentation, DevicePixels, train_transform
 from covid_cxr.training.arguments import DataArguments
 from covid_cxr.training.run import run
@@ -147,3 +148,17 @@ def test_pil_augmentation_differs_across_workers_and_epochs(processor, splits) -
     # items 0 and 1 are drawn by different workers; with one Random copied into both they would be equal
     assert (first[0] - first[1]).abs().mean() > 0.01
     assert (first - second).abs().mean() > 0.01  # and a new epoch draws new augmentations
+
+
+def test_a_presized_film_gives_the_processor_s_own_pixels(
+    processor, splits: datasets.DatasetDict, backbone: Path
+) -> None:
+    """The Space resizes a full-size film in its own mode before the processor: the same pixels to the bit as the
+    processor's resize of the RGB film (what pipeline() gives it), for a grey and a colour film."""
+    film = splits["test"][0]["image"]
+    large = film.resize((2048, 2048 * film.height // film.width), Image.Resampling.BICUBIC)
+    for image in (large.convert("L"), large.convert("RGB")):
+        expected = processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        assert torch.equal(processor(presized(image, processor), return_tensors="pt")["pixel_values"], expected)
+    cropping = AutoImageProcessor.from_pretrained(backbone)  # as shipped: shortest edge, then a centre crop
+    assert cropping.do_center_crop and presized(large, cropping).size == large.size  # left to the processor

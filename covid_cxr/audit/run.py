@@ -26,6 +26,7 @@ from covid_cxr.audit.plots import plot_occlusion, plot_views
 from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, markdown, summary
 from covid_cxr.data.errors import ImageError
 from covid_cxr.data.imaging import fault_reason, load_image
+from covid_cxr.data.processor_size import presized
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.lungs_first import FOCUS_DEFAULTS
@@ -88,14 +89,16 @@ def audit(
 
 
 def score(classifier: AuditedClassifier, data: AuditData, finder: LungFinder | None, batch_size: int) -> Scored:
-    """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason."""
+    """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason. A
+    film is brought to the model's input size first when its processor squashes (`presized`: the same pixels the
+    processor would give), so the views are made at the size the model reads, not at the film's own."""
     scored = Scored({view: [] for view in (VIEWS if finder else (WHOLE,))})
     for start in tqdm(range(0, data.images.num_rows, batch_size), desc="Auditing", unit="batch"):
         rows = data.images[start : start + batch_size]
         films, names, indices = [], [], []
         for offset, (entry, name) in enumerate(zip(rows["image"], rows["audit_file"], strict=True)):
             try:
-                films.append(load_image(entry["bytes"] or entry["path"]).image)
+                films.append(presized(load_image(entry["bytes"] or entry["path"]).image, classifier.processor))
             except ImageError as err:
                 data.refused.append(Refusal(name, str(err)))
                 continue

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from PIL import Image
 from transformers import BaseImageProcessor
 
 WHOLE_FILM = "whole film"  # the recipe's framing (covid_cxr.cards.model.Recipe): squashed to a square, no crop
@@ -13,6 +14,16 @@ def processor_size(processor: BaseImageProcessor) -> int:
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     size = crop or processor.size
     return int(size.get("height") or size.get("shortest_edge"))
+
+
+def presized(image: Image.Image, processor: BaseImageProcessor) -> Image.Image:
+    """The film as RGB, already resized as a squashing processor resizes it (any other: only made RGB), so that
+    the processor's own resize is a copy and its output is the same to the bit: PIL resizes every channel alike,
+    so a grey film's one channel is resized instead of three, and the full-size RGB copy is never made."""
+    if not processor.do_resize or getattr(processor, "do_center_crop", False) or "height" not in processor.size:
+        return image.convert("RGB")
+    size = (processor.size["width"], processor.size["height"])
+    return image.resize(size, Image.Resampling(processor.resample)).convert("RGB")
 
 
 def set_processor_size(processor: BaseImageProcessor, side: int) -> None:

@@ -5,8 +5,9 @@ Besides the ``logits`` the graph returns every layer's hidden states (``hidden_s
 first): the scope guard and Grad-CAM read them, so the Space makes one pass. A lungs-first model's graph is its
 whole forward (segment, focus, classify) and also returns what it found (LUNG_OUTPUTS: the lung probability,
 whether it was plausible, the focused input). The TorchScript exporter is used (``dynamo=False``: the dynamo one
-needs onnxscript); the image size is fixed at the processor's, as DINOv2's position embeddings are interpolated for
-it at export. No int8 export: dynamic quantisation moved a lungs-first model's probabilities by far more than 0.01.
+needs onnxscript); the image size is fixed at the processor's, and DINOv2's position embeddings, interpolated for
+it by PyTorch once at export, are constants of the graph (interpolated in onnxruntime they took a fifth of a
+pass). No int8 export: dynamic quantisation moved a lungs-first model's probabilities by far more than 0.01.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,29 @@ class _WithHiddenStates(nn.Module):
         outputs = self.model(pixel_values=pixel_values, output_hidden_states=True, **extra)
         found = tuple(outputs[name] for name in LUNG_OUTPUTS) if self.lungs_first else ()
         return outputs.logits, torch.stack(outputs.hidden_states), *found
+
+
+@contextmanager
+def constant_position_embeddings(model: nn.Module) -> Iterator[None]:
+    """Within it, each embeddings module of `model` (the classifier's, the lung finder's) gives the position
+    embeddings it first interpolated for an input size again, as a tensor: run the model once, then trace it, and
+    the traced graph holds them as constants instead of interpolating them on every pass."""
+    patched = [m for m in model.modules() if callable(getattr(m, "interpolate_pos_encoding", None))]
+    for module in patched:
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+
+        def cached(embeddings, height, width, original=module.interpolate_pos_encoding, cache=cache) -> torch.Tensor:
+            key = (int(height), int(width))
+            if key not in cache:
+                cache[key] = original(embeddings, height, width).detach()
+            return cache[key]
+
+        module.interpolate_pos_encoding = cached
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.interpolate_pos_encoding  # the class's own method again
 
 
 def exportable(model: nn.Module) -> bool:
@@ -94,8 +119,10 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
     folder.mkdir(exist_ok=True)
     names = output_names(model.config.model_type)
     staging = folder / f".{FP32_FILE}.part"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), constant_position_embeddings(model):
         warnings.simplefilter("ignore")  # the tracer's notes on Python conditions fixed at this input size
+        with torch.no_grad():
+            model(pixel_values=pixels[:1])  # interpolates the position embeddings for this size, untraced
         torch.onnx.export(
             _WithHiddenStates(model),
             (pixels[:1],),

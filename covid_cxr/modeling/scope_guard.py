@@ -22,6 +22,7 @@ GUARD_FILE = "scope_guard.safetensors"
 MAX_CHROMA = 0.08  # mean (max - min channel) / 255; real radiographs, even as RGB JPEGs, stay near 0
 MIN_GREY_STD = 8.0  # grey levels; below this the frame is blank
 MAX_ASPECT = 2.5
+STATS_SIDE = 256  # the pixel statistics are read from the film box-averaged to about this shorter side
 
 
 def pixel_reason(image: Image.Image) -> str | None:
@@ -29,6 +30,7 @@ def pixel_reason(image: Image.Image) -> str | None:
     width, height = image.size
     if max(width, height) / min(width, height) > MAX_ASPECT:
         return f"its aspect ratio ({width} x {height} pixels) is far from that of a chest film"
+    image = image.reduce(max(1, min(width, height) // STATS_SIDE))  # a full-size film costs no more than a small one
     if image.mode == "RGB":
         pixels = np.asarray(image, dtype=np.int16)
         chroma = float((pixels.max(axis=2) - pixels.min(axis=2)).mean()) / 255.0

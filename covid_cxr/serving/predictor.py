@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from covid_cxr.data.imaging import load_image
-from covid_cxr.data.processor_size import processor_size
+from covid_cxr.data.processor_size import presized, processor_size
 from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
 from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.measures import implausible_lungs
@@ -148,7 +148,7 @@ class Predictor(CovidClassifier):
         image = load_image(source, max_bytes=max_bytes).image
         if reason := pixel_reason(image):
             raise OutOfScope(reason)
-        pixels = self.processor(image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        pixels = self.processor(presized(image, self.processor), return_tensors="pt")["pixel_values"]
         forward = self.forward(pixels, heatmap)
         if forward.lung_probability is not None and (
             reason := implausible_lungs(forward.lung_probability[0], self.lung_threshold)
