@@ -46,7 +46,7 @@ install: ## virtualenv with the pinned runtime, test tools and the offline backb
 test: ## the whole test suite, offline, on the CPU
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
 
-test-fast: ## the fast tier: fixture images only, no ../shared, no trained model (under a minute)
+test-fast: ## the fast tier: fixture images only, no ../shared, no trained model (3-4 min on 2 CPU cores)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m "not slow"
 
 lint:

@@ -67,6 +67,33 @@ def test_trainer_hub_flags_are_hidden_and_refused_with_the_reason(flag: str, cap
     assert f"--{flag} " not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["--max_step", "3"], None),  # a prefix of --max_steps is no longer taken for it
+        (["--epochs", "3"], "--epochs: did you mean --num_train_epochs?"),
+        (["--lr", "1e-3"], "--lr: did you mean --learning_rate?"),
+        (["--learning_rat", "1e-3"], "--learning_rat: did you mean --learning_rate?"),
+    ],
+)
+def test_a_flag_must_be_spelled_whole_and_a_near_miss_is_named(capsys, argv: list[str], hint: str | None) -> None:
+    with pytest.raises(SystemExit):
+        parse(*PATHS, *argv)
+    err = capsys.readouterr().err
+    assert f"unrecognised arguments: {' '.join(argv)}" in err and (hint is None or hint in err), err
+
+
+def test_help_keeps_a_hyphenated_default_whole_and_says_what_a_no_flag_turns_off(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = "/home/some-user/projects/a-clone-of-covid-cxr/build/dataset"  # longer than a help line
+    with pytest.raises(SystemExit):
+        parse_arguments(FINETUNE, ["--help"], prog="covid-cxr finetune", description=None,
+                        defaults={"dataset": folder})  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"{folder})" in out  # neither split at a hyphen nor cut, so it can be copied
+    assert "Turn off --linear_probe (on by default).\n" in out
+
+
 def test_a_required_flag_is_named_in_the_usage_line(capsys) -> None:
     with pytest.raises(SystemExit):
         finetune(["--dataset", "ds"])

@@ -54,7 +54,8 @@ modules = [m.name for m in pkgutil.walk_packages(covid_cxr.__path__, "covid_cxr.
 for name in modules:
     importlib.import_module(name)
 from covid_cxr.cards.facts import data_facts
-from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card
+from dataclasses import replace
+from covid_cxr.cards.model import ModelCardContext, Recipe, TrainingRun, render_model_card
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import Evaluation
 from covid_cxr.modeling.backbones import mobilenet_tfjs
@@ -92,6 +93,10 @@ assert "Not a medical device" in card and "{{" not in card and "org/cxr" in card
 assert "80% of the\\nmodel's attention is on the lungs" in card, card
 assert "Cross-validated: mixed-label ROC AUC 0.700 (95% CI 0.600-0.800), 5-fold" in card, card
 assert "| ieee8023 | non_covid | 25% |" in card and "median\\n**2.1 times**" in card, card
+stopped = " ".join(str(render_model_card(replace(context, run=TrainingRun(8, 20, 2, "roc_auc")))).split())
+expected = ("It ran 8 of the 20 steps planned: early stopping ended it after 3 evaluations without a better "
+            "validation `roc_auc`. The model is the checkpoint of step 2,")
+assert expected in stopped, stopped
 print(len(modules), "modules")
 """
 

@@ -183,6 +183,7 @@ def test_missing_model_says_which_command_makes_one(tmp_path: Path) -> None:
     with running_app(APP, app_env(str(tmp_path / "no-model-here")), REPO_ROOT, tmp_path / "log") as (_, url):
         config = fetch(url + "config")
         assert "No trained model found" in config and "make train" in config
+        assert "covid-cxr finetune --dataset" in config  # the command the wheel has, not only the checkout's
 
 
 def test_assembled_space_runs_on_its_own(

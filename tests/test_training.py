@@ -108,6 +108,9 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     assert (meta.license, meta.license_link) == ("other", "LICENSE.md") and (output / "LICENSE.md").is_file()
     assert meta.base_model == "facebook/dinov2-small"  # the offline default's lineage
     assert "(cosine)" in card and "SchedulerType" not in card
+    state, flat = json.loads((output / "trainer_state.json").read_text()), " ".join(card.split())
+    assert f"It ran {state['global_step']} of the {state['max_steps']} steps planned. The model is" in flat
+    assert f"the checkpoint of step {state['best_global_step']}, the best validation `roc_auc`" in flat
     assert f"{results['test_roc_auc']:.3f}" in card and "Not a medical device" in card
     assert f"{100 * results['test_lung_attention_mean']:.0f}% of the\nmodel's attention is on the lungs" in card
     assert "{{" not in card

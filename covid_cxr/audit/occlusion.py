@@ -6,7 +6,7 @@ same dilated lung fields filled with the grey of the film around them, the rest 
 split the film along one boundary: what one keeps, the other hides. The fill is flat rather than blurred, because a
 blurred lung still shows how dense it is, which is what a COVID-19 reader looks at.
 
-The lungs come from the project's lung segmenter (a folder `make lungs` wrote) or from a folder of masks, one
+The lungs come from the project's lung segmenter (a folder `covid-cxr train-lungs` wrote) or from a folder of masks, one
 `<stem>.png` per image (0 background, 255 lung, the image's size; what `python -m covid_cxr.lungs` writes).
 """
 
@@ -110,5 +110,6 @@ def lung_finder(folder: str | Path) -> LungFinder:
     if folder.is_dir() and any(folder.glob("*.png")):
         return FolderLungs(folder)
     raise FileNotFoundError(
-        f"--lung_segmenter {folder}: neither a lung segmenter (make lungs) nor a folder of <stem>.png lung masks"
+        f"--lung_segmenter {folder}: neither a lung segmenter (covid-cxr train-lungs) nor a folder of <stem>.png "
+        "lung masks"
     )

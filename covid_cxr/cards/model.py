@@ -43,6 +43,27 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class TrainingRun:
+    """What the Trainer did, beside what it was asked (the Recipe): the steps it ran of those planned (fewer when
+    early stopping ended it) and the step whose checkpoint the model is (None: the last step's weights)."""
+
+    steps: int
+    planned_steps: int
+    kept_step: int | None
+    metric: str | None  # the validation figure that chose the kept checkpoint
+
+    @classmethod
+    def of(cls, state, load_best: bool, metric: str | None) -> TrainingRun:
+        """From the Trainer's TrainerState once it has trained."""
+        kept = state.best_global_step if load_best and state.best_global_step else None
+        return cls(state.global_step, state.max_steps, kept, metric if kept else None)
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.steps < self.planned_steps
+
+
+@dataclass(frozen=True)
 class ModelCardContext:
     evaluation: Evaluation
     calibration: Calibration
@@ -59,6 +80,7 @@ class ModelCardContext:
     hardware: str
     hub_repo_id: str | None = None  # where the model is pushed, for the card's usage example
     model_folder: str | None = None  # the folder as the run was given it: the usage example's model when not pushed
+    run: TrainingRun | None = None  # what the Trainer did (None: not known, as for a card rendered on its own)
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -155,6 +177,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,
         recipe=context.recipe,
+        run=context.run,
         hardware=context.hardware,
     )
 

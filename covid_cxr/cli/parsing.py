@@ -1,13 +1,17 @@
 """One argument parser for every command: dataclass fields as flags (transformers' `HfArgumentParser`), each shown
 with its help and default, a config file as the first argument with the command line overriding it (as timm's
-scripts do), and flags a command does not honour hidden from the help and refused with the reason."""
+scripts do), and flags a command does not honour hidden from the help and refused with the reason. A flag must be
+spelled whole (no prefix of one is taken for it), and an unknown one is answered with the flag it was likely meant
+to be."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import itertools
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,14 +20,28 @@ import yaml
 from transformers import HfArgumentParser
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# Names other trainers give these flags, which no spelling distance finds
+FLAG_SYNONYMS = {
+    "--epochs": "--num_train_epochs",
+    "--lr": "--learning_rate",
+    "--batch_size": "--per_device_train_batch_size",
+}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Every flag's default after its help ("required" for a flag with none); the description kept as written."""
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """argparse's wrapping, except that a word is never split: a path such as .../covid-cxr/build/model in a
+        default stays whole, to be copied, at the cost of a long line."""
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.required:
             return f"{action.help} (required)"
+        if action.option_strings and action.option_strings[0].startswith("--no_"):
+            return action.help  # its help says what it turns off; its own default (False) would only mislead
         return super()._get_help_string(action)
 
 
@@ -42,6 +60,18 @@ def _set_usage(parser: argparse.ArgumentParser, prog: str) -> None:
     """One short usage line (argparse's own lists every flag: over a hundred lines for finetune)."""
     required = [f"{a.option_strings[0]} {a.metavar or a.dest.upper()}" for a in parser._actions if a.required]
     parser.usage = " ".join([prog, "[CONFIG.yaml]", *required, "[--flag value ...]"])
+
+
+def meant(unknown: list[str], parser: argparse.ArgumentParser) -> str:
+    """`--flag` arguments among `unknown`, each with the flag it was likely meant to be, as one sentence."""
+    flags = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    guesses = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        guess = FLAG_SYNONYMS.get(name) or next(iter(difflib.get_close_matches(name, flags, n=1, cutoff=0.75)), None)
+        if name.startswith("--") and guess:
+            guesses.append(f"{name}: did you mean {guess}?")
+    return "; ".join(guesses)
 
 
 def config_settings(config: dict[str, Any], known: set[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -71,7 +101,12 @@ def parse_arguments(
     `refused` maps flags this command does not honour to the reason, which `--flag` then prints instead of running.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description, formatter_class=HelpFormatter)
+    parser = HfArgumentParser(
+        dataclass_types, prog=prog, description=description, formatter_class=HelpFormatter, allow_abbrev=False
+    )
+    for action in parser._actions:  # HfArgumentParser gives a --no_flag the help of the flag it turns off
+        if action.option_strings and action.option_strings[0].startswith("--no_"):
+            action.help = f"Turn off --{action.dest} (on by default)."
     known = {action.dest for action in parser._actions}
     refused = dict(refused or {})
     original = {action.dest: action.default for action in parser._actions if action.dest in refused}
@@ -92,7 +127,8 @@ def parse_arguments(
     _set_usage(parser, prog)
     namespace, remaining = parser.parse_known_args(argv)
     if remaining:
-        parser.error(f"unrecognised arguments: {' '.join(remaining)} (see {prog} --help)")
+        hint = meant(remaining, parser)
+        parser.error(f"unrecognised arguments: {' '.join(remaining)} ({hint + '; ' if hint else ''}see {prog} --help)")
     for dest, reason in refused.items():
         if getattr(namespace, dest) != original[dest]:
             parser.error(f"--{dest} is not used by this command: {reason}")

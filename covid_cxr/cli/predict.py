@@ -47,7 +47,8 @@ class PredictArguments:
         metadata={
             "help": "A lung segmenter folder (covid-cxr train-lungs), for a model that is not lungs first: adds "
             "each image's share of the model's heat inside the lung fields, and refuses images with no plausible "
-            "lung fields. A lungs-first model (as `make train` writes) finds the lungs itself and needs none."
+            "lung fields. A lungs-first model (as `covid-cxr finetune --lung_segmenter` writes) finds the lungs "
+            "itself and needs none."
         },
     )
     recursive: bool = field(default=False, metadata={"help": "Also score the files of sub-folders."})

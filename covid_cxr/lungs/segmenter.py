@@ -78,7 +78,10 @@ class LungSegmenter(nn.Module):
     def from_pretrained(cls, folder: str | Path) -> LungSegmenter:
         folder = Path(folder)
         if not holds_segmenter(folder):
-            raise FileNotFoundError(f"no lung segmenter in {folder} (no {CONFIG_NAME}); run `make lungs`")
+            raise FileNotFoundError(
+                f"no lung segmenter in {folder} (no {CONFIG_NAME}); train one with `covid-cxr train-lungs` "
+                "(in a checkout: `make lungs`)"
+            )
         raw = json.loads((folder / CONFIG_NAME).read_text())
         config = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         segmenter = cls(config)

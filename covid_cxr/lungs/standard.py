@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 from transformers import (
     Dinov2Config,
-    SegformerImageProcessor,
+    SegformerImageProcessorPil,
     UperNetConfig,
     UperNetForSemanticSegmentation,
 )
@@ -49,9 +49,9 @@ def standard_model(segmenter: LungSegmenter, hidden: int = HIDDEN) -> UperNetFor
     return model
 
 
-def standard_processor(segmenter: LungSegmenter) -> SegformerImageProcessor:
+def standard_processor(segmenter: LungSegmenter) -> SegformerImageProcessorPil:
     side = segmenter.config.image_size
-    return SegformerImageProcessor(
+    return SegformerImageProcessorPil(  # the PIL one by name: the other warns without torchvision, then is this one
         size={"height": side, "width": side},
         resample=Image.Resampling.BICUBIC,
         image_mean=list(segmenter.config.image_mean),

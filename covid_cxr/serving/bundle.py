@@ -125,7 +125,8 @@ def _copy_model(model: Path, target: Path) -> dict[str, object]:
     missing = [f for f in ("config.json", "model.safetensors") if not (model / f).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{model} is not a trained model folder (missing {', '.join(missing)}); run `make train` first"
+            f"{model} is not a trained model folder (missing {', '.join(missing)}); train one first with "
+            "`covid-cxr finetune` (in a checkout: `make train`)"
         )
     target.mkdir()
     for name in MODEL_FILES:

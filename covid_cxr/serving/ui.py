@@ -226,7 +226,8 @@ def missing_model_demo(model: str) -> gr.Blocks:
     with gr.Blocks(title="covid-cxr: no model yet") as demo:
         gr.Markdown(
             f"# No trained model found at `{model}`\n\n"
-            "Create one with `make train` (builds the dataset and fine-tunes the offline backbone on the CPU), "
-            "or point the app at an existing model: `MODEL=path/or/hub-id make space`."
+            "Create one with `covid-cxr finetune --dataset DATASET --output_dir MODEL` (in a checkout: `make train`, "
+            "which builds the dataset and fine-tunes the offline backbone on the CPU), or serve an existing model: "
+            "`covid-cxr serve --model path/or/hub-id` (in a checkout: `MODEL=path/or/hub-id make space`)."
         )
     return demo

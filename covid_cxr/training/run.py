@@ -31,7 +31,7 @@ from covid_cxr.audit.card import card_figures
 from covid_cxr.audit.run import occlusion_test
 from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.markdown import LICENSE_FILE
-from covid_cxr.cards.model import ModelCardContext, Recipe, render_model_card, research_only_terms
+from covid_cxr.cards.model import ModelCardContext, Recipe, TrainingRun, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
@@ -340,6 +340,7 @@ def finalise(
         model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         recipe=recipe,
+        run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
     )
     render_model_card(context).save(output_dir / "README.md")
