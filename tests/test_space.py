@@ -88,6 +88,7 @@ def test_decision_follows_the_stored_threshold(client: Client, server: str, xray
     covid = scores(result)["covid"]
     expected = "## COVID-19 pattern\n" if covid >= threshold else "## No COVID-19 pattern\n"
     assert expected in result[1] and f"threshold of {threshold:.2f}" in result[1]
+    assert result[0]["label"] == ("covid" if covid >= threshold else "non_covid")  # headed by the decision
     config = json.loads(fetch(server + "config"))
     labels = [c["props"] for c in config["components"] if c.get("type") == "label"]
     assert labels and all(props["show_heading"] is False for props in labels)  # no class name above the decision

@@ -3,6 +3,10 @@ a model trained on one source of a user's own images (fast tier)."""
 
 from __future__ import annotations
 
+from PIL import Image
+
+from covid_cxr.serving.predictor import Prediction
+from covid_cxr.serving.ui import decision_label
 from covid_cxr.serving.wording import disclaimer_markdown, model_markdown, quality_markdown
 
 FIGURES = {"threshold": 0.5, "test_mixed_sensitivity": 0.8, "test_mixed_specificity": 0.7, "test_mixed_n": 6.0,
@@ -23,3 +27,12 @@ def test_the_curated_collection_is_called_what_it_is() -> None:
     assert "tied to the hospital" in disclaimer_markdown(CURATED)
     assert "hospitals that sent both" in quality_markdown(CURATED, 0.1)
     assert "public chest X-ray collections" in model_markdown(CURATED)
+
+
+def test_the_api_label_is_headed_by_the_decision_not_the_larger_probability() -> None:
+    """A film at 0.35 with a threshold of 0.34 is a COVID-19 pattern: the API's Label says so, above non_covid 0.65."""
+    answer = Prediction({"non_covid": 0.65, "covid": 0.35}, 0.35, True, Image.new("RGB", (8, 8)), None)
+    label = decision_label(answer, "covid")
+    assert label["label"] == "covid" and [c["label"] for c in label["confidences"]] == ["non_covid", "covid"]
+    below = Prediction({"non_covid": 0.7, "covid": 0.3}, 0.3, False, Image.new("RGB", (8, 8)), None)
+    assert decision_label(below, "covid")["label"] == "non_covid"

@@ -6,6 +6,7 @@ decision panel (a toast would vanish and leave error badges), the `/predict` API
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -81,18 +82,33 @@ def quiet_refusals() -> dict[type[Exception], Callable[[Request, Exception], Awa
     return {FnIndexInferError: unknown_endpoint, ClientDisconnect: hung_up}
 
 
-def save_output(image: Image.Image | None, folder: Path, name: str) -> str | None:
-    """Each answer gets its own file, written under a temporary name and renamed into place: identical requests
+def publish(folder: Path, name: str, suffix: str, write: Callable[[Path], object]) -> str:
+    """Each answer gets its own files, written under a temporary name and renamed into place: identical requests
     never share an output path, and no download ever sees a half-written file. Files in Gradio's cache folder
     are served as they are, and swept away with the uploads (serving.cleanup)."""
-    if image is None:
-        return None
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"covid-cxr-{name}-{uuid.uuid4().hex}.png"
+    final = folder / f"covid-cxr-{name}-{uuid.uuid4().hex}{suffix}"
     staging = final.with_name(f".{final.name}.part")
-    image.save(staging, format="PNG", compress_level=1)  # fast: these files live for minutes
+    write(staging)
     os.replace(staging, final)
     return str(final)
+
+
+def save_output(image: Image.Image | None, folder: Path, name: str) -> str | None:
+    """One of the answer's images as a PNG file (fast: these files live for minutes)."""
+    if image is None:
+        return None
+    return publish(folder, name, ".png", lambda path: image.save(path, format="PNG", compress_level=1))
+
+
+def decision_label(result: Prediction, positive: str) -> dict[str, object]:
+    """The API's probabilities as Gradio's Label reads them from a JSON file, headed by the decision at the stored
+    threshold (`positive`: the model's COVID-19 label): from a plain dict Gradio heads them with the larger
+    probability, which can contradict the decision (non_covid 0.65 above a COVID-19 pattern at a threshold of 0.34)."""
+    others = {name: p for name, p in result.probabilities.items() if name != positive}
+    headed = positive if result.covid_detected else max(others, key=others.get)
+    ranked = sorted(result.probabilities.items(), key=lambda item: item[1], reverse=True)
+    return {"label": headed, "confidences": [{"label": name, "confidence": p} for name, p in ranked]}
 
 
 def analysis(predictor: Predictor, file: bytes | str | None) -> Prediction:
@@ -132,7 +148,9 @@ def make_handlers(predictor: Predictor, output_dir: Path):
         except Refusal as err:
             raise gr.Error(str(err), print_exception=False) from None
         seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
-        return result.probabilities, verdict_markdown(result, predictor.threshold), seen, heat
+        decision = decision_label(result, predictor.model.config.id2label[predictor.positive])
+        label = publish(output_dir, "label", ".json", lambda path: path.write_text(json.dumps(decision)))
+        return label, verdict_markdown(result, predictor.threshold), seen, heat
 
     return page, api
 
@@ -187,7 +205,7 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
         )
         quality = gr.Markdown(quality_markdown(facts, DEFAULT_PREVALENCE), elem_id="quality")
         gr.Markdown(model_markdown(facts))
-        # the API's outputs: the probabilities as pipeline() gives them, the decision, the two images
+        # the API's outputs: the probabilities headed by the decision at the threshold, the decision, the two images
         with gr.Group(visible=False):
             api_outputs = [
                 gr.Label(label="Calibrated probability", show_heading=False),
