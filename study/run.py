@@ -20,7 +20,7 @@ def guard_section(guard: dict, model: str) -> str:
         rejects, caught = lungs["false_rejects"], lungs["caught"]
         lung_text = f"""
 
-The lung-field check on its own (no plausible lung fields on the image as the model sees it; `{guard["lungs"]}`)
+The lung-field check on its own (no plausible lung fields on the image as the model sees it; {guard["lungs"]})
 refuses {rejects["refused"]} of the {guard["test_xrays"]} test X-rays ({100 * rejects["rate"]:.1f}%) and catches
 {caught["refused"]} of the {guard["non_xrays"]} non-X-rays ({100 * caught["rate"]:.0f}%): it is a third layer behind the
 pixel and feature checks, not a replacement for them. Test X-rays it refuses:

@@ -97,7 +97,7 @@ def main() -> dict:
     result = {
         **machine(),
         "model": args.model,
-        "lungs": "the model's own" if predictor.lungs_first else (args.lungs if lungs else None),
+        "lungs": "the model's own lung finder" if predictor.lungs_first else (f"`{args.lungs}`" if lungs else None),
         "test_xrays": len(xrays),
         "false_rejects": false_rejects["refused"],
         "false_reject_rate": false_rejects["rate"],
