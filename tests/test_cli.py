@@ -91,7 +91,7 @@ def test_help_keeps_a_hyphenated_default_whole_and_says_what_a_no_flag_turns_off
                         defaults={"dataset": folder})  # fmt: skip
     out = capsys.readouterr().out
     assert f"{folder})" in out  # neither split at a hyphen nor cut, so it can be copied
-    assert "Turn off --linear_probe (on by default).\n" in out
+    assert "Turn off --linear_probe (default: on).\n" in out
 
 
 def test_a_required_flag_is_named_in_the_usage_line(capsys) -> None:

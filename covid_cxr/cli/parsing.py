@@ -106,7 +106,7 @@ def parse_arguments(
     )
     for action in parser._actions:  # HfArgumentParser gives a --no_flag the help of the flag it turns off
         if action.option_strings and action.option_strings[0].startswith("--no_"):
-            action.help = f"Turn off --{action.dest} (on by default)."
+            action.help = f"Turn off --{action.dest} (default: on)."
     known = {action.dest for action in parser._actions}
     refused = dict(refused or {})
     original = {action.dest: action.default for action in parser._actions if action.dest in refused}
