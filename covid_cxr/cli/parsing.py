@@ -40,8 +40,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.required:
             return f"{action.help} (required)"
-        if action.option_strings and action.option_strings[0].startswith("--no_"):
-            return action.help  # its help says what it turns off; its own default (False) would only mislead
+        if "(default:" in (action.help or ""):
+            return action.help  # a help that states its default (a --no_flag's "on", not its dest's False) keeps it
         return super()._get_help_string(action)
 
 
