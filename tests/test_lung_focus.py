@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from safetensors import safe_open
+from safetensors.torch import load_file
 from scipy import ndimage
-from transformers import AutoImageProcessor, Dinov2ForImageClassification, pipeline
+from transformers import AutoImageProcessor, AutoModelForImageClassification, Dinov2ForImageClassification, pipeline
 
 from covid_cxr.audit.occlusion import blur_image_outside
 from covid_cxr.cli.predict import main as predict_main
@@ -30,10 +32,11 @@ from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 from covid_cxr.serving.predictor import OutdatedModel, OutOfScope, Predictor
 from covid_cxr.serving.wording import LUNGS_FIRST_WORDS, verdict_markdown
 from covid_cxr.training.run import run
-from covid_cxr.training.trainer import load_model
+from covid_cxr.training.trainer import freeze_backbone, load_model
 from tests.conftest import FIXTURE_ROOT, tiny_run_arguments
 
 SIDE = 56
+TRAINABLE_BLOCKS = 2  # the recipe's default, which tiny_run_arguments keeps
 CALLER = """
 import json, sys
 sys.modules["covid_cxr"] = None  # this process cannot import the package
@@ -97,7 +100,9 @@ def untrained(backbone: Path, lungs_folder: Path):
     """The one model over the test backbone and segmenter (head untrained), and its processor at SIDE px."""
     processor = AutoImageProcessor.from_pretrained(backbone)
     set_processor_size(processor, SIDE)
-    return load_model(str(backbone), LungSegmenter.from_pretrained(lungs_folder)).eval(), processor
+    model = load_model(str(backbone), LungSegmenter.from_pretrained(lungs_folder), TRAINABLE_BLOCKS)
+    freeze_backbone(model, TRAINABLE_BLOCKS)  # as training does
+    return model.eval(), processor
 
 
 def test_the_model_focuses_each_film_inside_its_forward(untrained, small_dataset: Path) -> None:
@@ -127,6 +132,27 @@ def test_training_freezes_the_segmenter_inside(untrained) -> None:
     assert any(p.requires_grad for p in model.classifier.parameters())
 
 
+def test_the_finder_shares_the_classifiers_frozen_blocks(
+    untrained, backbone: Path, lungs_folder: Path, tmp_path: Path
+) -> None:
+    """The finder's blocks are the classifier's own frozen ones (one copy, holding the finder's weights, which the
+    Trainer's checkpoints reload without a missing-key warning); a run that trains every block keeps the finder
+    apart, so training cannot move it."""
+    model, _ = untrained
+    finder = LungSegmenter.from_pretrained(lungs_folder)
+    depth = finder.backbone.config.num_hidden_layers
+    assert model.config.lung_finder["shared_modules"] == depth + 1  # the embeddings and every block it runs
+    classifier = model.dinov2.state_dict()
+    assert len(model.shared_finder_weights) == len([n for n in finder.backbone.state_dict() if "layernorm" not in n])
+    for name in model.shared_finder_weights:
+        torch.testing.assert_close(classifier[name], model.lungs.backbone.state_dict()[name], rtol=0, atol=0)
+    torch.testing.assert_close(model.lungs.state_dict(), finder.state_dict(), rtol=0, atol=0)
+    model.save_pretrained(tmp_path, save_original_format=False)  # as the Trainer writes its checkpoints
+    reloaded = model.load_state_dict(load_file(tmp_path / "model.safetensors"), strict=False)
+    assert set(reloaded.missing_keys) == set(model._keys_to_ignore_on_save)  # which the Trainer does not warn of
+    assert load_model(str(backbone), finder, trainable_blocks=-1).config.lung_finder["shared_modules"] == 0
+
+
 @pytest.fixture(scope="module")
 def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lungs_folder: Path) -> Path:
     output = tmp_path_factory.mktemp("lungs-first")
@@ -134,7 +160,7 @@ def lungs_first_model(tmp_path_factory, backbone: Path, small_dataset: Path, lun
     return output
 
 
-def test_a_lungs_first_model_is_one_folder(lungs_first_model: Path) -> None:
+def test_a_lungs_first_model_is_one_folder(lungs_first_model: Path, lungs_folder: Path) -> None:
     config = json.loads((lungs_first_model / "config.json").read_text())
     assert config["model_type"] == "covid-cxr-lungs-first" and "lung_focus" not in config
     assert config["auto_map"] == {
@@ -143,6 +169,10 @@ def test_a_lungs_first_model_is_one_folder(lungs_first_model: Path) -> None:
     }
     assert (lungs_first_model / "lungs_first.py").read_text() == Path(lungs_first.__file__).read_text()
     assert not list(lungs_first_model.glob("*.bin")) and (lungs_first_model / "model.safetensors").is_file()
+    with safe_open(lungs_first_model / "model.safetensors", "pt") as weights:  # the shared blocks stored once
+        assert not [name for name in weights.keys() if name.startswith("lungs.backbone.e")]  # noqa: SIM118
+    loaded = AutoModelForImageClassification.from_pretrained(lungs_first_model)  # the finder's from the one copy
+    torch.testing.assert_close(loaded.lungs.state_dict(), LungSegmenter.from_pretrained(lungs_folder).state_dict())
     card = (lungs_first_model / "README.md").read_text()
     assert "This model is lungs first" in card and "trust_remote_code=True" in card
     assert f'model="{lungs_first_model}"' in card  # the card's calls name the folder, no placeholder

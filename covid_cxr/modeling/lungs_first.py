@@ -9,6 +9,12 @@ Nature Machine Intelligence 2021); the dilation keeps the lung borders sharp and
 edge becomes a new shortcut. A film on which no plausible lung fields are found is classified whole, as it was
 in training.
 
+The finder's backbone is the classifier's pretrained DINOv2 cut after the deepest layer it reads. When the
+classifier keeps those first blocks frozen (its default recipe), their weights are the same, and the model folder
+stores them once: the finder's `shared_modules` (the embeddings, then one block after another) are read from the
+classifier's on loading. Those frozen blocks hold the finder's weights (the pretrained ones rounded to bf16, as the
+finder was fitted on them).
+
 This file is the whole model: it imports torch and transformers only, so it travels in the model folder
 (`auto_map` in config.json) for `pipeline(..., trust_remote_code=True)` without the covid-cxr package; with the
 package installed, `import covid_cxr` registers the same classes with the Auto classes and no remote code runs.
@@ -49,7 +55,8 @@ class LungsFirstConfig(Dinov2Config):
 
     model_type = MODEL_TYPE
 
-    # {"backbone": Dinov2Config dict, "layers": [...], "hidden": int, "threshold": float, "image_size": int}
+    # {"backbone": Dinov2Config dict, "layers": [...], "hidden": int, "threshold": float, "image_size": int,
+    #  "shared_modules": int (optional: how many of the finder's embeddings and blocks are the classifier's)}
     lung_finder: dict | None = None
     focus: dict | None = None  # FOCUS_DEFAULTS, or what the model was trained with
 
@@ -84,6 +91,12 @@ class LungFinder(nn.Module):
         self.backbone = Dinov2Model(Dinov2Config(**settings["backbone"]))
         self.head = LungHead(self.backbone.config.hidden_size * len(settings["layers"]), settings["hidden"])
         self.requires_grad_(False)
+
+    def shared_weights(self, count: int) -> list[str]:
+        """The names (in our backbone) of our weights that are the classifier's when we share its embeddings and
+        first `count - 1` blocks."""
+        prefixes = ("embeddings.", *(f"encoder.layer.{i}." for i in range(count - 1)))
+        return [name for name in self.backbone.state_dict() if count >= 1 and name.startswith(prefixes)]
 
     def forward(self, pixel_values: torch.Tensor, side: int) -> torch.Tensor:
         """Lung probability (B, side, side) of normalised films, read at the finder's own input size."""
@@ -158,6 +171,20 @@ class LungsFirstForImageClassification(Dinov2ForImageClassification):
     def __init__(self, config: LungsFirstConfig) -> None:
         super().__init__(config)
         self.lungs = LungFinder(config.lung_finder)
+        # Stored once, as the classifier's, and copied into the finder on loading (tie_weights). The modules stay
+        # apart: transformers records hidden states by hooks on them, which a shared module would fire twice.
+        self.shared_finder_weights = self.lungs.shared_weights(int(config.lung_finder.get("shared_modules", 0)))
+        self._keys_to_ignore_on_save = [f"lungs.backbone.{name}" for name in self.shared_finder_weights]
+        self._keys_to_ignore_on_load_missing = self._keys_to_ignore_on_save
+        self.tie_weights()
+
+    def tie_weights(self, *args, **kwargs) -> None:
+        """transformers' ties, then the finder's shared weights made the classifier's (which hold the only copy)."""
+        super().tie_weights(*args, **kwargs)
+        shared = getattr(self, "shared_finder_weights", [])  # no finder yet while PreTrainedModel.__init__ ties
+        if shared:
+            classifier = self.dinov2.state_dict()
+            self.lungs.backbone.load_state_dict({name: classifier[name] for name in shared}, strict=False)
 
     def focus_on_lungs(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(focused films, lung probability at mask_side, plausible): an implausible film's mask is all lung."""

@@ -152,7 +152,7 @@ def fit(
     enable_full_determinism(seed) if training_args.full_determinism else set_seed(seed)
     processor = AutoImageProcessor.from_pretrained(model_path)
     set_processor_size(processor, model_args.image_size or processor_size(processor))  # the whole film, no crop
-    model = load_model(model_path, lungs)
+    model = load_model(model_path, lungs, model_args.trainable_blocks)
     freeze_backbone(model, model_args.trainable_blocks)
     train_labels = np.asarray(splits["train"]["label"])
     train_data, eval_data, device_pixels = prepare_inputs(splits, processor, data_args, training_args)

@@ -93,11 +93,14 @@ class CxrTrainer(Trainer):
             del model.save_pretrained
 
 
-def load_model(model_path: str, lungs: LungSegmenter | None = None, **kwargs) -> PreTrainedModel:
+def load_model(
+    model_path: str, lungs: LungSegmenter | None = None, trainable_blocks: int = -1, **kwargs
+) -> PreTrainedModel:
     """The backbone with a fresh two-class head (safetensors only); kwargs go to `from_pretrained`. With a lung
-    segmenter, the lungs-first model (covid_cxr.modeling.lungs_first) over that backbone, holding the segmenter."""
+    segmenter, the lungs-first model (covid_cxr.modeling.lungs_first) over that backbone, holding the segmenter
+    (sharing with it the blocks that `trainable_blocks`, as freeze_backbone reads it, leaves frozen)."""
     if lungs is not None:
-        return lungs_first_model(model_path, lungs)
+        return lungs_first_model(model_path, lungs, trainable_blocks)
     return AutoModelForImageClassification.from_pretrained(
         model_path,
         num_labels=len(CLASS_NAMES),
@@ -109,9 +112,10 @@ def load_model(model_path: str, lungs: LungSegmenter | None = None, **kwargs) ->
     )
 
 
-def lungs_first_model(model_path: str, lungs: LungSegmenter) -> LungsFirstForImageClassification:
+def lungs_first_model(model_path: str, lungs: LungSegmenter, trainable_blocks: int) -> LungsFirstForImageClassification:
     """A DINOv2 backbone and a lung segmenter as one lungs-first model: the backbone's weights, a fresh head, and
-    the segmenter frozen inside; refused, saying why, for another backbone or another normalisation."""
+    the segmenter frozen inside, its blocks the classifier's own where those are the segmenter's (up to its bf16
+    rounding) and stay frozen; refused, saying why, for another backbone or another normalisation."""
     backbone = AutoConfig.from_pretrained(model_path)
     if backbone.model_type != "dinov2":
         raise ValueError(
@@ -123,12 +127,17 @@ def lungs_first_model(model_path: str, lungs: LungSegmenter) -> LungsFirstForIma
         lungs.config.image_std
     ):
         raise ValueError(f"{model_path} normalises its input otherwise than the lung segmenter it would hold")
-    head = {"id2label": ID2LABEL, "label2id": LABEL2ID, "lung_finder": lungs.finder_settings()}
+    pretrained = Dinov2Model.from_pretrained(model_path, use_safetensors=True)
+    frozen = 0 if trainable_blocks < 0 else 1 + max(backbone.num_hidden_layers - trainable_blocks, 0)
+    shared = min(lungs.shared_layers(pretrained), frozen)  # hidden states: the embeddings', then each block's
+    finder = lungs.finder_settings() | {"shared_modules": shared}
+    head = {"id2label": ID2LABEL, "label2id": LABEL2ID, "lung_finder": finder}
     settings = {k: v for k, v in backbone.to_dict().items() if k not in ("model_type", "architectures", *head)}
-    config = LungsFirstConfig(**settings, **head)
-    model = LungsFirstForImageClassification(config)
-    model.dinov2.load_state_dict(Dinov2Model.from_pretrained(model_path, use_safetensors=True).state_dict())
+    model = LungsFirstForImageClassification(LungsFirstConfig(**settings, **head))
+    model.dinov2.load_state_dict(pretrained.state_dict())
     model.lungs.load_state_dict(lungs.state_dict())
+    finder = model.lungs.backbone.state_dict()  # the shared blocks' one copy holds the finder's rounded weights
+    model.dinov2.load_state_dict({name: finder[name] for name in model.shared_finder_weights}, strict=False)
     return model
 
 
