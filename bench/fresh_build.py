@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO_ROOT, machine, report
+from covid_cxr.model_folder import SEGMENTER_CV, TRAIN_RESULTS
 
 TARGETS = ("data", "backbone", "lungs", "train")
 
@@ -50,8 +51,8 @@ def make(checkout: Path, target: str, venv: Path, log: Path) -> dict[str, object
 def where_train_went(checkout: Path) -> dict[str, float]:
     """The fine-tune's own account: the Trainer loop's seconds (the rest is evaluation, calibration, the card's
     measurements and the ONNX export) and the lung segmenter's fitting and cross-validation."""
-    trained = json.loads((checkout / "build" / "model" / "train_results.json").read_text())
-    lungs = json.loads((checkout / "build" / "lungs" / "cv_results.json").read_text())
+    trained = json.loads((checkout / "build" / "model" / TRAIN_RESULTS).read_text())
+    lungs = json.loads((checkout / "build" / "lungs" / SEGMENTER_CV).read_text())
     return {"trainer_loop_s": round(trained["train_runtime"], 1), "lungs_fit_and_cv_s": lungs["seconds"]}
 
 

@@ -29,8 +29,9 @@ from covid_cxr.data.processor_size import processor_size
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.measures import RATIO_WARNING, attention_warning
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
+from covid_cxr.model_folder import ONNX_DIR, ONNX_MODEL
 from covid_cxr.modeling.inference import run_model, softmax
-from covid_cxr.modeling.onnx_export import FP32_FILE, ONNX_DIR, OUTPUTS, make_session
+from covid_cxr.modeling.onnx_export import OUTPUTS, make_session
 from covid_cxr.serving.predictor import OutOfScope, Predictor
 
 SPACE = "Space predict, onnxruntime (the Space's path)"
@@ -178,7 +179,7 @@ def main() -> dict:
     classifier = pipeline("image-classification", model=args.model, device="cpu")
     expected = np.asarray([next(r["score"] for r in classifier(image) if r["label"] == "covid") for image in rgb])
     fp32 = softmax(run_model(predictor.model, predictor.processor, rgb, 32).logits)[:, 1]
-    session = make_session(Path(args.model) / ONNX_DIR / FP32_FILE)
+    session = make_session(Path(args.model) / ONNX_DIR / ONNX_MODEL)
     in_onnx = onnx_probabilities(session, predictor.processor, rgb)
     paths = space_paths(predictor, in_torch)
     over_test = {name: answers(analyse, encoded) for name, analyse in paths.items()}

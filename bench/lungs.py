@@ -18,6 +18,7 @@ from bench.common import machine
 from covid_cxr.data.imaging import load_image
 from covid_cxr.lungs.measures import components, implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.model_folder import SEGMENTER_CV
 
 Samples = dict[tuple[str, str], list[tuple[Image.Image, np.ndarray]]]
 
@@ -67,7 +68,7 @@ def measure(model: Path, images: Path) -> tuple[dict, Samples]:
     """The segmenter's report over the collection at `images`, and the sample masks a montage shows."""
     segmenter = LungSegmenter.from_pretrained(model)
     records, samples = sanity_pass(segmenter, images)
-    cv = json.loads((model / "cv_results.json").read_text())
+    cv = json.loads((model / SEGMENTER_CV).read_text())
     report = {
         **machine(),
         "cross_validation": {k: v for k, v in cv.items() if k != "per_image_dice"},

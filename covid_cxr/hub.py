@@ -13,6 +13,8 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCa
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from covid_cxr.model_folder import CARD, CHECKPOINT_PREFIX, CONFIG, FINGERPRINT, INCOMPLETE_PREFIX, RUN_CONFIG
+
 if TYPE_CHECKING:  # a type only: the argument dataclass below is imported before any command parses its flags
     import datasets
 
@@ -21,12 +23,12 @@ HUB_ID_FILE = "hub_repo_id.txt"  # written beside a pushed dataset or segmenter,
 # A model folder's files that stay local: checkpoints, TensorBoard runs, pickles, and the run's bookkeeping (the
 # resume fingerprint; the resolved configuration, which names local folders)
 MODEL_IGNORED = (
-    "checkpoint-*",
-    "incomplete-checkpoint-*",
+    f"{CHECKPOINT_PREFIX}-*",
+    f"{INCOMPLETE_PREFIX}{CHECKPOINT_PREFIX}-*",
     "runs/*",
     "*.bin",
-    "run_fingerprint.json",
-    "run_config.json",
+    FINGERPRINT,
+    RUN_CONFIG,
 )
 
 
@@ -42,7 +44,7 @@ def is_hub_id(name: str) -> bool:
 
 def fetch_model_folder(model: str) -> str | None:
     """A local model folder as is, or a Hub id downloaded to the cache; None when neither holds a model."""
-    if (Path(model) / "config.json").is_file():
+    if (Path(model) / CONFIG).is_file():
         return model
     if Path(model).exists() or not is_hub_id(model):
         return None
@@ -67,7 +69,7 @@ def dataset_operations(
             download_size += path.stat().st_size
             operations.append(CommitOperationAdd(path_in_repo=f"data/{path.name}", path_or_fileobj=str(path)))
     card.data.dataset_info["download_size"] = download_size
-    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode()))
+    operations.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=str(card).encode()))
     operations += [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in linked_files]
     return operations
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from covid_cxr.model_folder import CHECKPOINT_PREFIX
+
 logger = logging.getLogger(__name__)
 
 
@@ -114,5 +116,5 @@ def share_weights(folder: Path | str) -> None:
     umask = os.umask(0)
     os.umask(umask)
     for path in Path(folder).rglob("*.safetensors"):
-        if not any(part.startswith("checkpoint-") for part in path.relative_to(folder).parts):
+        if not any(part.startswith(f"{CHECKPOINT_PREFIX}-") for part in path.relative_to(folder).parts):
             path.chmod(0o666 & ~umask)

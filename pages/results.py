@@ -17,6 +17,7 @@ import datasets
 
 from covid_cxr.cards.markdown import markdown_rows
 from covid_cxr.evaluation.keys import ALL, MIXED, PROBE_TEST, TEST, metric_key
+from covid_cxr.model_folder import read_config, read_results, read_run_config
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from covid_cxr.training.report import mixed_sources_of
 from pages.blocks import DOCS, Artefact, Block, fill, number
@@ -33,14 +34,13 @@ ROWS = (  # (name, prefix of the figures, subset); the probe rows exist when the
 
 def collect(model_dir: Path) -> Artefact:
     """What the page shows, from the model folder's own files."""
-    config = json.loads((model_dir / "config.json").read_text())
-    run = json.loads((model_dir / "run_config.json").read_text())
+    config, run = read_config(model_dir), read_run_config(model_dir)
     splits = datasets.load_from_disk(run["data"]["dataset"])  # the data the model was trained and tested on
     return {
         "mixed_sources": mixed_sources_of(splits),
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
-        "metrics": json.loads((model_dir / "all_results.json").read_text()),
+        "metrics": read_results(model_dir),
         "config": {key: config.get(key) for key in CONFIG_KEYS},
         "recipe": {
             "image_size": run["model"]["image_size"],

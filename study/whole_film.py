@@ -26,9 +26,8 @@ from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.evaluation.probes import source_probe
 from covid_cxr.lungs.dataset_masks import MASK_COLUMN
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.model_folder import OCCLUSION_RESULTS, read_config, read_results
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
-from covid_cxr.training.checkpoints import ALL_RESULTS
-from covid_cxr.training.run import OCCLUSION_RESULTS
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, measured_recipe
@@ -319,9 +318,9 @@ def trained_shortcuts(folder: Path) -> dict[str, object]:
     """What one trained model folder measured of its shortcuts on its test split (all_results.json and the
     occlusion test beside it): the source read from the frozen backbone's features of the images it saw, where its
     Grad-CAM heat lies against the lungs, and what hiding the lungs leaves of its discrimination."""
-    results = json.loads((folder / ALL_RESULTS).read_text())
+    results = read_results(folder)
     occlusion = json.loads((folder / OCCLUSION_RESULTS).read_text())
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder)
     figures = {key: results.get(key) for key in TRAINED_FIGURES}
     for subset, measured in occlusion.items():
         figures[f"{subset}_lungs_hidden_kept"] = measured["lungs_hidden_kept"]["value"]

@@ -14,6 +14,7 @@ from covid_cxr.lungs.__main__ import main as lungs_cli
 from covid_cxr.lungs.fitting import cross_validate, fit_head, read_mask
 from covid_cxr.lungs.measures import attention_ratio, attention_share, attention_warning, components, dice
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.model_folder import SEGMENTER_CV
 from covid_cxr.serving.wording import attention_words
 from tests.conftest import fit_standard
 
@@ -173,7 +174,7 @@ def test_train_lungs_pushes_the_standard_segmenter_with_its_card(
     assert commit["repo_id"] == "me/cxr-lungs" and set(commit["added"]) == expected
     assert (output / HUB_ID_FILE).read_text().strip() == "me/cxr-lungs"
     card = " ".join((fake_hub.root / "me/cxr-lungs" / "README.md").read_text().split())  # prose, not line breaks
-    dice_mean = json.loads((output / "cv_results.json").read_text())["pipeline"]["dice_mean"]
+    dice_mean = json.loads((output / SEGMENTER_CV).read_text())["pipeline"]["dice_mean"]
     assert f"mean Dice **{dice_mean:.3f}**" in card and "12 lung masks of 12 patients" in card
     assert "| ieee8023 | covid | 12 |" in card and "all labelled `covid`" in card
     assert 'pipeline("image-segmentation", model="me/cxr-lungs")' in card and "licensed CC BY 4.0 (test)" in card

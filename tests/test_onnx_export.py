@@ -14,8 +14,9 @@ from PIL import Image
 from transformers import BitImageProcessor, Dinov2Config, Dinov2ForImageClassification
 
 from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
+from covid_cxr.model_folder import ONNX_CHECK, ONNX_DIR, ONNX_MODEL
 from covid_cxr.modeling.heatmap import grad_cam, head_cam, token_grid
-from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR, current_session, export_onnx
+from covid_cxr.modeling.onnx_export import current_session, export_onnx
 from covid_cxr.serving.predictor import Predictor
 
 TINY = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, patch_size=14)
@@ -48,10 +49,10 @@ def xray(fixture_root: Path) -> Image.Image:
 def test_export_writes_the_transformers_js_layout_and_matches_pytorch(tiny_folder: Path, fixture_root: Path) -> None:
     images = [Image.open(p) for p in sorted((fixture_root / "images").glob("*.jpg"))[:4]]
     check = export_onnx(tiny_folder, images)
-    assert (tiny_folder / ONNX_DIR / FP32_FILE).is_file()
+    assert (tiny_folder / ONNX_DIR / ONNX_MODEL).is_file()
     assert not (tiny_folder / ONNX_DIR / "model_quantized.onnx").exists()  # int8 moved a model's answers too far
     assert check["images"] == 4 and check["onnx_max_logit_difference"] < 1e-4
-    assert json.loads((tiny_folder / ONNX_DIR / CHECK_FILE).read_text()) == check
+    assert json.loads((tiny_folder / ONNX_DIR / ONNX_CHECK).read_text()) == check
 
 
 def test_the_predictor_serves_onnx_only_while_it_matches_the_weights(tiny_folder: Path, fixture_root: Path) -> None:
@@ -135,7 +136,7 @@ def test_a_lungs_first_graph_is_the_whole_model(tmp_path: Path, fixture_root: Pa
     BitImageProcessor(size={"height": 56, "width": 56}, do_center_crop=False).save_pretrained(tmp_path)
     images = [Image.open(p) for p in sorted((fixture_root / "images").glob("*.jpg"))[:4]]
     assert export_onnx(tmp_path, images)["onnx_max_probability_difference"] < 1e-4
-    graph = onnx.load(tmp_path / ONNX_DIR / FP32_FILE).graph  # position embeddings are constants, not resized
+    graph = onnx.load(tmp_path / ONNX_DIR / ONNX_MODEL).graph  # position embeddings are constants, not resized
     assert not [node.name for node in graph.node if node.op_type == "Resize" and "embeddings" in node.name]
     fast, slow = Predictor(tmp_path), Predictor(tmp_path)
     slow.session = None

@@ -17,9 +17,11 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "covid_cxr"
-# What each part of the package may import from the others (top-level leaves: labels, hub).
+# What each part of the package may import from the others (top-level leaves: labels, model_folder; every part
+# may import model_folder, the one home of a model folder's file names).
 ALLOWED = {
     "labels": set(),
+    "model_folder": set(),
     "outputs": set(),
     "hub": set(),
     "data": {"outputs", "labels"},
@@ -137,7 +139,7 @@ def test_imports_point_inward() -> None:
         part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
         if part in ("__init__",):
             continue
-        for target in internal_imports(path) - ALLOWED[part] - {part}:
+        for target in internal_imports(path) - ALLOWED[part] - {part, "model_folder"}:
             offending.append(f"{path.relative_to(REPO_ROOT)} imports covid_cxr.{target}")
         for name in imported_modules(path):
             if name.split(".")[0] in OUTSIDE:
@@ -181,3 +183,20 @@ def test_wheel_holds_and_declares_everything(tmp_path: Path) -> None:
         if not {d.lower().replace("_", "-") for d in providers.get(name, [name])} & declared
     }
     assert not undeclared
+
+
+def test_model_folder_names_have_one_home() -> None:
+    """No module of the package but covid_cxr/model_folder.py types a model folder's file name or prefix (its
+    writers and readers import it)."""
+    from covid_cxr import model_folder
+
+    names = {value for name, value in vars(model_folder).items() if name.isupper() and isinstance(value, str)}
+    names = {name for name in names if "." in name or name.endswith("-")}  # files and prefixes, not folder words
+    typed = [
+        f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.value!r}"
+        for path in PACKAGE.rglob("*.py")
+        if path != Path(model_folder.__file__)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    ]
+    assert not typed

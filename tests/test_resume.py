@@ -11,8 +11,8 @@ import datasets
 import pytest
 from transformers import TrainerCallback
 
+from covid_cxr.model_folder import FINGERPRINT as FINGERPRINT_FILE
 from covid_cxr.training.checkpoints import (
-    FINGERPRINT_FILE,
     StaleRunError,
     changes,
     plan_resume,

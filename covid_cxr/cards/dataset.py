@@ -8,7 +8,7 @@ import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from covid_cxr.cards.facts import KNOWN_SOURCES, DataFacts, data_facts
-from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
+from covid_cxr.cards.markdown import TEMPLATES, markdown_table
 from covid_cxr.data.build import FEATURES, HISTOGRAM_NAME, BuildConfig, BuildResult
 from covid_cxr.data.records import detect_layout
 from covid_cxr.data.splits import SPLIT_NAMES
@@ -21,6 +21,7 @@ from covid_cxr.data.stats import (
     view_counts,
 )
 from covid_cxr.labels import CLASS_NAMES
+from covid_cxr.model_folder import LICENSE
 
 
 def hub_license_id(text: str) -> str:
@@ -44,7 +45,7 @@ def dataset_card_data(result: BuildResult, pretty_name: str) -> DatasetCardData:
     return DatasetCardData(
         pretty_name=pretty_name,
         license=licences,
-        license_link=LICENSE_FILE if "other" in licences else None,
+        license_link=LICENSE if "other" in licences else None,
         task_categories=["image-classification"],
         size_categories=[size_category(len(result.records))],
         tags=["medical", "chest-x-ray", "covid-19", "radiology"],

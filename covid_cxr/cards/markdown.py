@@ -9,7 +9,6 @@ import pandas as pd
 
 # Links to the top-level dataset_card.md and model_card.md; a built wheel carries copies of them.
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-LICENSE_FILE = "LICENSE.md"  # what a card's `license_link` points to when its licence is "other"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

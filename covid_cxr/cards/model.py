@@ -8,9 +8,10 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from covid_cxr.cards.facts import DataFacts
-from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES, markdown_table
+from covid_cxr.cards.markdown import TEMPLATES, markdown_table
 from covid_cxr.evaluation.grouped import MIXED, Evaluation
 from covid_cxr.labels import CLASS_NAMES
+from covid_cxr.model_folder import LICENSE
 from covid_cxr.modeling.calibration import Calibration
 
 _TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
@@ -143,7 +144,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         model_name="covid-cxr",
         license="other",
         license_name="research-only",
-        license_link=LICENSE_FILE,
+        license_link=LICENSE,
         library_name="transformers",
         pipeline_tag="image-classification",
         base_model=context.base_model,

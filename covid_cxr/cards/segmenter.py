@@ -10,8 +10,9 @@ from typing import Protocol
 from huggingface_hub import ModelCard, ModelCardData
 
 from covid_cxr.cards.facts import DataFacts, data_facts
-from covid_cxr.cards.markdown import LICENSE_FILE, TEMPLATES
+from covid_cxr.cards.markdown import TEMPLATES
 from covid_cxr.cards.model import research_only_terms
+from covid_cxr.model_folder import LICENSE
 
 
 class MaskedRecord(Protocol):
@@ -47,7 +48,7 @@ def render_segmenter_card(
     card_data = ModelCardData(
         license="other",
         license_name="research-only",
-        license_link=LICENSE_FILE,
+        license_link=LICENSE,
         library_name="transformers",
         pipeline_tag="image-segmentation",
         base_model=str(backbone.get("base_model") or backbone.get("hub_equivalent") or "") or None,
@@ -70,7 +71,7 @@ def render_segmenter_card(
         facts=facts,
         one_label=next(iter(labels)) if len(labels) == 1 and "" not in labels else None,
         masks_license=f"licensed {masks_license}" if masks_license else MASKS_LICENSE_UNSTATED,
-        license_file=LICENSE_FILE,
+        license_file=LICENSE,
     )
 
 

@@ -116,7 +116,6 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
     import datasets
 
     from covid_cxr.cards.dataset import default_title, licence_terms, render_dataset_card
-    from covid_cxr.cards.markdown import LICENSE_FILE
     from covid_cxr.data.build import (
         DATASET_MARKER,
         HISTOGRAM_NAME,
@@ -128,6 +127,7 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
     )
     from covid_cxr.data.records import MetadataError
     from covid_cxr.data.stats import counts_table, plot_intensity_histograms, records_frame
+    from covid_cxr.model_folder import CARD, LICENSE
     from covid_cxr.outputs import OutputFolderError, check_output_dir, replacing
 
     output_dir = Path(data_args.output_dir)
@@ -151,15 +151,15 @@ def build(data_args: DatasetArguments, split_args: SplitArguments) -> None:
         write_report(result, config, staging / REPORT_NAME)
         plot_intensity_histograms(result.histograms, staging / HISTOGRAM_NAME)
         card = render_dataset_card(result, config, title, data_args.push_to_hub)
-        card.save(staging / "README.md")
-        (staging / LICENSE_FILE).write_text(licence_terms(result), encoding="utf-8")
+        card.save(staging / CARD)
+        (staging / LICENSE).write_text(licence_terms(result), encoding="utf-8")
     result.dataset = datasets.load_from_disk(str(output_dir))
 
     print(counts_table(records_frame(result.records, result.splits)).to_string())
     print(summary(result, output_dir / REPORT_NAME))
     print(f"Dataset, card and report written to {output_dir}/")
     if data_args.push_to_hub:
-        linked = [output_dir / name for name in (REPORT_NAME, HISTOGRAM_NAME, LICENSE_FILE)]
+        linked = [output_dir / name for name in (REPORT_NAME, HISTOGRAM_NAME, LICENSE)]
         upload(result.dataset, card, linked, data_args, output_dir)
     if data_args.strict and result.invalid_rows:
         sys.exit(f"--strict: {len(result.invalid_rows)} metadata row(s) are invalid (listed above); fix them")

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.segmenter import render_segmenter_card, segmenter_terms
 from covid_cxr.cli.parsing import parse_arguments
 from covid_cxr.data.processor_size import InputSizeError, check_input_side
@@ -37,17 +36,15 @@ from covid_cxr.lungs.fitting import (
 )
 from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
 from covid_cxr.lungs.standard import (
-    PIPELINE_FOLDER,
     lung_logits,
     lung_probability,
     save_standard,
     stage_features,
     standard_model,
 )
+from covid_cxr.model_folder import CARD, LICENSE, PIPELINE_FOLDER, SEGMENTER_CV
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.outputs import OutputFolderError, check_output_dir, share_weights
-
-CV_RESULTS = "cv_results.json"
 
 
 @dataclass
@@ -135,10 +132,10 @@ def main(
         hub.hub_repo_id or str(folder),
         args.masks_license,
     )
-    card.save(folder / "README.md")
-    (folder / LICENSE_FILE).write_text(segmenter_terms(pairs, args.masks_license), encoding="utf-8")
+    card.save(folder / CARD)
+    (folder / LICENSE).write_text(segmenter_terms(pairs, args.masks_license), encoding="utf-8")
     results |= {"seconds": round(time.perf_counter() - start, 1), **trained_on}
-    (Path(args.output_dir) / CV_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    (Path(args.output_dir) / SEGMENTER_CV).write_text(json.dumps(results, indent=2) + "\n")
     if "dice_mean" in results:
         (low, high), iou = results["dice_ci95"], results["iou_mean"]
         print(f"Cross-validated Dice {results['dice_mean']:.3f} (95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}")

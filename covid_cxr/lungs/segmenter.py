@@ -26,10 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, Dinov2Config, Dinov2Model
 
+from covid_cxr.model_folder import SEGMENTER_CONFIG, SEGMENTER_WEIGHTS
 from covid_cxr.modeling.lungs_first import LungHead
-
-CONFIG_NAME = "lung_segmenter.json"
-WEIGHTS_NAME = "lung_segmenter.safetensors"
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class SegmenterConfig:
 
 def holds_segmenter(folder: str | Path) -> bool:
     """Whether `folder` holds a saved segmenter (what `make lungs` writes)."""
-    return (Path(folder) / CONFIG_NAME).is_file()
+    return (Path(folder) / SEGMENTER_CONFIG).is_file()
 
 
 class LungSegmenter(nn.Module):
@@ -79,13 +77,13 @@ class LungSegmenter(nn.Module):
         folder = Path(folder)
         if not holds_segmenter(folder):
             raise FileNotFoundError(
-                f"no lung segmenter in {folder} (no {CONFIG_NAME}); train one with `covid-cxr train-lungs` "
+                f"no lung segmenter in {folder} (no {SEGMENTER_CONFIG}); train one with `covid-cxr train-lungs` "
                 "(in a checkout: `make lungs`)"
             )
-        raw = json.loads((folder / CONFIG_NAME).read_text())
+        raw = json.loads((folder / SEGMENTER_CONFIG).read_text())
         config = SegmenterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         segmenter = cls(config)
-        state = {k: v.float() for k, v in load_file(folder / WEIGHTS_NAME).items()}
+        state = {k: v.float() for k, v in load_file(folder / SEGMENTER_WEIGHTS).items()}
         segmenter.load_state_dict(state)
         return segmenter.eval()
 
@@ -102,8 +100,8 @@ class LungSegmenter(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.to(torch.bfloat16) if k.startswith("backbone.") else v for k, v in self.state_dict().items()}
-        save_file({k: v.contiguous() for k, v in state.items()}, folder / WEIGHTS_NAME)
-        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in state.items()}, folder / SEGMENTER_WEIGHTS)
+        (folder / SEGMENTER_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
     def pixel_values(self, images: list[Image.Image]) -> torch.Tensor:
         """Each image squashed to image_size x image_size, RGB, normalised as the backbone was trained."""

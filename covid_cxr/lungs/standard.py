@@ -24,7 +24,6 @@ from transformers import (
 
 from covid_cxr.lungs.segmenter import LungSegmenter
 
-PIPELINE_FOLDER = "pipeline"  # the standard model's folder inside a segmenter folder (covid-cxr train-lungs)
 LABELS = ("background", "lung")
 HIDDEN = 32  # UperNet's channels: the masks are smooth, so a narrow head does (the default 512 is for ADE20k)
 

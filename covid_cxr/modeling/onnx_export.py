@@ -26,15 +26,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from covid_cxr.model_folder import ONNX_CHECK, ONNX_DIR, ONNX_MODEL, WEIGHTS, read_config
 from covid_cxr.modeling.heatmap import has_dinov2_head
 from covid_cxr.modeling.inference import load_folder, softmax
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 
-ONNX_DIR = "onnx"
-FP32_FILE = "model.onnx"
-CHECK_FILE = "export_check.json"  # what the export was checked against, and the weights it came from
-WEIGHTS_FILE = "model.safetensors"
 OUTPUTS = ("logits", "hidden_states")
 LUNG_OUTPUTS = ("lung_probability", "lungs_plausible", "focused_pixel_values")  # a lungs-first model's too
 
@@ -89,7 +86,7 @@ def exportable(model: nn.Module) -> bool:
 def weights_digest(model_folder: Path) -> str:
     """SHA-256 of the safetensors weights: an export counts only for the weights it was made from."""
     digest = hashlib.sha256()
-    with (model_folder / WEIGHTS_FILE).open("rb") as handle:
+    with (model_folder / WEIGHTS).open("rb") as handle:
         while chunk := handle.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
@@ -118,7 +115,7 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
     folder = model_folder / ONNX_DIR
     folder.mkdir(exist_ok=True)
     names = output_names(model.config.model_type)
-    staging = folder / f".{FP32_FILE}.part"
+    staging = folder / f".{ONNX_MODEL}.part"
     with warnings.catch_warnings(), constant_position_embeddings(model):
         warnings.simplefilter("ignore")  # the tracer's notes on Python conditions fixed at this input size
         with torch.no_grad():
@@ -134,28 +131,28 @@ def export_onnx(model_folder: Path, images: Sequence[Image.Image] | None = None)
             | {name: {0: "batch_size"} for name in names if name != "hidden_states"},
             opset_version=17,
         )
-    os.replace(staging, folder / FP32_FILE)
+    os.replace(staging, folder / ONNX_MODEL)
     with torch.no_grad():
         reference = model(pixel_values=pixels).logits.numpy()
-    (logits, _, *_) = make_session(folder / FP32_FILE).run(list(names), {"pixel_values": pixels.numpy()})
+    (logits, _, *_) = make_session(folder / ONNX_MODEL).run(list(names), {"pixel_values": pixels.numpy()})
     check: dict[str, object] = {
         "weights_sha256": weights_digest(model_folder),
         "images": len(pixels),
         "onnx_max_logit_difference": float(np.abs(logits - reference).max()),
         "onnx_max_probability_difference": float(np.abs(softmax(logits) - softmax(reference)).max()),
     }
-    (folder / CHECK_FILE).write_text(json.dumps(check, indent=2) + "\n")
+    (folder / ONNX_CHECK).write_text(json.dumps(check, indent=2) + "\n")
     return check
 
 
-def current_session(model_folder: Path, file: str = FP32_FILE) -> onnxruntime.InferenceSession | None:
+def current_session(model_folder: Path, file: str = ONNX_MODEL) -> onnxruntime.InferenceSession | None:
     """The onnxruntime session of the model's ONNX export when there is one made from the weights now in the
     folder, with both outputs the Space reads; None otherwise (the caller runs PyTorch)."""
     folder = Path(model_folder) / ONNX_DIR
-    if not (folder / file).is_file() or not (folder / CHECK_FILE).is_file():
+    if not (folder / file).is_file() or not (folder / ONNX_CHECK).is_file():
         return None
-    if json.loads((folder / CHECK_FILE).read_text()).get("weights_sha256") != weights_digest(Path(model_folder)):
+    if json.loads((folder / ONNX_CHECK).read_text()).get("weights_sha256") != weights_digest(Path(model_folder)):
         return None
     session = make_session(folder / file)
-    model_type = json.loads((Path(model_folder) / "config.json").read_text()).get("model_type", "")
+    model_type = read_config(model_folder).get("model_type", "")
     return session if {o.name for o in session.get_outputs()} >= set(output_names(model_type)) else None

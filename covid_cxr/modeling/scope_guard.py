@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-GUARD_FILE = "scope_guard.safetensors"
+from covid_cxr.model_folder import SCOPE_GUARD
+
 MAX_CHROMA = 0.08  # mean (max - min channel) / 255; real radiographs, even as RGB JPEGs, stay near 0
 MIN_GREY_STD = 8.0  # grey levels; below this the frame is blank
 MAX_ASPECT = 2.5
@@ -88,11 +89,11 @@ class ScopeGuard:
         arrays = {"mean": self.mean, "scale": self.scale, "reference": self.reference}
         tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in arrays.items()}
         tensors |= {"threshold": torch.tensor([self.threshold]), "k": torch.tensor([self.k])}
-        save_file(tensors, str(Path(folder) / GUARD_FILE))
+        save_file(tensors, str(Path(folder) / SCOPE_GUARD))
 
     @classmethod
     def load(cls, folder: Path) -> ScopeGuard | None:
-        path = Path(folder) / GUARD_FILE
+        path = Path(folder) / SCOPE_GUARD
         if not path.is_file():
             return None
         tensors = load_file(str(path))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from covid_cxr.hub import fetch_model_folder
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
+from covid_cxr.model_folder import CONFIG
 from covid_cxr.serving.cleanup import claim_cache, start_sweeper
 from covid_cxr.serving.examples import write_examples
 from covid_cxr.serving.predictor import MAX_UPLOAD_BYTES, OutdatedModel, Predictor
@@ -43,7 +44,7 @@ def model_location(app_dir: Path, build_dir: Path | None) -> str | None:
     (a checkout's `make train`); None when there is nothing to try."""
     if os.environ.get("MODEL"):
         return os.environ["MODEL"]
-    if (app_dir / "model" / "config.json").is_file():
+    if (app_dir / "model" / CONFIG).is_file():
         return str(app_dir / "model")
     if (app_dir / MODEL_ID_FILE).is_file():
         return (app_dir / MODEL_ID_FILE).read_text().strip()

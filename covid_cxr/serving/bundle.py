@@ -4,18 +4,30 @@ and examples."""
 from __future__ import annotations
 
 import ast
-import json
 import shutil
 from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
-from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.hub import is_hub_id
 from covid_cxr.lungs.segmenter import holds_segmenter
-from covid_cxr.lungs.standard import PIPELINE_FOLDER
+from covid_cxr.model_folder import (
+    ALL_RESULTS,
+    CARD,
+    CONFIG,
+    CONFUSION_MATRIX,
+    LICENSE,
+    ONNX_CHECK,
+    ONNX_DIR,
+    ONNX_MODEL,
+    PIPELINE_FOLDER,
+    PROCESSOR,
+    ROC_CURVE,
+    SCOPE_GUARD,
+    WEIGHTS,
+    read_config,
+)
 from covid_cxr.modeling import lungs_first
-from covid_cxr.modeling.onnx_export import CHECK_FILE, FP32_FILE, ONNX_DIR
 from covid_cxr.outputs import check_output_dir, replacing
 from covid_cxr.serving.app import MODEL_ID_FILE
 from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
@@ -23,18 +35,18 @@ from covid_cxr.serving.examples import ATTRIBUTION_FILE, write_examples
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SPACE_ENTRY = "covid_cxr.serving.app"
 MODEL_FILES = (
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
+    CONFIG,
+    WEIGHTS,
+    PROCESSOR,
     Path(lungs_first.__file__).name,  # a lungs-first model's modeling file, which its config.json names (auto_map)
-    "scope_guard.safetensors",
-    f"{ONNX_DIR}/{FP32_FILE}",  # the Space's faster path (serving.predictor), used only when current
-    f"{ONNX_DIR}/{CHECK_FILE}",
-    "all_results.json",
-    "README.md",
-    LICENSE_FILE,
-    "roc_curve.png",
-    "confusion_matrix.png",
+    SCOPE_GUARD,
+    f"{ONNX_DIR}/{ONNX_MODEL}",  # the Space's faster path (serving.predictor), used only when current
+    f"{ONNX_DIR}/{ONNX_CHECK}",
+    ALL_RESULTS,
+    CARD,
+    LICENSE,
+    ROC_CURVE,
+    CONFUSION_MATRIX,
 )
 
 
@@ -66,14 +78,14 @@ def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | 
     if lungs is not None and holds_segmenter(lungs):  # the lung segmenter, for outlines, attention and focus
         # without its standard-pipeline copy, which the Space does not run
         shutil.copytree(lungs, output_dir / "lungs", ignore=shutil.ignore_patterns(PIPELINE_FOLDER))
-    card = SpaceCard.load(space_source / "README.md")
+    card = SpaceCard.load(space_source / CARD)
     if Path(model).is_dir():
         config = _copy_model(Path(model), output_dir / "model")
-        card.data.license_link = f"model/{LICENSE_FILE}"
+        card.data.license_link = f"model/{LICENSE}"
     else:
         (output_dir / MODEL_ID_FILE).write_text(model + "\n")
         card.data.models = [model]
-        card.data.license_link = f"https://huggingface.co/{model}/blob/main/{LICENSE_FILE}"
+        card.data.license_link = f"https://huggingface.co/{model}/blob/main/{LICENSE}"
         config = {}
     dataset = str(config.get("training_dataset", ""))
     card.data.datasets = [dataset] if is_hub_id(dataset) else []
@@ -83,7 +95,7 @@ def _fill(output_dir: Path, space_source: Path, model: str, dataset_dir: Path | 
         card.content += (
             f"\n## Example images\n\nFrom the model's test split, under their sources' licences:\n{attribution}"
         )
-    card.save(output_dir / "README.md")
+    card.save(output_dir / CARD)
 
 
 def runtime_modules(entry: str = SPACE_ENTRY) -> list[Path]:
@@ -122,7 +134,7 @@ def _imported(path: Path) -> list[str]:
 
 
 def _copy_model(model: Path, target: Path) -> dict[str, object]:
-    missing = [f for f in ("config.json", "model.safetensors") if not (model / f).is_file()]
+    missing = [f for f in (CONFIG, WEIGHTS) if not (model / f).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{model} is not a trained model folder (missing {', '.join(missing)}); train one first with "
@@ -133,4 +145,4 @@ def _copy_model(model: Path, target: Path) -> dict[str, object]:
         if (model / name).is_file():
             (target / name).parent.mkdir(exist_ok=True)
             shutil.copy(model / name, target / name)
-    return json.loads((model / "config.json").read_text())
+    return read_config(model)

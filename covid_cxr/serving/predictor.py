@@ -14,7 +14,6 @@ frozen ones), running just its own later blocks.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
 from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.model_folder import read_results
 from covid_cxr.modeling.heatmap import grad_cam, has_dinov2_head, head_cam, outline, overlay, token_grid
 from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_images, softmax
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
@@ -105,8 +105,7 @@ class Predictor(CovidClassifier):
         self.lungs_first = isinstance(model, LungsFirstForImageClassification)
         self.segmenter = None if self.lungs_first else segmenter  # a lungs-first model finds the lungs itself
         self.guard = ScopeGuard.load(self.folder)
-        results_file = self.folder / "all_results.json"
-        self.results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        self.results = read_results(self.folder)
         self.head_cam = has_dinov2_head(self.model)
         self.session = current_session(self.folder) if self.head_cam else None
         self.shared = self._shared_layers()

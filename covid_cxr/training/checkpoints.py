@@ -23,8 +23,17 @@ from typing import Any
 
 import datasets
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from covid_cxr.model_folder import (
+    CHECKPOINT_PREFIX,
+    FINGERPRINT,
+    FINISHED,
+    INCOMPLETE_PREFIX,
+    RESULTS_SUFFIX,
+    TRAINER_STATE,
+    WEIGHTS,
+    WEIGHTS_INDEX,
+)
 from covid_cxr.training.arguments import (
     CxrTrainingArguments,
     DataArguments,
@@ -34,14 +43,8 @@ from covid_cxr.training.arguments import (
 )
 
 logger = logging.getLogger(__name__)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-FINGERPRINT_FILE = "run_fingerprint.json"
-RESULTS_SUFFIX = "_results.json"  # what Trainer.save_metrics writes: <split>_results.json and all_results.json
-ALL_RESULTS = "all_results.json"  # Trainer.save_metrics(..., combined=True): every figure of a finished run
-FINISHED_FILES = ("model.safetensors", ALL_RESULTS)  # what `finalise` leaves in a finished run's folder
-INCOMPLETE = "incomplete-"
-_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-_INCOMPLETE = re.compile(rf"^{INCOMPLETE}{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+_CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
+_INCOMPLETE = re.compile(rf"^{INCOMPLETE_PREFIX}{CHECKPOINT_PREFIX}-(\d+)$")
 
 # Arguments that change no weight and no reported figure: where the run writes, logs and pushes, how many loader
 # workers it uses, how it resumes. Every other argument is part of the fingerprint.
@@ -102,10 +105,10 @@ def _numbered(output_dir: Path, pattern: re.Pattern[str]) -> list[tuple[int, Pat
 
 
 def is_complete(folder: Path) -> bool:
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+    if not any((folder / name).is_file() for name in (WEIGHTS, WEIGHTS_INDEX)):
         return False
     try:
-        json.loads((folder / "trainer_state.json").read_text())
+        json.loads((folder / TRAINER_STATE).read_text())
     except (OSError, ValueError):
         return False
     return True
@@ -126,17 +129,17 @@ def tidy_checkpoints(output_dir: Path) -> None:
         if step in complete:
             continue
         if step <= newest:
-            logger.info("removing %s: incomplete, and %s-%d supersedes it", folder, PREFIX_CHECKPOINT_DIR, newest)
+            logger.info("removing %s: incomplete, and %s-%d supersedes it", folder, CHECKPOINT_PREFIX, newest)
             shutil.rmtree(folder)
             continue
-        aside = folder.with_name(INCOMPLETE + folder.name)
+        aside = folder.with_name(INCOMPLETE_PREFIX + folder.name)
         logger.warning("%s was not completely written (the run was killed while saving); moved to %s", folder, aside)
         if aside.exists():
             shutil.rmtree(aside)  # an earlier kill at the same step
         folder.rename(aside)
     for step, folder in _numbered(output_dir, _INCOMPLETE):
         if step <= newest:
-            logger.info("removing %s: %s-%d supersedes it", folder, PREFIX_CHECKPOINT_DIR, newest)
+            logger.info("removing %s: %s-%d supersedes it", folder, CHECKPOINT_PREFIX, newest)
             shutil.rmtree(folder)
 
 
@@ -200,7 +203,7 @@ def run_fingerprint(
 
 def _stored(output_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((output_dir / FINGERPRINT_FILE).read_text())
+        return json.loads((output_dir / FINGERPRINT).read_text())
     except (OSError, ValueError):
         return None
 
@@ -208,7 +211,7 @@ def _stored(output_dir: Path) -> dict[str, Any] | None:
 def changes(stored: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
     """What differs between a recorded fingerprint and this run's, in words: each argument by name, else the part."""
     if stored is None:
-        return [f"no readable {FINGERPRINT_FILE} (written by a run made before fingerprints, or damaged)"]
+        return [f"no readable {FINGERPRINT} (written by a run made before fingerprints, or damaged)"]
     differences = []
     for part, value in current.items():
         old = stored.get(part)
@@ -225,7 +228,7 @@ def changes(stored: dict[str, Any] | None, current: dict[str, Any]) -> list[str]
 def up_to_date(output_dir: Path, fingerprint: dict[str, Any]) -> bool:
     """Whether `output_dir` holds this very run, finished: nothing to train or rewrite."""
     record = _stored(output_dir) or {}
-    finished = all((output_dir / name).is_file() for name in FINISHED_FILES)
+    finished = all((output_dir / name).is_file() for name in FINISHED)
     return finished and record.get("finished") is True and record.get("fingerprint") == fingerprint
 
 
@@ -273,4 +276,4 @@ def finish_run(output_dir: Path, fingerprint: dict[str, Any]) -> None:
 
 def _record(output_dir: Path, fingerprint: dict[str, Any], finished: bool) -> None:
     record = {"finished": finished, "fingerprint": fingerprint}
-    (output_dir / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    (output_dir / FINGERPRINT).write_text(json.dumps(record, indent=2) + "\n")

@@ -25,6 +25,7 @@ from covid_cxr.labels import CLASS_NAMES, LABEL2ID
 from covid_cxr.lungs.attention import lung_attention
 from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.model_folder import CONFUSION_MATRIX, ROC_CURVE
 from covid_cxr.modeling.calibration import (
     TEMPERATURE_BOUNDS,
     Calibration,
@@ -146,10 +147,10 @@ def plot_results(
             f"test, {MIXED}": (test.labels[mixed], test_probs[mixed]),
         },
         (1 - overall["specificity"], overall["sensitivity"]),
-        output_dir / "roc_curve.png",
+        output_dir / ROC_CURVE,
     )
     decisions = (test_probs >= threshold).astype(int)
-    plot_confusion(test.labels, decisions, CLASS_NAMES, threshold, output_dir / "confusion_matrix.png")
+    plot_confusion(test.labels, decisions, CLASS_NAMES, threshold, output_dir / CONFUSION_MATRIX)
 
 
 def probe_baseline(

@@ -30,15 +30,14 @@ from transformers import (
 from covid_cxr.audit.card import card_figures
 from covid_cxr.audit.run import occlusion_test
 from covid_cxr.cards.facts import DataFacts, data_facts
-from covid_cxr.cards.markdown import LICENSE_FILE
 from covid_cxr.cards.model import ModelCardContext, Recipe, TrainingRun, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.evaluation.grouped import Evaluation, mixed_label_sources
 from covid_cxr.labels import CLASS_NAMES
-from covid_cxr.lungs.segmenter import CONFIG_NAME as SEGMENTER_CONFIG
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
+from covid_cxr.model_folder import CARD, LICENSE, OCCLUSION_RESULTS, RUN_CONFIG, SEGMENTER_CONFIG, read_results
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.calibration import Calibration
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
@@ -60,7 +59,6 @@ from covid_cxr.training.arguments import (
     argument_groups,
 )
 from covid_cxr.training.checkpoints import (
-    ALL_RESULTS,
     TidyCheckpoints,
     finish_run,
     plan_resume,
@@ -84,8 +82,6 @@ from covid_cxr.training.report import (
 from covid_cxr.training.trainer import build_trainer, class_weights, freeze_backbone, load_model
 
 logger = logging.getLogger(__name__)
-RUN_CONFIG = "run_config.json"
-OCCLUSION_RESULTS = "occlusion_results.json"  # the occlusion test on test (covid-cxr audit's), as the card shows it
 
 
 def run(
@@ -254,9 +250,8 @@ def _refuse_output_in_dataset(data_args: DataArguments, training_args: CxrTraini
 
 
 def _recorded_results(output_dir: Path) -> dict[str, float]:
-    """A finished run's figures as `finalise` returned them (all_results.json writes an undefined one as null)."""
-    recorded = json.loads((output_dir / ALL_RESULTS).read_text())
-    return {name: math.nan if value is None else value for name, value in recorded.items()}
+    """A finished run's figures as `finalise` returned them (an undefined one NaN)."""
+    return {name: math.nan if value is None else value for name, value in read_results(output_dir).items()}
 
 
 def _backbone(model_args: ModelArguments) -> str:
@@ -309,7 +304,7 @@ def finalise(
     backbone, hub_dataset, data = provenance(model_path), dataset_hub_id(data_args), training_data_facts(splits)
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts(backbone, hub_dataset, data))
     onnx_check = export_checked(output_dir, model, splits["validation"]) if eval_args.onnx else {}
-    (output_dir / LICENSE_FILE).write_text(research_only_terms(data), encoding="utf-8")
+    (output_dir / LICENSE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
     baseline = {}
     if eval_args.linear_probe:  # frozen features of the films as this model sees them (lungs first: focused)
@@ -343,7 +338,7 @@ def finalise(
         run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
     )
-    render_model_card(context).save(output_dir / "README.md")
+    render_model_card(context).save(output_dir / CARD)
     if eval_args.hub_repo_id:
         logger.warning(eval_args.publish(output_dir))
     return results
