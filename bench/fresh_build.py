@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO_ROOT, machine, report
+from covid_cxr.evaluation.keys import TRAIN_RUNTIME
 from covid_cxr.model_folder import SEGMENTER_CV, TRAIN_RESULTS
 
 TARGETS = ("data", "backbone", "lungs", "train")
@@ -53,7 +54,7 @@ def where_train_went(checkout: Path) -> dict[str, float]:
     measurements and the ONNX export) and the lung segmenter's fitting and cross-validation."""
     trained = json.loads((checkout / "build" / "model" / TRAIN_RESULTS).read_text())
     lungs = json.loads((checkout / "build" / "lungs" / SEGMENTER_CV).read_text())
-    return {"trainer_loop_s": round(trained["train_runtime"], 1), "lungs_fit_and_cv_s": lungs["seconds"]}
+    return {"trainer_loop_s": round(trained[TRAIN_RUNTIME], 1), "lungs_fit_and_cv_s": lungs["seconds"]}
 
 
 def main() -> dict:

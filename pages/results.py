@@ -16,7 +16,17 @@ from pathlib import Path
 import datasets
 
 from covid_cxr.cards.markdown import markdown_rows
-from covid_cxr.evaluation.keys import ALL, MIXED, PROBE_TEST, TEST, metric_key
+from covid_cxr.evaluation.keys import (
+    ALL,
+    GUARD_FALSE_REJECTS,
+    MIXED,
+    PROBE,
+    PROBE_TEST,
+    TEMPERATURE,
+    TEST,
+    TRAIN_RUNTIME,
+    metric_key,
+)
 from covid_cxr.model_folder import read_config, read_results, read_run_config
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from covid_cxr.training.report import mixed_sources_of
@@ -65,14 +75,15 @@ def split_table(metrics: dict[str, float], mixed: list[str]) -> str:
 
 def shortcut(metrics: dict[str, float]) -> str:
     """The source-probe sentence, when the probes ran."""
-    if "probe_source_accuracy" not in metrics:
+    accuracy = metric_key(PROBE, ALL, "source_accuracy")
+    if accuracy not in metrics:
         return ""
     return " " + fill(
         "shortcut.md",
         {
-            "sources": metrics["probe_n_sources"],
-            "accuracy": number(metrics["probe_source_accuracy"], "{:.0%}"),
-            "baseline": number(metrics["probe_source_majority_baseline"], "{:.0%}"),
+            "sources": metrics[metric_key(PROBE, ALL, "n_sources")],
+            "accuracy": number(metrics[accuracy], "{:.0%}"),
+            "baseline": number(metrics[metric_key(PROBE, ALL, "source_majority_baseline")], "{:.0%}"),
         },
     )
 
@@ -115,11 +126,11 @@ def body(results: Artefact) -> str:
             "validation_specificity": number(config["threshold_validation_specificity"]),
             "table": split_table(metrics, results["mixed_sources"]),
             "ece": number(metrics[metric_key(TEST, ALL, "ece")]),
-            "temperature": number(metrics["temperature"], "{:.2f}"),
-            "refused": number(metrics["scope_guard_test_false_reject_rate"], "{:.1%}"),
+            "temperature": number(metrics[TEMPERATURE], "{:.2f}"),
+            "refused": number(metrics[GUARD_FALSE_REJECTS], "{:.1%}"),
             "shortcut": shortcut(metrics),
             "versus_probe": versus_probe(metrics),
-            "minutes": number(metrics["train_runtime"] / 60, "{:.1f}"),
+            "minutes": number(metrics[TRAIN_RUNTIME] / 60, "{:.1f}"),
         },
     )
 

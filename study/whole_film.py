@@ -31,7 +31,7 @@ from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, measured_recipe
-from study.whole_film_markdown import changes_of, render
+from study.whole_film_markdown import HEAT_IN_LUNGS, SOURCE_READ, TRAINED_ROWS, WARNED, changes_of, render
 from study.yardstick import DINO, Row, Yardstick
 
 STUDY_DIR = Path(__file__).resolve().parent
@@ -140,15 +140,7 @@ def dealing_summary(y: Yardstick, rows: dict[str, Row], comparisons: tuple[tuple
     return {"rows": summaries, "changes": changes}
 
 
-TRAINED_FIGURES = (  # all_results.json keys of a trained model's shortcut figures (test split)
-    "test_roc_auc",
-    "test_mixed_sources_roc_auc",
-    "probe_source_accuracy",
-    "test_lung_attention_mean",
-    "test_lung_attention_ratio_median",
-    "test_lung_attention_warned",
-    "test_mixed_sources_lung_attention_warned",
-)
+TRAINED_FIGURES = tuple(key for key, _ in TRAINED_ROWS)  # a trained model's shortcut figures (test split)
 MIN_DEALINGS = 3  # the rule: a default changes only on fine-tune evidence from at least three fold dealings
 
 
@@ -225,9 +217,9 @@ def trained_verdict(models: dict[str, dict]) -> list[str]:
         return []
     whole, lungs = models["whole-film"]["figures"], models["lungs-first"]["figures"]
     pairs = (
-        ("source read from the frozen features", "probe_source_accuracy", "{:.1%}", -1),
-        ("heat inside the lungs", "test_lung_attention_mean", "{:.1%}", 1),
-        ("attention warning", "test_lung_attention_warned", "{:.1%}", -1),
+        ("source read from the frozen features", SOURCE_READ, "{:.1%}", -1),
+        ("heat inside the lungs", HEAT_IN_LUNGS, "{:.1%}", 1),
+        ("attention warning", WARNED, "{:.1%}", -1),
         ("discrimination kept with the lungs hidden", "all_lungs_hidden_kept", "{:.0%}", -1),
     )
     said, better = [], 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from covid_cxr.evaluation.grouped import MIXED
+from covid_cxr.evaluation.keys import ALL, MIXED, PROBE, TEST, metric_key
 from study.quality_markdown import auc_with_ci
 
 SOURCE_SHOWN = "ieee8023"  # the mixed-label source with both labels in numbers (COVID-19 against other pneumonia)
@@ -92,14 +92,19 @@ def render(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-TRAINED_ROWS = (  # (figure, what it says; lower reads less of the shortcut where the row says so)
-    ("test_roc_auc", "test ROC AUC, all sources"),
-    ("test_mixed_sources_roc_auc", "test ROC AUC, mixed-label sources"),
-    ("probe_source_accuracy", "source read from the frozen features of the images it saw (lower: weaker shortcut)"),
-    ("test_lung_attention_mean", "share of the Grad-CAM heat inside the lungs (mean)"),
-    ("test_lung_attention_ratio_median", "that share against the lungs' share of the image (median; 1: even)"),
-    ("test_lung_attention_warned", "attention warning fires (share of test films)"),
-    ("test_mixed_sources_lung_attention_warned", "attention warning fires, mixed-label sources"),
+SOURCE_READ = metric_key(PROBE, ALL, "source_accuracy")
+HEAT_IN_LUNGS, WARNED = metric_key(TEST, ALL, "lung_attention_mean"), metric_key(TEST, ALL, "lung_attention_warned")
+TRAINED_ROWS = (  # (all_results.json key, what it says; lower reads less of the shortcut where the row says so)
+    (metric_key(TEST, ALL, "roc_auc"), "test ROC AUC, all sources"),
+    (metric_key(TEST, MIXED, "roc_auc"), "test ROC AUC, mixed-label sources"),
+    (SOURCE_READ, "source read from the frozen features of the images it saw (lower: weaker shortcut)"),
+    (HEAT_IN_LUNGS, "share of the Grad-CAM heat inside the lungs (mean)"),
+    (
+        metric_key(TEST, ALL, "lung_attention_ratio_median"),
+        "that share against the lungs' share of the image (median; 1: even)",
+    ),
+    (WARNED, "attention warning fires (share of test films)"),
+    (metric_key(TEST, MIXED, "lung_attention_warned"), "attention warning fires, mixed-label sources"),
 )
 
 

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from transformers import HfArgumentParser
 
+from covid_cxr.cards.model import Recipe
+from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import Evaluation
-from covid_cxr.evaluation.keys import MIXED
+from covid_cxr.evaluation.keys import ALL, MIXED, QUOTED, TEST
 from covid_cxr.modeling.backbones import resolve_backbone
 from covid_cxr.modeling.backbones.cache import CACHE_ENV, backbone_root
 from covid_cxr.serving.app import examples_folder, model_location
 from covid_cxr.serving.bundle import PACKAGE_ROOT, assemble, runtime_modules
 from covid_cxr.serving.predictor import headline_figures
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments
+from covid_cxr.training.report import cross_validated
 from tests.conftest import REPO_ROOT
 from tests.test_packaging import third_party_imports
 
@@ -36,7 +41,7 @@ COMMANDS = (
     ["train/train_lungs.py"],
     ["train/convert_backbone.py"],
     ["space/deploy.py"],
-    ["-m", "covid_cxr.lungs"],
+    ["-m", "covid_cxr.cli.lungs"],
 )
 
 
@@ -73,7 +78,7 @@ def test_missing_inputs_name_their_flag(capsys: pytest.CaptureFixture[str]) -> N
         HfArgumentParser((DataArguments, CxrTrainingArguments)).parse_args_into_dataclasses([])
     assert "--dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        from covid_cxr.lungs.__main__ import main
+        from covid_cxr.cli.lungs import main
 
         main(["--input_dir", "in", "--output_dir", "out"])
     assert "--model" in capsys.readouterr().err
@@ -103,11 +108,18 @@ def test_the_space_looks_in_no_working_folder(tmp_path: Path, monkeypatch: pytes
     assert model_location(tmp_path / "app", tmp_path / "checkout") == str(tmp_path / "checkout" / "model")
 
 
-def test_the_space_reads_the_keys_the_report_writes() -> None:
-    subsets = {"all": {"roc_auc": 0.9, "n": 10.0}, MIXED: {"roc_auc": 0.6, "n": 4.0}}
-    results = Evaluation(["a"], subsets, subsets, 0.0).by_split()["test"]
-    facts = headline_figures(results)
-    assert (facts["test_roc_auc"], facts["test_mixed_roc_auc"]) == (0.9, 0.6)
+def test_the_space_quotes_only_keys_the_reports_write(tmp_path: Path) -> None:
+    """Every figure the Space quotes is one the fine-tune's writers put into all_results.json: the evaluation's
+    (real metrics of a few scores) and the cross-validation the card quotes for its recipe."""
+    values = load_cxr_metric().compute(predictions=[0.2, 0.9, 0.7, 0.4], references=[0, 1, 1, 0], threshold=0.5)
+    written = Evaluation(["a"], {ALL: values, MIXED: values}, {ALL: values, MIXED: values}, 0.0).by_split()[TEST]
+    recipe = Recipe(168, 2, 3.0, 32, 5e-4, "cosine", 0.05, 42, "fp32", 3)
+    cv = {"n": 463, "roc_auc": 0.7, "roc_auc_low": 0.65, "roc_auc_high": 0.75}
+    headline = {"recipe": asdict(recipe), "backbone": "ViT-S", "folds": 5, "metrics": {MIXED: cv, ALL: cv}}
+    (tmp_path / "quality.json").write_text(json.dumps({"headline": headline | {"dataset_digest": "abc"}}))
+    written |= cross_validated(str(tmp_path / "quality.json"), recipe, "ViT-S", "abc")
+    assert set(QUOTED) <= set(written), set(QUOTED) - set(written)
+    assert None not in headline_figures(written).values()
 
 
 def _normalised(distribution: str) -> str:

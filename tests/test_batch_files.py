@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.lungs import __main__ as lungs_cli
+from covid_cxr.cli import lungs as lungs_cli
+from covid_cxr.lungs.segmenter import LungSegmenter
 from tests.test_imaging import metadata_bomb
 
 
@@ -53,7 +54,7 @@ def test_every_file_gets_a_mask_or_a_reason(batch: Path, tmp_path: Path, monkeyp
     faulty = batch / "f_fault.jpg"  # an image of a size no other has, for the stand-in to trip on
     Image.open(batch / "x.jpg").resize((257, 263)).save(faulty)
     segmenter = HalfSegmenter(fails_on=(257, 263))
-    monkeypatch.setattr(lungs_cli.LungSegmenter, "from_pretrained", lambda path: segmenter)
+    monkeypatch.setattr(LungSegmenter, "from_pretrained", lambda path: segmenter)
     with caplog.at_level(logging.ERROR):
         status = lungs_cli.main(
             ["--model", "unused", "--input_dir", str(batch), "--output_dir", str(tmp_path / "masks")]
@@ -72,13 +73,12 @@ def test_every_file_gets_a_mask_or_a_reason(batch: Path, tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize("output", [".", "masks", ".."])
-def test_output_overlapping_the_input_is_refused_before_any_work(batch: Path, monkeypatch, capsys, output) -> None:
+def test_output_overlapping_the_input_is_refused_before_any_work(batch: Path, monkeypatch, output) -> None:
     def no_model(path):
         raise AssertionError("the model was loaded before the output folder was checked")
 
-    monkeypatch.setattr(lungs_cli.LungSegmenter, "from_pretrained", no_model)
+    monkeypatch.setattr(LungSegmenter, "from_pretrained", no_model)
     with pytest.raises(SystemExit) as exited:
         lungs_cli.main(["--model", "unused", "--input_dir", str(batch), "--output_dir", str(batch / output)])
-    assert exited.value.code == 2
-    assert "the input folder --input_dir" in capsys.readouterr().err
+    assert "the input folder --input_dir" in str(exited.value.code)  # the message, exit status 1
     assert not (batch / "masks").exists()

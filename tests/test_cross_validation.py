@@ -13,6 +13,16 @@ import numpy as np
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
 from covid_cxr.evaluation.grouped import MIXED, reported_subsets
+from covid_cxr.evaluation.keys import (
+    CV_FOLDS,
+    CV_N,
+    CV_ROC_AUC,
+    CV_ROC_AUC_HIGH,
+    CV_ROC_AUC_LOW,
+    TEST_N,
+    TEST_SENSITIVITY,
+    TEST_SPECIFICITY,
+)
 from covid_cxr.training.report import cross_validated
 from study.folds import OutOfFold, dataset_folds, fold_roles, summarise
 
@@ -93,7 +103,7 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
     headline["dataset_digest"] = "abc"
     report.write_text(json.dumps({"headline": headline}))
     figures = cross_validated(str(report), replace(recipe, seed=1), "ViT-S", "abc")  # another seed: the same recipe
-    assert figures["cv_mixed_sources_roc_auc"] == 0.7 and figures["cv_folds"] == 5
+    assert figures[CV_ROC_AUC] == 0.7 and figures[CV_FOLDS] == 5
     assert cross_validated(str(report), replace(recipe, image_size=224), "ViT-S", "abc") == {}
     assert cross_validated(str(report), replace(recipe, max_steps=2), "ViT-S", "abc") == {}
     assert cross_validated(str(report), recipe, "MobileNetV2", "abc") == {}
@@ -114,22 +124,22 @@ def test_card_quotes_the_cross_validation_only_for_the_recipe_it_measured(tmp_pa
 
 FACTS = {
     "threshold": 0.6,
-    "test_mixed_sensitivity": 0.9,
-    "test_mixed_specificity": 0.5,
-    "test_mixed_n": 67.0,
-    "cv_mixed_roc_auc": None,
-    "cv_mixed_roc_auc_low": None,
-    "cv_mixed_roc_auc_high": None,
-    "cv_folds": None,
-    "cv_mixed_n": None,
+    TEST_SENSITIVITY: 0.9,
+    TEST_SPECIFICITY: 0.5,
+    TEST_N: 67.0,
+    CV_ROC_AUC: None,
+    CV_ROC_AUC_LOW: None,
+    CV_ROC_AUC_HIGH: None,
+    CV_FOLDS: None,
+    CV_N: None,
 }  # what the Space's "How good is this model?" reads from a Predictor's facts
 
 
 def test_space_quotes_the_cross_validated_figure_beside_the_test_one() -> None:
     from covid_cxr.serving.wording import quality_markdown
 
-    cv = {"cv_mixed_roc_auc": 0.68, "cv_mixed_roc_auc_low": 0.63, "cv_mixed_roc_auc_high": 0.73, "cv_folds": 5.0}
-    quoted = quality_markdown(FACTS | cv | {"cv_mixed_n": 463.0}, 0.1)
+    cv = {CV_ROC_AUC: 0.68, CV_ROC_AUC_LOW: 0.63, CV_ROC_AUC_HIGH: 0.73, CV_FOLDS: 5.0}
+    quoted = quality_markdown(FACTS | cv | {CV_N: 463.0}, 0.1)
     assert "**Sensitivity 90%**" in quoted and "67 held-out test X-rays" in quoted
     assert "**0.68** (95% interval 0.63 to 0.73), from 5-fold cross-validation over 463 X-rays" in quoted
     assert "cross-validation" not in quality_markdown(FACTS, 0.1)

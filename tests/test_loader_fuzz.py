@@ -15,7 +15,7 @@ from PIL import Image
 from covid_cxr.data import dicom
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.data.imaging import ImageError, load_image
-from covid_cxr.lungs.__main__ import write_masks
+from covid_cxr.lungs.masks import write_masks
 from devtools.mutations import fixture_samples, mutations
 
 PER_CASE_S = 5.0  # a bound that only a hang or a decompression bomb reaches (a case takes milliseconds)

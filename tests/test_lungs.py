@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.lungs.__main__ import main as lungs_cli
+from covid_cxr.cli.lungs import main as lungs_cli
 from covid_cxr.lungs.fitting import cross_validate, fit_head, read_mask
 from covid_cxr.lungs.measures import attention_ratio, attention_share, attention_warning, components, dice
 from covid_cxr.lungs.segmenter import LungSegmenter

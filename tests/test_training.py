@@ -31,6 +31,7 @@ from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import Augmentation, DevicePixels
 from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.evaluation.keys import TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
@@ -38,6 +39,9 @@ from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
 from covid_cxr.training.run import fit, run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
+from pages.results import body as results_page
+from pages.results import collect
+from study.whole_film_markdown import TRAINED_ROWS
 from tests.conftest import CARD_DATASET_ID, REPO_ROOT, Crash, tiny_run_arguments
 
 
@@ -99,6 +103,9 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     ):
         assert key in all_results, key
     assert 0.0 <= all_results["probe_source_accuracy"] <= 1.0
+    read = [key for key, _ in TRAINED_ROWS] + [TEST_SENSITIVITY, TEST_SPECIFICITY, TEST_N]  # the study's, the Space's
+    assert not [key for key in read if key not in all_results]
+    assert "patients never seen in training" in results_page(collect(output))  # it reads every figure it shows
     assert 0.0 <= all_results["test_lung_attention_below_half"] <= 1.0
     assert 0.0 < all_results["test_lung_attention_mean"] < 1.0
     card = (output / "README.md").read_text()

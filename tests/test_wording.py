@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from PIL import Image
 
+from covid_cxr.evaluation.keys import CV_ROC_AUC, TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
 from covid_cxr.serving.predictor import Prediction
 from covid_cxr.serving.ui import decision_label
 from covid_cxr.serving.wording import disclaimer_markdown, model_markdown, quality_markdown
 
-FIGURES = {"threshold": 0.5, "test_mixed_sensitivity": 0.8, "test_mixed_specificity": 0.7, "test_mixed_n": 6.0,
-           "cv_mixed_roc_auc": None, "backbone": "DINOv2"}  # fmt: skip
+FIGURES = {"threshold": 0.5, TEST_SENSITIVITY: 0.8, TEST_SPECIFICITY: 0.7, TEST_N: 6.0, CV_ROC_AUC: None,
+           "backbone": "DINOv2"}  # fmt: skip
 CURATED = FIGURES | {"training_sources": ["figure1", "ieee8023", "nih_cxr14"], "public_collection": True,
                      "confounded": True}  # fmt: skip
 OWN = FIGURES | {"training_sources": ["myxrays"], "public_collection": False, "confounded": False}

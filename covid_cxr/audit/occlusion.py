@@ -7,7 +7,7 @@ split the film along one boundary: what one keeps, the other hides. The fill is 
 blurred lung still shows how dense it is, which is what a COVID-19 reader looks at.
 
 The lungs come from the project's lung segmenter (a folder `covid-cxr train-lungs` wrote) or from a folder of masks, one
-`<stem>.png` per image (0 background, 255 lung, the image's size; what `python -m covid_cxr.lungs` writes).
+`<stem>.png` per image (0 background, 255 lung, the image's size; what `covid-cxr lungs` writes).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("covid_cxr.cli.predict", "score a folder or list of X-rays (PNG, JPEG, DICOM) into a CSV"),
     "audit": ("covid_cxr.cli.audit", "measure what any chest X-ray classifier reads (occlusion, sources)"),
     "serve": ("covid_cxr.cli.serve", "serve a model as the Gradio Space (needs the `space` extra)"),
-    "lungs": ("covid_cxr.lungs.__main__", "write a lung-field mask for every X-ray of a folder"),
+    "lungs": ("covid_cxr.cli.lungs", "write a lung-field mask for every X-ray of a folder"),
     "train-lungs": ("covid_cxr.cli.train_lungs", "train the lung-field segmenter on lung masks"),
     "convert-backbone": ("covid_cxr.cli.convert_backbone", "convert an offline pretrained backbone"),
 }

@@ -13,38 +13,21 @@ its card and terms), and cv_results.json (Dice and IoU of both, with patient-boo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from covid_cxr.cards.segmenter import render_segmenter_card, segmenter_terms
 from covid_cxr.cli.parsing import parse_arguments
 from covid_cxr.data.processor_size import InputSizeError, check_input_side
 from covid_cxr.hub import HUB_ID_FILE, HubArguments, HubPreflightError
-from covid_cxr.lungs.fitting import (
-    TARGET_SCALE,
-    cross_validate,
-    fit_head,
-    mask_targets,
-    read_mask,
-    read_pairs,
-    token_features,
-    train_head,
-)
+from covid_cxr.lungs.fitting import read_pairs
 from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
-from covid_cxr.lungs.standard import (
-    lung_logits,
-    lung_probability,
-    save_standard,
-    stage_features,
-    standard_model,
-)
-from covid_cxr.model_folder import CARD, LICENSE, PIPELINE_FOLDER, SEGMENTER_CV
-from covid_cxr.modeling.backbones import provenance, resolve_backbone
-from covid_cxr.outputs import OutputFolderError, check_output_dir, share_weights
+from covid_cxr.lungs.training import fit, save
+from covid_cxr.model_folder import PIPELINE_FOLDER
+from covid_cxr.modeling.backbones import resolve_backbone
+from covid_cxr.outputs import OutputFolderError, check_output_dir
 
 
 @dataclass
@@ -82,6 +65,21 @@ def main(
     pairs = read_pairs(Path(args.masks), Path(args.images))
     if not pairs:
         raise SystemExit(f"no mask in {args.masks} belongs to an image of {args.images}")
+    fitted = fit(pairs, _segmenter(args), args.folds)
+    trained_on = {"masks": args.masks, "images": len(pairs), "patients": len({p.patient_id for p in pairs})}
+    trained_on["backbone"] = args.backbone
+    seconds = time.perf_counter() - start
+    folder = save(fitted, pairs, args.output_dir, trained_on, args.masks_license, hub.hub_repo_id, seconds)
+    _report(fitted.results)
+    print(f"Lung segmenter saved to {args.output_dir}/ in {seconds:.0f} s")
+    if hub.hub_repo_id:
+        print(hub.publish(folder))
+        if not hub.dry_run:  # a lungs-first fine-tune names its standard segmenter by it
+            (folder.parent / HUB_ID_FILE).write_text(hub.hub_repo_id + "\n")
+
+
+def _segmenter(args: LungArguments) -> LungSegmenter:
+    """The segmenter, head untrained, over the backbone asked for; a readable refusal for a wrong one."""
     try:
         segmenter = LungSegmenter.from_backbone(resolve_backbone(args.backbone), image_size=args.image_size)
     except ValueError as err:
@@ -90,66 +88,19 @@ def main(
         check_input_side(args.image_size, segmenter.config.backbone.get("patch_size"))
     except InputSizeError as err:
         raise SystemExit(f"error: {err}") from None
-    features = token_features(segmenter, [p.image for p in pairs])
-    masks = [read_mask(p.mask) for p in pairs]
-    patients = [p.patient_id for p in pairs]
-    targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
+    return segmenter
 
-    def fit_project(x, y, seed: int) -> None:
-        fit_head(segmenter, x, y, seed=seed)
 
-    standard, stages = standard_model(segmenter), stage_features(segmenter, features)
-
-    def fit_standard(x, y, seed: int) -> None:
-        train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), x, y, seed=seed)
-
-    def decode_standard(x, size: tuple[int, int]):
-        return lung_probability(standard, x, size)
-
-    results = {}
-    if args.folds > 1:
-        threshold = segmenter.config.threshold
-        results = cross_validate(
-            fit_project, segmenter.decode, features, masks, patients, args.folds, threshold, "Cross-validating the head"
-        )
-        standard_cv = cross_validate(
-            fit_standard, decode_standard, stages, masks, patients, args.folds, desc="Cross-validating the UperNet"
-        )
-        results["pipeline"] = {k: v for k, v in standard_cv.items() if k != "per_image_dice"}
-    fit_project(features, targets, 0)
-    fit_standard(stages, targets, 0)
-    trained_on = {"masks": args.masks, "images": len(pairs), "patients": len(set(patients)), "backbone": args.backbone}
-    segmenter.config.trained_on.update(trained_on)
-    segmenter.save_pretrained(args.output_dir)
-    folder = Path(args.output_dir) / PIPELINE_FOLDER
-    save_standard(standard, segmenter, folder)
-    share_weights(args.output_dir)
-    card = render_segmenter_card(
-        pairs,
-        results.get("pipeline"),
-        provenance(str(segmenter.config.trained_on["backbone"])),
-        segmenter.config.image_size,
-        hub.hub_repo_id or str(folder),
-        args.masks_license,
-    )
-    card.save(folder / CARD)
-    (folder / LICENSE).write_text(segmenter_terms(pairs, args.masks_license), encoding="utf-8")
-    results |= {"seconds": round(time.perf_counter() - start, 1), **trained_on}
-    (Path(args.output_dir) / SEGMENTER_CV).write_text(json.dumps(results, indent=2) + "\n")
-    if "dice_mean" in results:
-        (low, high), iou = results["dice_ci95"], results["iou_mean"]
-        print(f"Cross-validated Dice {results['dice_mean']:.3f} (95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}")
-        standard_cv = results["pipeline"]
-        (low, high), iou = standard_cv["dice_ci95"], standard_cv["iou_mean"]
-        print(
-            f"The standard pipeline model ({PIPELINE_FOLDER}/): Dice {standard_cv['dice_mean']:.3f} "
-            f"(95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}"
-        )
-    print(f"Lung segmenter saved to {args.output_dir}/ in {results['seconds']:.0f} s")
-    if hub.hub_repo_id:
-        print(hub.publish(folder))
-        if not hub.dry_run:  # a lungs-first fine-tune names its standard segmenter by it
-            (folder.parent / HUB_ID_FILE).write_text(hub.hub_repo_id + "\n")
+def _report(results: dict) -> None:
+    """The cross-validated Dice of both models, when cross-validated."""
+    if "dice_mean" not in results:
+        return
+    for name, figures in (
+        ("Cross-validated", results),
+        (f"The standard pipeline model ({PIPELINE_FOLDER}/):", results["pipeline"]),
+    ):
+        (low, high), iou = figures["dice_ci95"], figures["iou_mean"]
+        print(f"{name} Dice {figures['dice_mean']:.3f} (95% CI {low:.3f}-{high:.3f}), IoU {iou:.3f}")
 
 
 if __name__ == "__main__":

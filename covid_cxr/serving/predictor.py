@@ -24,7 +24,7 @@ from PIL import Image
 
 from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import presized, processor_size
-from covid_cxr.evaluation.keys import ALL, CV, MIXED, TEST, metric_key
+from covid_cxr.evaluation.keys import QUOTED
 from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
@@ -73,21 +73,9 @@ class ForwardPass:
     focused: torch.Tensor | None = None  # (1, 3, h, w) the input a lungs-first model's classifier saw
 
 
-def headline_figures(results: dict[str, float]) -> dict[str, float | None]:
-    """The figures the Space quotes, read from all_results.json by the keys its writers use; None when absent."""
-    keys = {
-        "test_roc_auc": metric_key(TEST, ALL, "roc_auc"),
-        "test_mixed_roc_auc": metric_key(TEST, MIXED, "roc_auc"),
-        "test_mixed_sensitivity": metric_key(TEST, MIXED, "sensitivity"),
-        "test_mixed_specificity": metric_key(TEST, MIXED, "specificity"),
-        "test_mixed_n": metric_key(TEST, MIXED, "n"),
-        "cv_mixed_roc_auc": metric_key(CV, MIXED, "roc_auc"),
-        "cv_mixed_roc_auc_low": metric_key(CV, MIXED, "roc_auc_low"),
-        "cv_mixed_roc_auc_high": metric_key(CV, MIXED, "roc_auc_high"),
-        "cv_mixed_n": metric_key(CV, MIXED, "n"),
-        "cv_folds": metric_key(CV, ALL, "folds"),
-    }
-    return {fact: results.get(key) for fact, key in keys.items()}
+def headline_figures(results: dict[str, float | None]) -> dict[str, float | None]:
+    """The figures the Space quotes (QUOTED), under the keys all_results.json holds them by; None when absent."""
+    return {key: results.get(key) for key in QUOTED}
 
 
 class Predictor(CovidClassifier):

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from html import escape
 
+from covid_cxr.evaluation.keys import (
+    CV_FOLDS,
+    CV_N,
+    CV_ROC_AUC,
+    CV_ROC_AUC_HIGH,
+    CV_ROC_AUC_LOW,
+    TEST_N,
+    TEST_SENSITIVITY,
+    TEST_SPECIFICITY,
+)
 from covid_cxr.lungs.measures import attention_warning
 from covid_cxr.modeling.heatmap import colour_stops
 from covid_cxr.serving.predictor import Prediction
@@ -115,8 +125,8 @@ def quality_markdown(facts: dict[str, object], prevalence: float) -> str:
     """Sensitivity and specificity at the threshold on held-out images of the sources that hold both classes
     (those where the hospital does not give the label away), PPV and NPV at `prevalence`, and the
     cross-validated figure with its interval."""
-    sensitivity, specificity = facts["test_mixed_sensitivity"], facts["test_mixed_specificity"]
-    where = f"{facts['test_mixed_n']:.0f} held-out test X-rays" if facts["test_mixed_n"] else "held-out test X-rays"
+    sensitivity, specificity, tested = facts[TEST_SENSITIVITY], facts[TEST_SPECIFICITY], facts[TEST_N]
+    where = f"{tested:.0f} held-out test X-rays" if tested else "held-out test X-rays"
     sources = facts.get("training_sources") or []
     if len(sources) == 1:
         whence = f"all from the one source it was trained on (`{escape(sources[0])}`)"
@@ -136,12 +146,12 @@ def quality_markdown(facts: dict[str, object], prevalence: float) -> str:
         ]
     else:
         lines.append("- Sensitivity and specificity: not measured for this model.")
-    if facts["cv_mixed_roc_auc"] is not None:
+    if facts[CV_ROC_AUC] is not None:
         lines.append(
             f"\nHow well it ranks X-rays with COVID-19 above those without, on new patients (ROC AUC; 0.5 is a coin "
-            f"toss, 1 is perfect): **{_figure(facts['cv_mixed_roc_auc'])}** (95% interval "
-            f"{_figure(facts['cv_mixed_roc_auc_low'])} to {_figure(facts['cv_mixed_roc_auc_high'])}), from "
-            f"{facts['cv_folds']:.0f}-fold cross-validation over {facts['cv_mixed_n']:.0f} X-rays of those hospitals."
+            f"toss, 1 is perfect): **{_figure(facts[CV_ROC_AUC])}** (95% interval "
+            f"{_figure(facts[CV_ROC_AUC_LOW])} to {_figure(facts[CV_ROC_AUC_HIGH])}), from "
+            f"{facts[CV_FOLDS]:.0f}-fold cross-validation over {facts[CV_N]:.0f} X-rays of those hospitals."
         )
     data = "These are small public collections" if facts.get("public_collection") else "This is its own test data"
     lines.append(f"\n{data}, not a clinical trial: the figures may not hold for your patients, scanners or hospital.")

@@ -18,7 +18,7 @@ from transformers import BaseImageProcessor, PreTrainedModel
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import MIXED, Evaluation, flatten, grouped_metrics, mixed_label_sources
-from covid_cxr.evaluation.keys import ALL, CV, PROBE_TEST, TEST, metric_key
+from covid_cxr.evaluation.keys import ALL, CV, PROBE, PROBE_TEST, TEST, metric_key
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
@@ -179,7 +179,7 @@ def probe_baseline(
         logger.warning("The training split has one source: the source probe, which tells sources apart, is left out")
         return flat
     shortcut = source_probe(features["train"], train_sources, features["test"], sources)
-    return flat | {f"probe_{k}": v for k, v in shortcut.items()}
+    return flat | {metric_key(PROBE, ALL, k): v for k, v in shortcut.items()}
 
 
 def lung_attention_summary(

@@ -35,6 +35,7 @@ from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.processor_size import WHOLE_FILM, check_input_side, processor_size, set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.evaluation.grouped import Evaluation, mixed_label_sources
+from covid_cxr.evaluation.keys import GUARD_FALSE_REJECTS, TEMPERATURE, THRESHOLD
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.model_folder import CARD, LICENSE, OCCLUSION_RESULTS, RUN_CONFIG, SEGMENTER_CONFIG, read_results
@@ -346,9 +347,9 @@ def finalise(
 
 def calibration_figures(calibration: Calibration, evaluation: Evaluation) -> dict[str, float]:
     return {
-        "temperature": calibration.temperature,
-        "threshold": calibration.threshold.value,
-        "scope_guard_test_false_reject_rate": evaluation.scope_false_reject_rate,
+        TEMPERATURE: calibration.temperature,
+        THRESHOLD: calibration.threshold.value,
+        GUARD_FALSE_REJECTS: evaluation.scope_false_reject_rate,
     }
 
 
