@@ -70,7 +70,7 @@ build/backbones/%/provenance.json: $(BACKBONE_CODE) train/convert_backbone.py
 
 lungs: $(LUNGS) ## train the lung-field segmenter on $(MASKS) into build/lungs/ (CPU, a few minutes)
 $(LUNGS): build/backbones/$(LUNG_BACKBONE)/provenance.json covid_cxr/lungs/segmenter.py covid_cxr/lungs/fitting.py \
-		covid_cxr/lungs/standard.py covid_cxr/cli/train_lungs.py train/train_lungs.py
+		covid_cxr/lungs/standard.py covid_cxr/lungs/training.py covid_cxr/cli/train_lungs.py train/train_lungs.py
 	$(BIN)/python train/train_lungs.py --masks $(MASKS) --images $(MASK_IMAGES) --output_dir build/lungs \
 		--backbone build/backbones/$(LUNG_BACKBONE) --masks_license '$(MASKS_LICENSE)'
 

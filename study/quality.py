@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.common import machine
 from covid_cxr.evaluation.grouped import MIXED
-from study.folds import dataset_folds
+from study.folds import FoldScorer, dataset_folds
 from study.levers import (
     FINETUNE_LEVERS,
     finetune_folder,
@@ -42,7 +42,7 @@ STUDY_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = STUDY_DIR / "results"
 
 
-def main() -> dict[str, object]:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data and models")
     data.add_argument("--dataset", default="build/dataset", help="The built dataset (`make data`).")
@@ -70,8 +70,29 @@ def main() -> dict[str, object]:
     output = parser.add_argument_group("output")
     output.add_argument("--output", default=str(RESULTS_DIR / "quality.json"))
     output.add_argument("--markdown", default=str(STUDY_DIR / "QUALITY.md"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def spread_lines(y: Yardstick, tuned: list[dict], reference: dict, reference_probe: FoldScorer) -> list[str]:
+    """Each default fine-tune's figures, and the reference probe's on the folds dealt again."""
+    args = y.args
+    spread = [
+        f"{s['setting']}: mixed-label ROC AUC {auc_with_ci(s['metrics'][MIXED])}, "
+        f"all sources {auc_with_ci(s['metrics']['all'])}"
+        for s in tuned
+    ]
+    dealt_again = dataset_folds(y.dataset, args.folds, args.spread_fold_seed)
+    other = y.summary(y.row("reference", "", reference_probe, 0.0, folds=dealt_again), None)
+    spread.append(
+        f"The reference probe with the folds dealt again (fold seed {args.spread_fold_seed} instead of "
+        f"{args.fold_seed}): mixed-label ROC AUC {auc_with_ci(other['metrics'][MIXED])} against "
+        f"{auc_with_ci(reference['metrics'][MIXED])}."
+    )
+    return spread
+
+
+def main() -> dict[str, object]:
+    args = parse_args()
     y = Yardstick(args)
     rows = probe_rows(y)
     plain, _ = y.features(DINO, args.image_size, "plain")
@@ -83,34 +104,21 @@ def main() -> dict[str, object]:
     if tuned:
         seed = headline["seed_of_default"]
         headline |= measured_recipe(y, finetune_folder(y.root, seed), seed)
-    spread = [
-        f"{s['setting']}: mixed-label ROC AUC {auc_with_ci(s['metrics'][MIXED])}, "
-        f"all sources {auc_with_ci(s['metrics']['all'])}"
-        for s in tuned
-    ]
-    dealt_again = dataset_folds(y.dataset, args.folds, args.spread_fold_seed)
-    other = y.summary(y.row("reference", "", reference_probe, 0.0, folds=dealt_again), None)
-    spread.append(
-        f"The reference probe with the folds dealt again (fold seed {args.spread_fold_seed} instead of "
-        f"{args.fold_seed}): mixed-label ROC AUC {auc_with_ci(other['metrics'][MIXED])} against "
-        f"{auc_with_ci(summaries[0]['metrics'][MIXED])}."
-    )
-    mixed = y.subsets[MIXED]
     result = {
         "machine": machine(),
         "folds": args.folds,
         "fold_seed": args.fold_seed,
         "images": len(y.labels),
         "mixed_sources": y.mixed_sources,
-        "mixed_images": int(mixed.sum()),
+        "mixed_images": int(y.subsets[MIXED].sum()),
         "bootstrap_rounds": args.rounds,
         "target_sensitivity": args.target_sensitivity,
         "headline": headline,
-        "spread": spread,
+        "spread": spread_lines(y, tuned, summaries[0], reference_probe),
         "leave_one_source_out": leave_one_source_out(y, plain),
         "rows": summaries,
+        "verdict": verdict(summaries),
     }
-    result["verdict"] = verdict(summaries)
     Path(args.output).write_text(json.dumps(result, indent=2, default=float) + "\n")
     Path(args.markdown).write_text(render(result))
     np.savez(y.root / "out_of_fold.npz", **{f"{r.lever}: {r.setting}": r.out_of_fold.probabilities for r in rows})

@@ -57,10 +57,6 @@ def _framing_note(headline: dict[str, object]) -> list[str]:
 
 def render(result: dict[str, object]) -> str:
     """study/QUALITY.md from the JSON result."""
-    rows, loso, headline = result["rows"], result["leave_one_source_out"], result["headline"]
-    reference = rows[0]
-    mixed = headline["metrics"][MIXED]
-    every = headline["metrics"]["all"]
     lines = [
         "# Quality yardstick",
         "",
@@ -76,6 +72,39 @@ def render(result: dict[str, object]) -> str:
         f"specificity are at the threshold each round chose on its validation fold for "
         f"{result['target_sensitivity']:.0%} sensitivity.",
         "",
+        *_headline_section(result),
+        "",
+        "## Run-to-run spread",
+        "",
+        *[f"- {text}" for text in result["spread"]],
+        "",
+        *_held_out_section(result["leave_one_source_out"]),
+        "",
+        *_levers_section(result["rows"]),
+        "",
+        "## Not measured here",
+        "",
+        *[f"- {text}" for text in NOT_MEASURED],
+        "",
+        "## Verdict",
+        "",
+        result["verdict"],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _subset_row(name: str, metrics: dict) -> str:
+    return (
+        f"| {name} | {metrics['n']} | {auc_with_ci(metrics)} | {_number(metrics['sensitivity'])} | "
+        f"{_number(metrics['specificity'])} | {metrics['ece']:.3f} |"
+    )
+
+
+def _headline_section(result: dict[str, object]) -> list[str]:
+    headline = result["headline"]
+    mixed, every = headline["metrics"][MIXED], headline["metrics"]["all"]
+    return [
         "## Headline",
         "",
         *_framing_note(headline),
@@ -85,30 +114,24 @@ def render(result: dict[str, object]) -> str:
         "",
         "| subset | n | ROC AUC (95% CI) | sensitivity | specificity | ECE |",
         "|---|---|---|---|---|---|",
+        *[_subset_row(name, metrics) for name, metrics in headline["metrics"].items()],
     ]
-    for name, metrics in headline["metrics"].items():
-        lines.append(
-            f"| {name} | {metrics['n']} | {auc_with_ci(metrics)} | {_number(metrics['sensitivity'])} | "
-            f"{_number(metrics['specificity'])} | {metrics['ece']:.3f} |"
-        )
-    lines += ["", "## Run-to-run spread", ""]
-    lines += [f"- {text}" for text in result["spread"]]
-    lines += [
-        "",
+
+
+def _held_out_section(loso: list[dict]) -> list[str]:
+    return [
         "## Leave one source out",
         "",
         "The reference probe trained without one mixed-label source and scored on it alone: a hospital it never saw.",
         "",
         "| held-out source | n | ROC AUC (95% CI) | sensitivity | specificity | ECE |",
         "|---|---|---|---|---|---|",
+        *[_subset_row(item["source"], item) for item in loso],
     ]
-    for item in loso:
-        lines.append(
-            f"| {item['source']} | {item['n']} | {auc_with_ci(item)} | {_number(item['sensitivity'])} | "
-            f"{_number(item['specificity'])} | {item['ece']:.3f} |"
-        )
-    lines += [
-        "",
+
+
+def _levers_section(rows: list[dict]) -> list[str]:
+    lines = [
         "## Levers",
         "",
         "Change in mixed-label ROC AUC against the reference row, with its paired patient-bootstrap 95% CI: a lever "
@@ -123,15 +146,12 @@ def render(result: dict[str, object]) -> str:
     for row in rows:
         m, a = row["metrics"][MIXED], row["metrics"]["all"]
         lines.append(
-            f"| {row['lever']} | {row['setting']} | {auc_with_ci(m)} | {change_vs_reference(row, reference)} | "
+            f"| {row['lever']} | {row['setting']} | {auc_with_ci(m)} | {change_vs_reference(row, rows[0])} | "
             f"{change_vs_default(row)} | {auc_with_ci(a)} | "
             f"{m['sensitivity']:.2f} / {m['specificity']:.2f} | {m['ece']:.3f} | {row['cpu_minutes']:.1f} | "
             f"{row['note']} |"
         )
-    lines += ["", "## Not measured here", ""]
-    lines += [f"- {text}" for text in NOT_MEASURED]
-    lines += ["", "## Verdict", "", result["verdict"], ""]
-    return "\n".join(lines)
+    return lines
 
 
 NOT_MEASURED = (

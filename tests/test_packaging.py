@@ -225,3 +225,15 @@ def test_metric_keys_have_one_home() -> None:
         if typed_key(node)
     ]
     assert not typed
+
+
+def test_no_function_is_over_60_lines() -> None:
+    """Every function of the package and of the rooms beside it reads at once (the style guide's limit)."""
+    long = [
+        f"{path.relative_to(REPO_ROOT)}::{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for room in ("covid_cxr", "bench", "study", "pages")
+        for path in (REPO_ROOT / room).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert not long

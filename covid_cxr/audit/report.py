@@ -133,9 +133,8 @@ def sources_sentence(mixed_sources: list[str], shown: str) -> str:
 
 
 def markdown(results: dict) -> str:
-    """AUDIT.md."""
+    """AUDIT.md: the question, the verdict, then each measurement and the model it was made of."""
     model, data = results["model"], results["data"]
-    mixed = ", ".join(data["mixed_sources"]) or "none"
     lines = [
         f"# Audit of `{model['id']}` on `{data['name']}`",
         "",
@@ -150,6 +149,23 @@ def markdown(results: dict) -> str:
         "",
         *[f"- {line}" for line in verdict_lines(results["occlusion"])],
         "",
+        *_discrimination_section(results),
+        *_occlusion_section(results),
+        "## 3. Can the model's own features tell the source?",
+        "",
+        probe_sentence(results["source_probe"])
+        if results["source_probe"]
+        else "Not measured: the images come from one source only.",
+        "",
+        *_model_section(results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _discrimination_section(results: dict) -> list[str]:
+    model, data = results["model"], results["data"]
+    mixed = ", ".join(data["mixed_sources"]) or "none"
+    lines = [
         "## 1. Discrimination where the source cannot give the label away",
         "",
         sources_sentence(data["mixed_sources"], mixed) + " Sensitivity and "
@@ -165,31 +181,36 @@ def markdown(results: dict) -> str:
             f"in its source (out of fold) gives ROC AUC **{number(results['source_only'])}** on all images.",
             "",
         ]
-    lines += ["## 2. Occlusion test: what is left when the lungs are hidden", ""]
+    return lines
+
+
+def _occlusion_section(results: dict) -> list[str]:
+    lines = ["## 2. Occlusion test: what is left when the lungs are hidden", ""]
     if results["occlusion"] is None:
-        lines += [*verdict_lines(None), ""]
-    else:
-        lines += [
-            f"Each image was scored three ways: whole; *lungs only* (everything outside the lung fields, dilated by "
-            f"{FOCUS_DEFAULTS['dilation']:.0%} of the image side, blurred with a Gaussian of "
-            f"{FOCUS_DEFAULTS['blur']:.0%} of the side: what a lungs-first model does inside itself); *lungs hidden* "
-            "(the same dilated lung fields filled with the median grey "
-            f"around them, the rest untouched). Lung fields: {results['lungs']}. *Discrimination kept* is "
-            "(AUC - 0.5) / (whole-image AUC - 0.5): a model that reads the lungs keeps little of it with the lungs "
-            "hidden; a model that reads the hospital keeps most of it. The verdict is given only when the whole "
-            "interval of that share lies on one side of one half.",
-            "",
-            occlusion_table(results["occlusion"]),
-            "",
-            f"![ROC AUC of the three views]({OCCLUSION_PLOT})",
-            "",
-            f"![One film in the three views]({VIEWS_PLOT})",
-            "",
-        ]
-    lines += ["## 3. Can the model's own features tell the source?", ""]
-    probe = results["source_probe"]
-    lines += [probe_sentence(probe) if probe else "Not measured: the images come from one source only.", ""]
-    lines += [
+        return [*lines, *verdict_lines(None), ""]
+    return [
+        *lines,
+        f"Each image was scored three ways: whole; *lungs only* (everything outside the lung fields, dilated by "
+        f"{FOCUS_DEFAULTS['dilation']:.0%} of the image side, blurred with a Gaussian of "
+        f"{FOCUS_DEFAULTS['blur']:.0%} of the side: what a lungs-first model does inside itself); *lungs hidden* "
+        "(the same dilated lung fields filled with the median grey "
+        f"around them, the rest untouched). Lung fields: {results['lungs']}. *Discrimination kept* is "
+        "(AUC - 0.5) / (whole-image AUC - 0.5): a model that reads the lungs keeps little of it with the lungs "
+        "hidden; a model that reads the hospital keeps most of it. The verdict is given only when the whole "
+        "interval of that share lies on one side of one half.",
+        "",
+        occlusion_table(results["occlusion"]),
+        "",
+        f"![ROC AUC of the three views]({OCCLUSION_PLOT})",
+        "",
+        f"![One film in the three views]({VIEWS_PLOT})",
+        "",
+    ]
+
+
+def _model_section(results: dict) -> list[str]:
+    model, data = results["model"], results["data"]
+    return [
         "## 4. The model",
         "",
         f"- id: `{model['id']}` ({model['architecture']}, processor {model['processor']})",
@@ -204,4 +225,3 @@ def markdown(results: dict) -> str:
         "Not a medical device: this audit says what a model appears to rely on, on these images; it validates "
         "nothing for clinical use.",
     ]
-    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from covid_cxr.data.imaging import ImageError
-from covid_cxr.serving.examples import read_examples
+from covid_cxr.serving.examples import Example, read_examples
 from covid_cxr.serving.predictor import OutOfScope, Prediction, Predictor
 from covid_cxr.serving.wording import (
     RECORDED,
@@ -163,38 +163,9 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
         gr.Markdown(disclaimer_markdown(facts))
         with gr.Row():
             with gr.Column(scale=2):
-                # binary: the bytes are analysed in memory (type="filepath" leaves an empty temporary file behind
-                # on every request in Gradio 6)
-                upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="binary")
-                button = gr.Button("Analyse", variant="primary")
-                gallery = gr.Gallery(
-                    [(str(e.path), f"{RECORDED.get(e.label, e.label)} · {e.source}") for e in listed],
-                    label="Examples from the test split (recorded label · source): click one to analyse it",
-                    columns=GALLERY_COLUMNS,
-                    height=GALLERY_ROW_PX * -(-len(listed) // GALLERY_COLUMNS) + 60,  # every row shown, none clipped
-                    object_fit="contain",
-                    allow_preview=False,
-                    interactive=False,
-                    visible=bool(listed),
-                    elem_id="examples",
-                )
-                gr.Markdown(privacy_markdown(file_lifetime_s))
+                upload, button, gallery = _inputs(listed, file_lifetime_s)
             with gr.Column(scale=3):
-                decision = gr.Markdown(
-                    "Upload a frontal chest X-ray and press **Analyse**, or click an example.", elem_id="decision"
-                )
-                score = gr.HTML(elem_id="score-panel")
-                with gr.Row():
-                    seen = gr.Image(
-                        label="The X-ray as the model saw it", type="filepath", interactive=False, height=IMAGE_HEIGHT
-                    )
-                    heat = gr.Image(
-                        label="Where the model looked (Grad-CAM)",
-                        type="filepath",
-                        interactive=False,
-                        height=IMAGE_HEIGHT,
-                    )
-                gr.HTML(heat_legend_html())
+                outputs = _answer()
         gr.Markdown("## How good is this model?")
         prevalence = gr.Slider(
             1,
@@ -216,18 +187,9 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
             api_button = gr.Button("predict")
 
         page, api = make_handlers(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
-        outputs = [decision, score, seen, heat]
         button.click(page, inputs=upload, outputs=outputs, api_name=False)
         api_button.click(api, inputs=upload, outputs=api_outputs, api_name="predict")
-
-        def page_example(event: gr.SelectData):
-            # a private event, but a client can still send any index
-            if not (type(event.index) is int and 0 <= event.index < len(listed)):
-                raise refusal("No such example.")
-            example = listed[event.index]
-            return page(str(example.path), example.label)
-
-        gallery.select(page_example, outputs=outputs, api_name=False)
+        gallery.select(_example_handler(page, listed), outputs=outputs, api_name=False)
         prevalence.change(
             lambda percent: quality_markdown(facts, percent / 100),
             prevalence,
@@ -237,6 +199,54 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
             show_progress="hidden",
         )
     return demo
+
+
+def _inputs(listed: list[Example], file_lifetime_s: int) -> tuple[gr.File, gr.Button, gr.Gallery]:
+    """The upload, its button and the examples' gallery, above what the Space keeps of an upload and for how long."""
+    # binary: the bytes are analysed in memory (type="filepath" leaves an empty temporary file behind on every
+    # request in Gradio 6)
+    upload = gr.File(label="Frontal chest X-ray (PNG, JPEG or DICOM)", file_types=ACCEPTED, type="binary")
+    button = gr.Button("Analyse", variant="primary")
+    gallery = gr.Gallery(
+        [(str(e.path), f"{RECORDED.get(e.label, e.label)} · {e.source}") for e in listed],
+        label="Examples from the test split (recorded label · source): click one to analyse it",
+        columns=GALLERY_COLUMNS,
+        height=GALLERY_ROW_PX * -(-len(listed) // GALLERY_COLUMNS) + 60,  # every row shown, none clipped
+        object_fit="contain",
+        allow_preview=False,
+        interactive=False,
+        visible=bool(listed),
+        elem_id="examples",
+    )
+    gr.Markdown(privacy_markdown(file_lifetime_s))
+    return upload, button, gallery
+
+
+def _answer() -> list[gr.components.Component]:
+    """The decision, the score bar, the X-ray as the model saw it and its heat map (with the heat's legend)."""
+    prompt = "Upload a frontal chest X-ray and press **Analyse**, or click an example."
+    decision = gr.Markdown(prompt, elem_id="decision")
+    score = gr.HTML(elem_id="score-panel")
+    with gr.Row():
+        seen = gr.Image(label="The X-ray as the model saw it", type="filepath", interactive=False, height=IMAGE_HEIGHT)
+        heat = gr.Image(
+            label="Where the model looked (Grad-CAM)", type="filepath", interactive=False, height=IMAGE_HEIGHT
+        )
+    gr.HTML(heat_legend_html())
+    return [decision, score, seen, heat]
+
+
+def _example_handler(page: Callable, listed: list[Example]) -> Callable[[gr.SelectData], tuple]:
+    """The gallery's click: the page's answer for the example at the event's index (any other index refused)."""
+
+    def page_example(event: gr.SelectData):
+        # a private event, but a client can still send any index
+        if not (type(event.index) is int and 0 <= event.index < len(listed)):
+            raise refusal("No such example.")
+        example = listed[event.index]
+        return page(str(example.path), example.label)
+
+    return page_example
 
 
 def missing_model_demo(model: str) -> gr.Blocks:
