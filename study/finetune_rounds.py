@@ -13,7 +13,7 @@ from datasets.fingerprint import Hasher
 
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
-from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.arguments import RunArguments
 from covid_cxr.training.report import POSITIVE
 from covid_cxr.training.run import fit
 from study.folds import FoldScorer
@@ -22,7 +22,7 @@ SCORES = "round_scores.npz"
 
 
 def finetune_scorer(
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    arguments: RunArguments,
     dataset: datasets.Dataset,
     output_root: Path,
     lungs: LungSegmenter | None = None,
@@ -33,9 +33,9 @@ def finetune_scorer(
     model, which focuses every film itself, in training and scoring alike. A finished round's scores (and the CPU
     seconds it took) are kept in ``round_scores.npz`` and its checkpoints removed, so an interrupted
     cross-validation resumes at the round it was in (and, through the Trainer, at that round's last checkpoint)."""
-    model_args, data_args, eval_args, training_args = arguments
-    eval_args = dataclasses.replace(eval_args, resume="restart_on_change")  # a round of changed code starts over
-    focus = lungs if data_args.lung_focus else None
+    restart = dataclasses.replace(arguments.evaluation, resume="restart_on_change")  # a round of changed code
+    arguments = dataclasses.replace(arguments, evaluation=restart)  # starts over
+    focus = lungs if arguments.data.lung_focus else None
 
     def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"
@@ -47,10 +47,10 @@ def finetune_scorer(
                 return saved["validation"], saved["test"]
         start = time.process_time()
         splits = datasets.DatasetDict(train=dataset.select(train), validation=dataset.select(validation))
-        round_args = dataclasses.replace(training_args, output_dir=str(folder))
-        trainer, processor, _ = fit(model_args, data_args, eval_args, round_args, splits, lungs=focus)
+        round_args = dataclasses.replace(arguments.training, output_dir=str(folder))
+        trainer, processor, _ = fit(dataclasses.replace(arguments, training=round_args), splits, lungs=focus)
         model = trainer.accelerator.unwrap_model(trainer.model)
-        batch = training_args.per_device_eval_batch_size
+        batch = arguments.training.per_device_eval_batch_size
         val_probs, test_probs = (
             softmax(run_model(model, processor, dataset.select(part)["image"], batch, desc=f"Round {k} {name}").logits)[
                 :, POSITIVE

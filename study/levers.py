@@ -18,7 +18,7 @@ from covid_cxr.data.splits import strata_of
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.lungs.segmenter import holds_segmenter
 from covid_cxr.modeling.backbones import provenance
-from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
+from covid_cxr.training.arguments import GROUPS, RunArguments
 from covid_cxr.training.run import recipe_of
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import FoldScorer, OutOfFold, calibrate_round, summarise
@@ -140,14 +140,14 @@ def finetune_folder(root: Path, seed: int, name: str = "", dealing: int | None =
     return root / f"finetune-{name + '-' if name else ''}seed{seed}{dealt}"
 
 
-def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> tuple:
+def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> RunArguments:
     """train/finetune.py's defaults, as a user gets them, for one seed, with `options` on top."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments))
+    parser = HfArgumentParser(GROUPS)
     command = ["--output_dir", str(folder), "--seed", str(seed), "--dataset", args.dataset]
     command += ["--model_name_or_path", str(Path(args.backbones) / DINO), "--linear_probe", "false", *options]
     if args.finetune_epochs is not None:
         command += ["--num_train_epochs", str(args.finetune_epochs)]
-    return tuple(parser.parse_args_into_dataclasses(args=command))
+    return RunArguments(*parser.parse_args_into_dataclasses(args=command))
 
 
 def measured_recipe(y: Yardstick, folder: Path, seed: int, options: Sequence[str] = ()) -> dict[str, object]:
@@ -155,7 +155,7 @@ def measured_recipe(y: Yardstick, folder: Path, seed: int, options: Sequence[str
     quotes the row: the recipe (seed included), the backbone and the dataset."""
     arguments = finetune_arguments(y.args, folder, seed, options)
     return {
-        "recipe": asdict(recipe_of(*arguments)),
+        "recipe": asdict(recipe_of(arguments)),
         "backbone": str(provenance(str(Path(y.args.backbones) / DINO))["description"]),
         "dataset_digest": dataset_digest(y.dataset),
     }

@@ -12,7 +12,15 @@ import pytest
 from transformers import TrainerCallback
 
 from covid_cxr.model_folder import FINGERPRINT as FINGERPRINT_FILE
+from covid_cxr.training.arguments import (
+    CxrTrainingArguments,
+    DataArguments,
+    EvaluationArguments,
+    ModelArguments,
+    RunArguments,
+)
 from covid_cxr.training.checkpoints import (
+    COSMETIC_ARGUMENTS,
     StaleRunError,
     changes,
     plan_resume,
@@ -39,7 +47,7 @@ def backbone_folder(tmp_path: Path) -> Path:
 
 def fingerprint(backbone: Path, labels: tuple[int, ...] = (0, 1), output: str = "model", **training) -> dict:
     arguments = tiny_run_arguments(backbone, backbone.parent / "dataset", backbone.parent / output, **training)
-    return run_fingerprint(arguments, splits_of(list(labels)), str(backbone))
+    return run_fingerprint(RunArguments(*arguments), splits_of(list(labels)), str(backbone))
 
 
 def test_the_fingerprint_follows_what_is_trained(backbone_folder: Path) -> None:
@@ -112,3 +120,19 @@ def test_a_changed_run_stops_then_starts_over(tmp_path: Path, backbone: Path, sm
     restart = dataclasses.replace(arguments[2], resume="restart_on_change")
     run(arguments[0], arguments[1], restart, arguments[3], callbacks=(steps,))
     assert steps.steps == [1, 2, 3, 4]  # from the start, not from the other run's checkpoint-2
+
+
+def test_every_cosmetic_argument_is_a_field_of_its_group() -> None:
+    """A renamed or dropped field must leave COSMETIC_ARGUMENTS too, or a cosmetic change would silently become a
+    changed run (and a changed field a cosmetic one)."""
+    groups = {
+        "model": ModelArguments,
+        "data": DataArguments,
+        "evaluation": EvaluationArguments,
+        "training": CxrTrainingArguments,
+    }
+    stale = {
+        group: sorted(names - {f.name for f in dataclasses.fields(groups[group])})
+        for group, names in COSMETIC_ARGUMENTS.items()
+    }
+    assert set(COSMETIC_ARGUMENTS) == set(groups) and not any(stale.values()), stale

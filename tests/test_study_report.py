@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.evaluation.grouped import ALL, MIXED
 from covid_cxr.modeling.backbones import provenance
+from covid_cxr.training.arguments import RunArguments
 from covid_cxr.training.run import recipe_of, run
 from tests.conftest import tiny_run_arguments
 
@@ -34,7 +35,7 @@ def write_report(path: Path, arguments: tuple, backbone: Path, digest: str) -> P
     """A report as study/quality.py writes its headline: the recipe, backbone and dataset it measured."""
     metrics = {"n": 40, "roc_auc": 0.71, "roc_auc_low": 0.61, "roc_auc_high": 0.81}
     headline = {
-        "recipe": asdict(recipe_of(*arguments)),
+        "recipe": asdict(recipe_of(RunArguments(*arguments))),
         "backbone": str(provenance(str(backbone))["description"]),
         "dataset_digest": digest,
         "folds": 5,

@@ -37,6 +37,7 @@ from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fo
 from covid_cxr.modeling.inference import CovidClassifier, run_model
 from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
+from covid_cxr.training.arguments import RunArguments
 from covid_cxr.training.run import fit, run
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
 from pages.results import body as results_page
@@ -207,7 +208,7 @@ def test_one_seed_gives_one_first_loss(tmp_path: Path, backbone: Path, small_dat
     for name in ("first", "second"):
         args = tiny_run_arguments(backbone, small_dataset, tmp_path / name, max_steps=1, load_best_model_at_end=False)
         first = FirstLoss()
-        fit(*args, splits=datasets.DatasetDict(splits), callbacks=(first,))
+        fit(RunArguments(*args), splits=datasets.DatasetDict(splits), callbacks=(first,))
         losses.append(first.loss)
     assert losses[0] is not None and losses[0] == losses[1]  # the fresh head is drawn after seeding
 

@@ -19,20 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from covid_cxr.cli.parsing import parse_arguments
-from covid_cxr.training.arguments import (
-    REFUSED_TRAINER_FLAGS,
-    CxrTrainingArguments,
-    DataArguments,
-    EvaluationArguments,
-    ModelArguments,
-)
+from covid_cxr.training.arguments import GROUPS, REFUSED_TRAINER_FLAGS
 
 
 def main(
     argv: Sequence[str] | None = None, prog: str = "covid-cxr finetune", defaults: Mapping[str, Any] | None = None
 ) -> None:
     model_args, data_args, eval_args, training_args = parse_arguments(
-        (ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments),
+        GROUPS,
         argv,
         prog=prog,
         description=__doc__,

@@ -231,14 +231,24 @@ class CxrTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-def argument_groups(
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
-) -> dict[str, dict]:
-    """The run's arguments by group, as plain dicts: what run_config.json records and the fingerprint hashes."""
-    model_args, data_args, eval_args, training_args = arguments
-    return {
-        "model": asdict(model_args),
-        "data": asdict(data_args),
-        "evaluation": asdict(eval_args),
-        "training": training_args.to_dict(),
-    }
+GROUPS = (ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments)  # the parser fills them in order
+
+
+@dataclass
+class RunArguments:
+    """A fine-tune's four argument groups, passed whole: `RunArguments(*parser.parse_args_into_dataclasses())` for
+    a parser of GROUPS."""
+
+    model: ModelArguments
+    data: DataArguments
+    evaluation: EvaluationArguments
+    training: CxrTrainingArguments
+
+    def groups(self) -> dict[str, dict]:
+        """The arguments by group, as plain dicts: what run_config.json records and the fingerprint hashes."""
+        return {
+            "model": asdict(self.model),
+            "data": asdict(self.data),
+            "evaluation": asdict(self.evaluation),
+            "training": self.training.to_dict(),
+        }

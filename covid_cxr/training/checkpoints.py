@@ -34,13 +34,7 @@ from covid_cxr.model_folder import (
     WEIGHTS,
     WEIGHTS_INDEX,
 )
-from covid_cxr.training.arguments import (
-    CxrTrainingArguments,
-    DataArguments,
-    EvaluationArguments,
-    ModelArguments,
-    argument_groups,
-)
+from covid_cxr.training.arguments import RunArguments
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
@@ -181,17 +175,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_fingerprint(
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    arguments: RunArguments,
     splits: datasets.DatasetDict,
     model_path: str,
 ) -> dict[str, Any]:
     """What decides the trained model and its reports, by part: the arguments by group (less COSMETIC_ARGUMENTS),
     the dataset (datasets' fingerprint of each split, which follows its content and truncation), the files of the
     backbone, the lung segmenter and the cross-validation report, and the covid_cxr code."""
-    eval_args = arguments[2]
+    eval_args = arguments.evaluation
     fingerprint = {
         f"{group} arguments": {k: v for k, v in values.items() if k not in COSMETIC_ARGUMENTS.get(group, ())}
-        for group, values in argument_groups(arguments).items()
+        for group, values in arguments.groups().items()
     }
     fingerprint["dataset"] = {name: split._fingerprint for name, split in splits.items()}
     fingerprint["backbone"] = _input_digest(model_path)

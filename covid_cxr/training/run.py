@@ -57,7 +57,7 @@ from covid_cxr.training.arguments import (
     DataArguments,
     EvaluationArguments,
     ModelArguments,
-    argument_groups,
+    RunArguments,
 )
 from covid_cxr.training.checkpoints import (
     TidyCheckpoints,
@@ -94,10 +94,10 @@ def run(
 ) -> dict[str, float]:
     """Train, calibrate, evaluate and save; returns the flat metrics on the main process (empty elsewhere). A
     finished run with the same fingerprint (covid_cxr.training.checkpoints) is left as it is."""
-    _refuse_output_in_dataset(data_args, training_args)
+    arguments = RunArguments(model_args, data_args, eval_args, training_args)
+    _refuse_output_in_dataset(arguments)
     splits = load_splits(data_args)
     output_dir = Path(training_args.output_dir)
-    arguments = (model_args, data_args, eval_args, training_args)
     fingerprint = run_fingerprint(arguments, splits, _backbone(model_args))
     if eval_args.resume != "never" and not training_args.resume_from_checkpoint and up_to_date(output_dir, fingerprint):
         logger.warning(
@@ -111,9 +111,7 @@ def run(
     lungs = lung_segmenter(eval_args)
     focus = lungs if data_args.lung_focus else None
     logger.warning(lung_focus_line(lungs, data_args))
-    trainer, processor, model_path = fit(
-        model_args, data_args, eval_args, training_args, splits, callbacks, fingerprint, focus
-    )
+    trainer, processor, model_path = fit(arguments, splits, callbacks, fingerprint, focus)
     if not trainer.is_world_process_zero():
         return {}
 
@@ -127,10 +125,7 @@ def run(
 
 
 def fit(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    eval_args: EvaluationArguments,
-    training_args: CxrTrainingArguments,
+    arguments: RunArguments,
     splits: datasets.DatasetDict,
     callbacks: tuple[TrainerCallback, ...] = (),
     fingerprint: dict | None = None,
@@ -141,7 +136,7 @@ def fit(
     resuming from the newest complete checkpoint of this same run (``--resume``; `fingerprint` is the run's when the
     caller has computed it, as `run` has); returns the trainer holding the best model, the processor and the
     backbone's path."""
-    arguments = (model_args, data_args, eval_args, training_args)
+    model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     model_path, resume_from = _start(arguments, splits, fingerprint)
 
     # Seeded before the fresh head is drawn (Trainer seeds only once the model exists)
@@ -170,7 +165,7 @@ def fit(
         device_pixels=device_pixels,
         processor=processor,
         callbacks=[
-            EarlyStoppingCallback(eval_args.early_stopping_patience),
+            EarlyStoppingCallback(arguments.evaluation.early_stopping_patience),
             TidyCheckpoints(),
             *source_callbacks,
             *callbacks,
@@ -189,21 +184,23 @@ def fit(
 
 
 def _start(
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    arguments: RunArguments,
     splits: datasets.DatasetDict,
     fingerprint: dict | None,
 ) -> tuple[str, str | None]:
     """Before anything trains: the output folder and input side checked, the resume planned and the run started;
     returns the backbone's path and the checkpoint to resume from (None: a fresh start)."""
-    model_args, data_args, eval_args, training_args = arguments
-    _refuse_output_in_dataset(data_args, training_args)
+    model_args, training_args = arguments.model, arguments.training
+    _refuse_output_in_dataset(arguments)
     output_dir = Path(training_args.output_dir)
     model_path = _backbone(model_args)
     if model_args.image_size:  # before anything is written: a side the patches do not tile is refused
         check_input_side(model_args.image_size, getattr(AutoConfig.from_pretrained(model_path), "patch_size", None))
     if fingerprint is None:
         fingerprint = run_fingerprint(arguments, splits, model_path)
-    resume_from = training_args.resume_from_checkpoint or plan_resume(output_dir, fingerprint, eval_args.resume)
+    resume_from = training_args.resume_from_checkpoint or plan_resume(
+        output_dir, fingerprint, arguments.evaluation.resume
+    )
     if training_args.world_size > 1:
         PartialState().wait_for_everyone()  # every process has planned from the folder as it was
     if training_args.process_index == 0:
@@ -211,16 +208,12 @@ def _start(
     return model_path, resume_from
 
 
-def _write_run_config(
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
-    train_labels: np.ndarray,
-    model_path: str,
-) -> None:
-    resolved = argument_groups(arguments) | {
+def _write_run_config(arguments: RunArguments, train_labels: np.ndarray, model_path: str) -> None:
+    resolved = arguments.groups() | {
         "class_weights": class_weights(train_labels).tolist(),
         "model_path": model_path,
     }
-    (Path(arguments[3].output_dir) / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+    (Path(arguments.training.output_dir) / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
 
 
 def lung_segmenter(eval_args: EvaluationArguments) -> LungSegmenter | None:
@@ -244,10 +237,10 @@ def lung_focus_line(lungs: LungSegmenter | None, data_args: DataArguments) -> st
     return "Lungs first: the model finds the lungs with the given segmenter and blurs the rest of each film itself"
 
 
-def _refuse_output_in_dataset(data_args: DataArguments, training_args: CxrTrainingArguments) -> None:
+def _refuse_output_in_dataset(arguments: RunArguments) -> None:
     """Before any work: the run must not write into, over or around a local dataset folder (a Hub id has none)."""
-    if Path(data_args.dataset).exists():
-        check_output_dir(training_args.output_dir, {"--dataset": data_args.dataset})
+    if Path(arguments.data.dataset).exists():
+        check_output_dir(arguments.training.output_dir, {"--dataset": arguments.data.dataset})
 
 
 def _recorded_results(output_dir: Path) -> dict[str, float]:
@@ -288,13 +281,18 @@ def finalise(
     processor,
     splits: datasets.DatasetDict,
     model_path: str,
-    arguments: tuple[ModelArguments, DataArguments, EvaluationArguments, CxrTrainingArguments],
+    arguments: RunArguments,
     trainer: Trainer,
     lungs: LungSegmenter | None = None,
 ) -> dict[str, float]:
     """score -> calibrate (which folds the temperature into the head, so it comes after the scoring) -> evaluate ->
     save the model folder, its ONNX export and plots -> probes -> lung attention and occlusion -> card -> push."""
-    model_args, data_args, eval_args, training_args = arguments
+    model_args, data_args, eval_args, training_args = (
+        arguments.model,
+        arguments.data,
+        arguments.evaluation,
+        arguments.training,
+    )
     output_dir = Path(training_args.output_dir)
     batch = training_args.per_device_eval_batch_size
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
@@ -313,7 +311,7 @@ def finalise(
         baseline = probe_baseline(
             frozen, processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
         )
-    recipe = recipe_of(*arguments)
+    recipe = recipe_of(arguments)
     cross_validation = cross_validated(
         eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
@@ -411,12 +409,14 @@ def training_data_facts(splits: datasets.DatasetDict) -> DataFacts:
     return data_facts(rows["source"], [CLASS_NAMES[label] for label in rows["label"]], rows["license"])
 
 
-def recipe_of(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    eval_args: EvaluationArguments,
-    training_args: CxrTrainingArguments,
-) -> Recipe:
+def recipe_of(arguments: RunArguments) -> Recipe:
+    """What the card and the study record of a run's recipe (the cross-validation it may quote must match it)."""
+    model_args, data_args, eval_args, training_args = (
+        arguments.model,
+        arguments.data,
+        arguments.evaluation,
+        arguments.training,
+    )
     scheduler = training_args.lr_scheduler_type
     return Recipe(
         image_size=model_args.image_size,
