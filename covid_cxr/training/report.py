@@ -1,6 +1,8 @@
-"""After training: calibrate -> evaluate -> write the model folder's artefacts -> the card -> the push.
+"""The report steps after training: score a split, calibrate, evaluate, save the model folder and its plots, the
+frozen-feature probes, the heat inside the lungs, and the cross-validation a card may quote.
 
-Each step is a function over small dataclasses, so each can be tested or reused without running the others.
+Each step is a function over small dataclasses, so each can be tested or reused without running the others;
+`covid_cxr.training.run.finalise` runs them in order, then renders the card and pushes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from covid_cxr.modeling.calibration import (
     Calibration,
     choose_threshold,
     fit_temperature,
-    fold_temperature,
 )
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -62,11 +63,10 @@ class ScoredSplit:
         return softmax(self.logits / temperature)[:, POSITIVE]
 
 
-def calibrate(model: PreTrainedModel, validation: ScoredSplit, target_sensitivity: float) -> Calibration:
-    """Fit the temperature on validation, fold it into the head, and choose the threshold on the calibrated
-    validation probabilities."""
+def calibrate(validation: ScoredSplit, target_sensitivity: float) -> Calibration:
+    """Fit the temperature on validation and choose the threshold on the calibrated validation probabilities (the
+    caller folds the temperature into the model it saves: covid_cxr.modeling.calibration.fold_temperature)."""
     temperature = fit_temperature(validation.logits, validation.labels)
-    fold_temperature(model, temperature)
     threshold = choose_threshold(validation.probabilities(temperature), validation.labels, target_sensitivity)
     calibration = Calibration(temperature, threshold)
     if calibration.temperature_at_bound:

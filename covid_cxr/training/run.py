@@ -40,7 +40,7 @@ from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.model_folder import CARD, LICENSE, OCCLUSION_RESULTS, RUN_CONFIG, SEGMENTER_CONFIG, read_results
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
-from covid_cxr.modeling.calibration import Calibration
+from covid_cxr.modeling.calibration import Calibration, fold_temperature
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 from covid_cxr.modeling.onnx_export import export_onnx, exportable
 from covid_cxr.modeling.scope_guard import ScopeGuard
@@ -285,35 +285,26 @@ def finalise(
     trainer: Trainer,
     lungs: LungSegmenter | None = None,
 ) -> dict[str, float]:
-    """score -> calibrate (which folds the temperature into the head, so it comes after the scoring) -> evaluate ->
-    save the model folder, its ONNX export and plots -> probes -> lung attention and occlusion -> card -> push."""
-    model_args, data_args, eval_args, training_args = (
-        arguments.model,
-        arguments.data,
-        arguments.evaluation,
-        arguments.training,
-    )
+    """score validation and test -> calibrate -> evaluate -> fold the temperature into the head -> save the model
+    folder, its ONNX export, terms and plots -> probes -> the cross-validation the card may quote -> the heat inside
+    the lungs and the occlusion test -> log every figure -> card -> push. Returns the figures."""
+    eval_args, training_args = arguments.evaluation, arguments.training
     output_dir = Path(training_args.output_dir)
     batch = training_args.per_device_eval_batch_size
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
-    calibration = calibrate(model, validation, eval_args.target_sensitivity)
+    calibration = calibrate(validation, eval_args.target_sensitivity)
     guard = ScopeGuard.fit(validation.scope)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
-    backbone, hub_dataset, data = provenance(model_path), dataset_hub_id(data_args), training_data_facts(splits)
+    fold_temperature(model, calibration.temperature)  # from here on the model answers calibrated, as saved
+    backbone, hub_dataset, data = provenance(model_path), dataset_hub_id(arguments.data), training_data_facts(splits)
     save_model_folder(output_dir, model, processor, calibration, guard, config_facts(backbone, hub_dataset, data))
     onnx_check = export_checked(output_dir, model, splits["validation"]) if eval_args.onnx else {}
     (output_dir / LICENSE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
-    baseline = {}
-    if eval_args.linear_probe:  # frozen features of the films as this model sees them (lungs first: focused)
-        frozen = load_model(model_path, lungs if isinstance(model, LungsFirstForImageClassification) else None)
-        baseline = probe_baseline(
-            frozen, processor, splits, evaluation.mixed_sources, eval_args.target_sensitivity, batch
-        )
-    recipe = recipe_of(arguments)
+    baseline = _baseline(model, model_path, lungs, processor, splits, evaluation, arguments)
     cross_validation = cross_validated(
-        eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
+        eval_args.cross_validation_report, recipe_of(arguments), str(backbone["description"]), dataset_digest(splits)
     )
     attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir)
     sections = {"calibration": calibration_figures(calibration, evaluation), **evaluation.by_split()}
@@ -327,13 +318,13 @@ def finalise(
         occlusion=occlusion,
         cross_validation=cross_validation,
         backbone=backbone,
-        base_model=_base_model(model_args.model_name_or_path, backbone),
+        base_model=_base_model(arguments.model.model_name_or_path, backbone),
         dataset_hub_id=hub_dataset,
         facts=data,
         hub_repo_id=eval_args.hub_repo_id,
         model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
-        recipe=recipe,
+        recipe=recipe_of(arguments),
         run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
     )
@@ -341,6 +332,23 @@ def finalise(
     if eval_args.hub_repo_id:
         logger.warning(eval_args.publish(output_dir))
     return results
+
+
+def _baseline(
+    model: PreTrainedModel,
+    model_path: str,
+    lungs: LungSegmenter | None,
+    processor: BaseImageProcessor,
+    splits: datasets.DatasetDict,
+    evaluation: Evaluation,
+    arguments: RunArguments,
+) -> dict[str, float]:
+    """The frozen-feature probes (--linear_probe), on the films as this model sees them (lungs first: focused)."""
+    if not arguments.evaluation.linear_probe:
+        return {}
+    frozen = load_model(model_path, lungs if isinstance(model, LungsFirstForImageClassification) else None)
+    target, batch = arguments.evaluation.target_sensitivity, arguments.training.per_device_eval_batch_size
+    return probe_baseline(frozen, processor, splits, evaluation.mixed_sources, target, batch)
 
 
 def calibration_figures(calibration: Calibration, evaluation: Evaluation) -> dict[str, float]:
