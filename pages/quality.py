@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.evaluation.keys import ALL, MIXED
 from pages.blocks import README, REPO_ROOT, Artefact, Block, fill
 from study.quality_markdown import auc_with_ci
@@ -21,7 +22,7 @@ TARGET = 0.80  # the project's goal for the mixed-label ROC AUC (a goal, not a m
 
 
 def body(result: Artefact) -> str:
-    headline = result["headline"]
+    headline = result[HEADLINE]
     mixed = headline["metrics"][MIXED]
     return fill(
         "quality.md",
@@ -74,7 +75,7 @@ def recipe_evidence(result: Artefact) -> str:
 
 def in_model_note(result: Artefact) -> str:
     """What the quoted rows measured when they are not yet the one lungs-first model's (#35)."""
-    if result["headline"]["setting"] == IN_MODEL_TUNE:
+    if result[HEADLINE]["setting"] == IN_MODEL_TUNE:
         return ""
     return (
         " These rows measured lungs first as it was trained before it became one model: each film blurred at full "

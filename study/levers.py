@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from transformers import HfArgumentParser
 
+from covid_cxr.cards.cross_validation import headline_record
 from covid_cxr.data.digest import dataset_digest
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.splits import strata_of
@@ -150,15 +150,13 @@ def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, option
     return RunArguments(*parser.parse_args_into_dataclasses(args=command))
 
 
-def measured_recipe(y: Yardstick, folder: Path, seed: int, options: Sequence[str] = ()) -> dict[str, object]:
-    """What a fine-tune row measured, as `train/finetune.py --cross_validation_report` checks it before its card
-    quotes the row: the recipe (seed included), the backbone and the dataset."""
-    arguments = finetune_arguments(y.args, folder, seed, options)
-    return {
-        "recipe": asdict(recipe_of(arguments)),
-        "backbone": str(provenance(str(Path(y.args.backbones) / DINO))["description"]),
-        "dataset_digest": dataset_digest(y.dataset),
-    }
+def headline_of(y: Yardstick, row: dict, folder: Path, seed: int, options: Sequence[str] = ()) -> dict[str, object]:
+    """A fine-tune row as the report's headline, with what it measured, as `train/finetune.py
+    --cross_validation_report` checks it before its card quotes the row: the recipe (seed included), the backbone
+    and the dataset (covid_cxr.cards.cross_validation)."""
+    recipe = recipe_of(finetune_arguments(y.args, folder, seed, options))
+    backbone = str(provenance(str(Path(y.args.backbones) / DINO))["description"])
+    return headline_record(row, y.args.folds, recipe, backbone, dataset_digest(y.dataset))
 
 
 def leave_one_source_out(y: Yardstick, features: np.ndarray) -> list[dict[str, object]]:

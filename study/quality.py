@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine
+from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.evaluation.grouped import MIXED
 from study.folds import FoldScorer, dataset_folds
 from study.levers import (
     FINETUNE_LEVERS,
     finetune_folder,
     finetune_rows,
+    headline_of,
     leave_one_source_out,
-    measured_recipe,
     probe_rows,
 )
 from study.quality_markdown import auc_with_ci, render, verdict
@@ -100,10 +101,10 @@ def main() -> dict[str, object]:
     rows += finetune_rows(y, reference_probe)
     summaries = [y.summary(row, rows[0]) for row in rows]
     tuned = [s for s in summaries if "seed_of_default" in s]
-    headline = dict(tuned[0] if tuned else summaries[0], folds=args.folds)
+    headline = dict(summaries[0], folds=args.folds)  # the reference probe, until a default fine-tune ran
     if tuned:
-        seed = headline["seed_of_default"]
-        headline |= measured_recipe(y, finetune_folder(y.root, seed), seed)
+        seed = tuned[0]["seed_of_default"]
+        headline = headline_of(y, tuned[0], finetune_folder(y.root, seed), seed)
     result = {
         "machine": machine(),
         "folds": args.folds,
@@ -113,7 +114,7 @@ def main() -> dict[str, object]:
         "mixed_images": int(y.subsets[MIXED].sum()),
         "bootstrap_rounds": args.rounds,
         "target_sensitivity": args.target_sensitivity,
-        "headline": headline,
+        HEADLINE: headline,
         "spread": spread_lines(y, tuned, summaries[0], reference_probe),
         "leave_one_source_out": leave_one_source_out(y, plain),
         "rows": summaries,

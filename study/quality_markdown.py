@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.cards.model import Recipe
 from covid_cxr.data.processor_size import WHOLE_FILM
 from covid_cxr.evaluation.grouped import MIXED
@@ -102,7 +103,7 @@ def _subset_row(name: str, metrics: dict) -> str:
 
 
 def _headline_section(result: dict[str, object]) -> list[str]:
-    headline = result["headline"]
+    headline = result[HEADLINE]
     mixed, every = headline["metrics"][MIXED], headline["metrics"]["all"]
     return [
         "## Headline",

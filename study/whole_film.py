@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bench.common import machine
+from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.evaluation.probes import source_probe
 from covid_cxr.lungs.dataset_masks import MASK_COLUMN
@@ -30,7 +31,7 @@ from covid_cxr.model_folder import OCCLUSION_RESULTS, read_config, read_results
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
-from study.levers import finetune_arguments, finetune_folder, measured_recipe
+from study.levers import finetune_arguments, finetune_folder, headline_of
 from study.whole_film_markdown import HEAT_IN_LUNGS, SOURCE_READ, TRAINED_ROWS, WARNED, changes_of, render
 from study.yardstick import DINO, Row, Yardstick
 
@@ -288,7 +289,7 @@ def main() -> dict[str, object]:
         _save(result, args)  # a finished dealing is on record before the next starts
     default = headline(y, args, result)
     if default:
-        result["headline"] = default
+        result[HEADLINE] = default
         _save(result, args)
     return result
 
@@ -302,8 +303,7 @@ def headline(y: Yardstick, args: argparse.Namespace, result: dict[str, object]) 
     if setting not in rows:
         return None
     folder = finetune_folder(y.root, args.seed, name, args.dealings[0])
-    measured = measured_recipe(y, folder, args.seed, options)
-    return rows[setting] | {"folds": args.folds, "seed_of_default": args.seed} | measured
+    return headline_of(y, rows[setting] | {"seed_of_default": args.seed}, folder, args.seed, options)
 
 
 def trained_shortcuts(folder: Path) -> dict[str, object]:

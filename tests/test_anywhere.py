@@ -15,6 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from transformers import HfArgumentParser
 
+from covid_cxr.cards.cross_validation import cross_validated
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import Evaluation
@@ -25,7 +26,6 @@ from covid_cxr.serving.app import examples_folder, model_location
 from covid_cxr.serving.bundle import PACKAGE_ROOT, assemble, runtime_modules
 from covid_cxr.serving.predictor import headline_figures
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments
-from covid_cxr.training.report import cross_validated
 from tests.conftest import REPO_ROOT
 from tests.test_packaging import third_party_imports
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from covid_cxr.cards.cross_validation import cross_validated
 from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation.bootstrap import roc_auc_difference_ci
 from covid_cxr.evaluation.grouped import MIXED, reported_subsets
@@ -23,7 +24,6 @@ from covid_cxr.evaluation.keys import (
     TEST_SENSITIVITY,
     TEST_SPECIFICITY,
 )
-from covid_cxr.training.report import cross_validated
 from study.folds import OutOfFold, dataset_folds, fold_roles, summarise
 
 

@@ -7,20 +7,18 @@ Each step is a function over small dataclasses, so each can be tested or reused 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 from transformers import BaseImageProcessor, PreTrainedModel
 
-from covid_cxr.cards.model import Recipe
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import MIXED, Evaluation, flatten, grouped_metrics, mixed_label_sources
-from covid_cxr.evaluation.keys import ALL, CV, PROBE, PROBE_TEST, TEST, metric_key
+from covid_cxr.evaluation.keys import ALL, PROBE, PROBE_TEST, TEST, metric_key
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
 from covid_cxr.labels import CLASS_NAMES, LABEL2ID
@@ -213,46 +211,3 @@ def lung_attention_summary(
         group = (sources == source) & (labels == label)
         figures[metric_key(TEST, f"{source}_{label}", "lung_attention_warned")] = float(warned[group].mean())
     return figures
-
-
-def cross_validated(report: str | None, recipe: Recipe, backbone: str, dataset_digest: str) -> dict[str, float]:
-    """The cross-validated figures of a report (`make whole-film` and `make quality` write one) when it measured
-    this very recipe (the seed aside), on this backbone and on this dataset (covid_cxr.data.digest); empty, with one
-    line saying why, when there is none or it measured something else, so the card never quotes another run's
-    figures."""
-    if not report:
-        return {}
-    if not Path(report).is_file():
-        logger.warning("No cross-validation report at %s: the card quotes none", report)
-        return {}
-    headline = json.loads(Path(report).read_text()).get("headline")
-    if headline is None:
-        logger.warning("%s holds no fine-tune of the default recipe yet: the card quotes none", report)
-        return {}
-    other = _measured_other(headline, recipe, backbone, dataset_digest)
-    if other:
-        logger.warning("%s cross-validated %s: the card leaves its figures out", report, other)
-        return {}
-    figures = {metric_key(CV, ALL, "folds"): float(headline["folds"])}
-    for subset in (MIXED, ALL):
-        metrics = headline["metrics"][subset]
-        figures |= {
-            metric_key(CV, subset, key): float(metrics[key]) for key in ("n", "roc_auc", "roc_auc_low", "roc_auc_high")
-        }
-    return figures
-
-
-def _measured_other(headline: dict, recipe: Recipe, backbone: str, dataset_digest: str) -> str | None:
-    """What the report's headline measured that this run is not, in words; None when it measured this run."""
-    measured = None
-    if "recipe" in headline:  # a report older than a recipe field measured that field at its default
-        measured = {key: value for key, value in asdict(Recipe(**headline["recipe"])).items() if key != "seed"}
-    if measured != {key: value for key, value in asdict(recipe).items() if key != "seed"}:
-        return "another recipe"
-    if headline.get("backbone") != backbone:
-        return "another backbone"
-    if "dataset_digest" not in headline:
-        return "a dataset it does not name (written before reports recorded theirs)"
-    if headline["dataset_digest"] != dataset_digest:
-        return "another dataset"
-    return None

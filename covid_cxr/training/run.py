@@ -29,6 +29,7 @@ from transformers import (
 
 from covid_cxr.audit.card import card_figures
 from covid_cxr.audit.run import occlusion_test
+from covid_cxr.cards.cross_validation import cross_validated
 from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.model import ModelCardContext, Recipe, TrainingRun, render_model_card, research_only_terms
 from covid_cxr.data.digest import dataset_digest
@@ -71,7 +72,6 @@ from covid_cxr.training.inputs import dataset_hub_id, load_splits, prepare_input
 from covid_cxr.training.report import (
     ScoredSplit,
     calibrate,
-    cross_validated,
     evaluate,
     lung_attention_summary,
     mixed_sources_of,
