@@ -75,7 +75,8 @@ $(LUNGS): build/backbones/$(LUNG_BACKBONE)/provenance.json covid_cxr/lungs/segme
 		--backbone build/backbones/$(LUNG_BACKBONE) --masks_license '$(MASKS_LICENSE)'
 
 lungs-report: $(LUNGS) ## docs/lungs.json, docs/lungs.png and docs/lungs.md's block (all images of $(MASK_IMAGES))
-	$(BIN)/python -m pages.lungs --model build/lungs --images $(MASK_IMAGES)
+	$(BIN)/python -m bench.lungs --model build/lungs --images $(MASK_IMAGES) --output docs/lungs.json --montage docs/lungs.png
+	$(BIN)/python -m pages.lungs
 
 train: $(TRAINED) ## fine-tune lungs first on the CPU into $(MODEL)/ (LUNG_FOCUS= for the whole film; accelerate on a GPU)
 # The lung segmenter (for lungs first and the card's attention share) is built first when its masks are there.

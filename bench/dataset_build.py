@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine, report
+from devtools.measuring import machine, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO_ROOT, machine, report
 from covid_cxr.evaluation.keys import TRAIN_RUNTIME
 from covid_cxr.model_folder import SEGMENTER_CV, TRAIN_RESULTS
+from devtools.measuring import REPO_ROOT, machine, report
 
 TARGETS = ("data", "backbone", "lungs", "train")
 

@@ -23,7 +23,6 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from transformers import pipeline
 
-from bench.common import interleaved, machine, percentile, report, test_split, timed
 from covid_cxr.data.imaging import load_image
 from covid_cxr.data.processor_size import processor_size
 from covid_cxr.labels import CLASS_NAMES
@@ -33,6 +32,7 @@ from covid_cxr.model_folder import ONNX_DIR, ONNX_MODEL
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.onnx_export import OUTPUTS, make_session
 from covid_cxr.serving.predictor import OutOfScope, Predictor
+from devtools.measuring import interleaved, machine, percentile, report, test_split, timed
 
 SPACE = "Space predict, onnxruntime (the Space's path)"
 FULL_SIZES = (2048, 3000)  # the long side of the upscaled films: what real CR/DX films measure

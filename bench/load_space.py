@@ -25,8 +25,8 @@ import psutil
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from bench.common import machine, percentile, report
 from devtools.launcher import running_app
+from devtools.measuring import machine, percentile, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

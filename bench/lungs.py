@@ -1,24 +1,30 @@
 """The lung segmenter measured over a whole collection: its cross-validated Dice and IoU (from the segmenter
 folder's cv_results.json) and a sanity pass over every image (lung share, connected components, images where no
-plausible lung fields are found, per source and label). `make lungs-report` (pages/lungs.py) publishes it.
+plausible lung fields are found, per source and label), written as JSON beside a montage of predicted outlines on
+images of every source and both labels; `make lungs-report` writes docs/lungs.json and docs/lungs.png with it, and
+pages/lungs.py renders the page's block from the JSON.
+
+    python -m bench.lungs --model build/lungs --images ../shared/cxr --output docs/lungs.json --montage docs/lungs.png
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from bench.common import machine
 from covid_cxr.data.imaging import load_image
 from covid_cxr.lungs.measures import components, implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.model_folder import SEGMENTER_CV
+from covid_cxr.modeling.heatmap import outline
+from devtools.measuring import machine, report
 
 Samples = dict[tuple[str, str], list[tuple[Image.Image, np.ndarray]]]
 
@@ -77,3 +83,34 @@ def measure(model: Path, images: Path) -> tuple[dict, Samples]:
         "implausible": [r["file_name"] for r in records if r["implausible"]],
     }
     return report, samples
+
+
+def montage(samples: Samples, path: Path, tile: int = 192) -> None:
+    """One row per source x label, predicted outlines in green."""
+    keys = sorted(samples)
+    sheet = Image.new("RGB", (tile * 2 + 220, tile * len(keys)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, key in enumerate(keys):
+        draw.text((8, row * tile + tile // 2 - 10), f"{key[0]}\n{key[1]}", fill="black")
+        for column, (image, mask) in enumerate(samples[key]):
+            shown = outline(image.convert("RGB"), mask).resize((tile, tile))
+            sheet.paste(shown, (220 + column * tile, row * tile))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="build/lungs", help="Segmenter folder (make lungs).")
+    parser.add_argument("--images", default="../shared/cxr", help="Curated collection to run the sanity pass on.")
+    parser.add_argument("--output", default=None, help="Where to write the JSON (default: print only).")
+    parser.add_argument("--montage", default=None, help="Where to write the montage PNG (default: none).")
+    args = parser.parse_args()
+    results, samples = measure(Path(args.model), Path(args.images))
+    if args.montage:
+        montage(samples, Path(args.montage))
+    report(results, args.output)
+
+
+if __name__ == "__main__":
+    main()

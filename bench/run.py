@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.common import RESULTS_DIR, run_all, run_module, table
+from devtools.measuring import REPO_ROOT, run_all, run_module, table
 
 BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BENCHES = ("fresh_build", "dataset_build", "inference", "load_space", "soak", "train_throughput", "train_scaling")
 MODEL_BENCHES = ("inference", "load_space", "soak")  # the others train their own models
 COVIDX_IMAGES = 30_000

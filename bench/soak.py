@@ -19,9 +19,9 @@ from pathlib import Path
 import psutil
 from gradio_client import Client
 
-from bench.common import machine, report
 from bench.load_space import REPO_ROOT, ask
 from devtools.launcher import running_app
+from devtools.measuring import machine, report
 
 SAMPLE_EVERY = 250  # requests between two RSS samples
 

@@ -12,8 +12,8 @@ import argparse
 
 import torch
 
-from bench.common import machine, report
 from bench.train_throughput import measure
+from devtools.measuring import machine, report
 
 CUDA = torch.cuda.is_available()
 

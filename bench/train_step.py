@@ -30,11 +30,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoImageProcessor, TrainerCallback, TrainingArguments
 
-from bench.common import machine, report
 from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.training.arguments import DataArguments
 from covid_cxr.training.inputs import prepare_inputs
 from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_model
+from devtools.measuring import machine, report
 
 RECIPES = ("pil-loader", "ours")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine, report
+from devtools.measuring import machine, report
 
 CUDA = torch.cuda.is_available()
 

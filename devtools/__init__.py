@@ -1,1 +1,1 @@
-"""Helpers the tests and the benchmarks share: never shipped, never imported by the package."""
+"""Helpers the tests, the benchmarks and the studies share: never shipped, never imported by the package."""

@@ -1,38 +1,18 @@
-"""docs/lungs.json, docs/lungs.png and the lung block of docs/lungs.md (`make lungs-report`).
+"""The lung block of docs/lungs.md, rendered from docs/lungs.json (`make lungs-report`).
 
-bench/lungs.py measures the segmenter over every image of a collection; this writes what it measured, a montage
-of predicted outlines on images of every source and both labels, and the page's block rendered from the JSON.
+bench/lungs.py measures the segmenter over every image of a collection and writes that JSON and the montage
+docs/lungs.png; this only renders.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-from bench.lungs import Samples, measure
 from covid_cxr.cards.markdown import markdown_rows
-from covid_cxr.modeling.heatmap import outline
 from pages.blocks import DOCS, Artefact, Block, fill
 
-MONTAGE = DOCS / "lungs.png"
 LISTED = 10  # failing images named on the page; the rest are counted
-
-
-def montage(samples: Samples, path: Path, tile: int = 192) -> None:
-    """One row per source x label, predicted outlines in green."""
-    keys = sorted(samples)
-    sheet = Image.new("RGB", (tile * 2 + 220, tile * len(keys)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for row, key in enumerate(keys):
-        draw.text((8, row * tile + tile // 2 - 10), f"{key[0]}\n{key[1]}", fill="black")
-        for column, (image, mask) in enumerate(samples[key]):
-            shown = outline(image.convert("RGB"), mask).resize((tile, tile))
-            sheet.paste(shown, (220 + column * tile, row * tile))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
 
 
 def source_table(groups: list[dict]) -> str:
@@ -94,15 +74,9 @@ BLOCK = Block("lungs", DOCS / "lungs.md", DOCS / "lungs.json", "make lungs-repor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="build/lungs", help="Segmenter folder (make lungs).")
-    parser.add_argument("--images", default="../shared/cxr", help="Curated collection to run the sanity pass on.")
-    args = parser.parse_args()
-    results, samples = measure(Path(args.model), Path(args.images))
-    montage(samples, MONTAGE)
-    BLOCK.source.write_text(json.dumps(results, indent=2) + "\n")
-    BLOCK.write(results)
-    print(f"{BLOCK.source.name}, {MONTAGE.name} and the lung block of {BLOCK.page.name} written")
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    BLOCK.write(json.loads(BLOCK.source.read_text()))
+    print(f"The lung block of {BLOCK.page.name} rendered from {BLOCK.source.name}")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine, report, test_split
 from covid_cxr.lungs.attention import LungAttention, lung_attention
 from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import CovidClassifier
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
+from devtools.measuring import machine, report, test_split
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "lung_attention.png"  # images live in docs/
 

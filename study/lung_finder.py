@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine, percentile, report, timed
 from covid_cxr.cards.markdown import markdown_rows
 from covid_cxr.lungs.fitting import cross_validate, fit_head, read_mask, read_pairs, token_features
 from covid_cxr.lungs.segmenter import LungSegmenter, SegmenterConfig
+from devtools.measuring import machine, percentile, report, timed
 from pages.blocks import DOCS, Block
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lung_finder.json"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine
 from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.evaluation.grouped import MIXED
+from devtools.measuring import machine
 from study.folds import FoldScorer, dataset_folds
 from study.levers import (
     FINETUNE_LEVERS,

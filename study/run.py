@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.common import run_all, table
+from devtools.measuring import run_all, table
 
 STUDY_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = STUDY_DIR / "results"

@@ -18,12 +18,12 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from bench.common import machine, report, test_split
 from covid_cxr.data.imaging import ImageError
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
 from covid_cxr.modeling.inference import seen_images
 from covid_cxr.serving.predictor import OutOfScope, Predictor
+from devtools.measuring import machine, report, test_split
 
 
 def non_xray_images(xray: Image.Image) -> dict[str, Image.Image]:

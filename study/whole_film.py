@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.common import machine
 from covid_cxr.cards.cross_validation import HEADLINE
 from covid_cxr.evaluation.grouped import MIXED
 from covid_cxr.evaluation.probes import source_probe
@@ -29,6 +28,7 @@ from covid_cxr.lungs.dataset_masks import MASK_COLUMN
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.model_folder import OCCLUSION_RESULTS, read_config, read_results
 from covid_cxr.modeling.lungs_first import MODEL_TYPE as LUNGS_FIRST_MODEL
+from devtools.measuring import machine
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, headline_of

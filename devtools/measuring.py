@@ -1,5 +1,5 @@
-"""Helpers shared by the benchmarks (and used by the study): machine facts, timing statistics, the test split,
-running one benchmark and its markdown table."""
+"""What the benchmarks and the studies share, and no benchmark in itself: machine facts for a figure's caption,
+timing statistics, the test split, running one measurement as a module with its JSON, and its markdown table."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import transformers
 from covid_cxr.cards.markdown import markdown_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
 
 def machine() -> dict[str, str]:
