@@ -5,6 +5,7 @@ from __future__ import annotations
 CLASS_NAMES: tuple[str, ...] = ("non_covid", "covid")
 ID2LABEL: dict[int, str] = dict(enumerate(CLASS_NAMES))
 LABEL2ID: dict[str, int] = {name: i for i, name in ID2LABEL.items()}
+POSITIVE: int = LABEL2ID["covid"]  # the COVID-19 class's index in every model's logits
 
 # Spellings seen in public COVID-19 CXR folders (COVIDx, Kaggle) mapped onto the two classes.
 _ALIASES: dict[str, str] = {

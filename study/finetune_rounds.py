@@ -11,10 +11,10 @@ import datasets
 import numpy as np
 from datasets.fingerprint import Hasher
 
+from covid_cxr.labels import POSITIVE
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.training.arguments import RunArguments
-from covid_cxr.training.report import POSITIVE
 from covid_cxr.training.run import fit
 from study.folds import FoldScorer
 

@@ -21,7 +21,7 @@ from covid_cxr.evaluation.grouped import MIXED, Evaluation, flatten, grouped_met
 from covid_cxr.evaluation.keys import ALL, PROBE, PROBE_TEST, TEST, metric_key
 from covid_cxr.evaluation.plots import plot_confusion, plot_roc
 from covid_cxr.evaluation.probes import label_probe, source_probe
-from covid_cxr.labels import CLASS_NAMES, LABEL2ID
+from covid_cxr.labels import CLASS_NAMES, POSITIVE
 from covid_cxr.lungs.attention import lung_attention
 from covid_cxr.lungs.measures import RATIO_WARNING
 from covid_cxr.lungs.segmenter import LungSegmenter
@@ -36,7 +36,6 @@ from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.outputs import share_weights
 
-POSITIVE = LABEL2ID["covid"]
 logger = logging.getLogger(__name__)
 
 

@@ -23,7 +23,7 @@ from transformers import (
 
 from covid_cxr.data.transforms import DevicePixels
 from covid_cxr.evaluation import load_cxr_metric
-from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID
+from covid_cxr.labels import CLASS_NAMES, ID2LABEL, LABEL2ID, POSITIVE
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import softmax
 from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
@@ -234,7 +234,7 @@ def metrics_for_trainer() -> Callable[[EvalPrediction], dict[str, float]]:
     metric = load_cxr_metric()
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        probabilities = softmax(prediction.predictions)[:, LABEL2ID["covid"]]
+        probabilities = softmax(prediction.predictions)[:, POSITIVE]
         values = metric.compute(predictions=probabilities, references=prediction.label_ids, threshold=0.5)
         return {k: values[k] for k in ("roc_auc", "accuracy", "brier")}
 
