@@ -33,8 +33,8 @@ def finetune_scorer(
     model, which focuses every film itself, in training and scoring alike. A finished round's scores (and the CPU
     seconds it took) are kept in ``round_scores.npz`` and its checkpoints removed, so an interrupted
     cross-validation resumes at the round it was in (and, through the Trainer, at that round's last checkpoint)."""
-    restart = dataclasses.replace(arguments.evaluation, resume="restart_on_change")  # a round of changed code
-    arguments = dataclasses.replace(arguments, evaluation=restart)  # starts over
+    restart = dataclasses.replace(arguments.training, resume="restart_on_change")  # a round of changed code
+    arguments = dataclasses.replace(arguments, training=restart)  # starts over
     focus = lungs if arguments.data.lung_focus else None
 
     def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -129,9 +129,14 @@ def tiny_run_arguments(
         use_cpu=True,
     )
     return (
-        ModelArguments(model_name_or_path=str(backbone), image_size=56, trainable_blocks=2),
+        ModelArguments(
+            model_name_or_path=str(backbone),
+            image_size=56,
+            trainable_blocks=2,
+            lung_segmenter=str(lungs) if lungs else None,
+        ),
         DataArguments(dataset=str(dataset), dataset_hub_id=CARD_DATASET_ID, lung_focus=lung_focus),
-        EvaluationArguments(target_sensitivity=0.9, lung_segmenter=str(lungs) if lungs else None, onnx=onnx),
+        EvaluationArguments(target_sensitivity=0.9, onnx=onnx),
         CxrTrainingArguments(**(defaults | training)),
     )
 

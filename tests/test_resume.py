@@ -117,8 +117,8 @@ def test_a_changed_run_stops_then_starts_over(tmp_path: Path, backbone: Path, sm
     with pytest.raises(StaleRunError, match=r"trainable_blocks: 2 -> 1"):
         run(*arguments)
     steps = Steps()
-    restart = dataclasses.replace(arguments[2], resume="restart_on_change")
-    run(arguments[0], arguments[1], restart, arguments[3], callbacks=(steps,))
+    restart = dataclasses.replace(arguments[3], resume="restart_on_change")
+    run(arguments[0], arguments[1], arguments[2], restart, callbacks=(steps,))
     assert steps.steps == [1, 2, 3, 4]  # from the start, not from the other run's checkpoint-2
 
 

@@ -18,7 +18,7 @@ from covid_cxr.modeling.backbones.cache import backbone_root
 
 @dataclass
 class ModelArguments:
-    """Which backbone to start from and how much of it to train."""
+    """Which backbone to start from, whether a lung segmenter joins it (lungs first), and how much of it to train."""
 
     _argument_group_name = "model"  # the --help section (HfArgumentParser)
 
@@ -35,6 +35,15 @@ class ModelArguments:
             "help": "Square input side in px (a multiple of 14 for DINOv2) that the whole film is squashed "
             "to (never centre-cropped: a crop cuts the lung edges); None keeps the processor's side. 168 fits "
             "the 15-minute CPU budget; use 224 or 448 on a GPU."
+        },
+    )
+    lung_segmenter: str | None = field(
+        default=None,
+        metadata={
+            "help": "Lung segmenter folder (`covid-cxr train-lungs`; in a checkout `make lungs`): the model is "
+            "trained lungs first (see --lung_focus), and the card reports the share of the Grad-CAM heat inside the "
+            "lung fields and the occlusion test on the test split. Without one the model sees whole films and "
+            "those figures are left out."
         },
     )
     trainable_blocks: int = field(
@@ -124,21 +133,12 @@ class DataArguments:
 
 @dataclass
 class EvaluationArguments(HubArguments):
-    """Calibration, operating point, baselines and publishing."""
+    """Calibration, operating point, baselines, early stopping and publishing."""
 
     _argument_group_name = "evaluation and publishing"
 
     target_sensitivity: float = field(default=0.90, metadata={"help": "Validation sensitivity the threshold targets."})
     linear_probe: bool = field(default=True, metadata={"help": "Fit the frozen-feature label and source probes."})
-    lung_segmenter: str | None = field(
-        default=None,
-        metadata={
-            "help": "Lung segmenter folder (`covid-cxr train-lungs`; in a checkout `make lungs`): the model is "
-            "trained lungs first (see --lung_focus), and the card reports the share of the Grad-CAM heat inside the "
-            "lung fields and the occlusion test on the test split. Without one the model sees whole films and "
-            "those figures are left out."
-        },
-    )
     cross_validation_report: str | None = field(
         default=None,
         metadata={
@@ -150,17 +150,6 @@ class EvaluationArguments(HubArguments):
         },
     )
     early_stopping_patience: int = field(default=3, metadata={"help": "Epochs without AUC gain before stopping."})
-    resume: Literal["auto", "restart_on_change", "never"] = field(
-        default="auto",
-        metadata={
-            "help": "What to do with the checkpoints already in --output_dir. auto: resume the newest complete one "
-            "if this same run wrote it (same dataset, arguments, backbone and covid_cxr code, recorded in "
-            "run_fingerprint.json), do nothing when that run has finished, and stop, saying what changed, when "
-            "they belong to another run; restart_on_change: the same, but start a changed run over (its old "
-            "checkpoints removed) instead of stopping, as `make train` does; never: always start over, removing "
-            "the old checkpoints, even when the run has finished. --resume_from_checkpoint PATH overrides all three."
-        },
-    )
     onnx: bool = field(
         default=True,
         metadata={
@@ -221,6 +210,17 @@ class CxrTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "DDP's unused-parameter search (off: frozen blocks are excluded anyway)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of the head's initialisation, the shuffle and augmentation."})
+    resume: Literal["auto", "restart_on_change", "never"] = field(
+        default="auto",
+        metadata={
+            "help": "What to do with the checkpoints already in --output_dir. auto: resume the newest complete one "
+            "if this same run wrote it (same dataset, arguments, backbone and covid_cxr code, recorded in "
+            "run_fingerprint.json), do nothing when that run has finished, and stop, saying what changed, when "
+            "they belong to another run; restart_on_change: the same, but start a changed run over (its old "
+            "checkpoints removed) instead of stopping, as `make train` does; never: always start over, removing "
+            "the old checkpoints, even when the run has finished. --resume_from_checkpoint PATH overrides all three."
+        },
+    )
 
     def __post_init__(self) -> None:
         # Trainer's own push uploads uncalibrated checkpoints and a pickled training_args.bin: one way only.

@@ -45,10 +45,11 @@ _INCOMPLETE = re.compile(rf"^{INCOMPLETE_PREFIX}{CHECKPOINT_PREFIX}-(\d+)$")
 COSMETIC_ARGUMENTS = {
     "model": frozenset({"backbone_dir"}),  # where converted backbones are cached; their files are hashed apart
     "data": frozenset({"preprocessing_num_workers"}),
-    "evaluation": frozenset({"resume", "hub_repo_id", "hub_private", "dry_run"}),  # publishing only
+    "evaluation": frozenset({"hub_repo_id", "hub_private", "dry_run"}),  # publishing only
     "training": frozenset(
         {
             "output_dir",
+            "resume",  # how this run treats the checkpoints it finds
             "run_name",
             "project",
             "report_to",
@@ -189,7 +190,7 @@ def run_fingerprint(
     }
     fingerprint["dataset"] = {name: split._fingerprint for name, split in splits.items()}
     fingerprint["backbone"] = _input_digest(model_path)
-    fingerprint["lung segmenter"] = _input_digest(eval_args.lung_segmenter)
+    fingerprint["lung segmenter"] = _input_digest(arguments.model.lung_segmenter)
     fingerprint["cross-validation report"] = _input_digest(eval_args.cross_validation_report)
     fingerprint["code"] = code_digest()
     return _jsonable(fingerprint)

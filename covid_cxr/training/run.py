@@ -99,7 +99,11 @@ def run(
     splits = load_splits(data_args)
     output_dir = Path(training_args.output_dir)
     fingerprint = run_fingerprint(arguments, splits, _backbone(model_args))
-    if eval_args.resume != "never" and not training_args.resume_from_checkpoint and up_to_date(output_dir, fingerprint):
+    if (
+        training_args.resume != "never"
+        and not training_args.resume_from_checkpoint
+        and up_to_date(output_dir, fingerprint)
+    ):
         logger.warning(
             "%s is up to date: this run (same dataset, arguments, backbone and code) has finished; "
             "pass --resume never to train it again",
@@ -108,7 +112,7 @@ def run(
         if eval_args.hub_repo_id and training_args.process_index == 0:  # a finished model can still be published
             logger.warning(eval_args.publish(output_dir))
         return _recorded_results(output_dir) if training_args.process_index == 0 else {}
-    lungs = lung_segmenter(eval_args)
+    lungs = lung_segmenter(model_args)
     focus = lungs if data_args.lung_focus else None
     logger.warning(lung_focus_line(lungs, data_args))
     trainer, processor, model_path = fit(arguments, splits, callbacks, fingerprint, focus)
@@ -199,7 +203,7 @@ def _start(
     if fingerprint is None:
         fingerprint = run_fingerprint(arguments, splits, model_path)
     resume_from = training_args.resume_from_checkpoint or plan_resume(
-        output_dir, fingerprint, arguments.evaluation.resume
+        output_dir, fingerprint, arguments.training.resume
     )
     if training_args.world_size > 1:
         PartialState().wait_for_everyone()  # every process has planned from the folder as it was
@@ -216,16 +220,16 @@ def _write_run_config(arguments: RunArguments, train_labels: np.ndarray, model_p
     (Path(arguments.training.output_dir) / RUN_CONFIG).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
 
 
-def lung_segmenter(eval_args: EvaluationArguments) -> LungSegmenter | None:
+def lung_segmenter(model_args: ModelArguments) -> LungSegmenter | None:
     """The segmenter --lung_segmenter names (None when none is named), or a clear error before any work."""
-    if not eval_args.lung_segmenter:
+    if not model_args.lung_segmenter:
         return None
-    if not holds_segmenter(eval_args.lung_segmenter):
+    if not holds_segmenter(model_args.lung_segmenter):
         raise FileNotFoundError(
-            f"--lung_segmenter {eval_args.lung_segmenter}: no lung segmenter there ({SEGMENTER_CONFIG} missing); "
+            f"--lung_segmenter {model_args.lung_segmenter}: no lung segmenter there ({SEGMENTER_CONFIG} missing); "
             "`covid-cxr train-lungs` writes one"
         )
-    return LungSegmenter.from_pretrained(eval_args.lung_segmenter)
+    return LungSegmenter.from_pretrained(model_args.lung_segmenter)
 
 
 def lung_focus_line(lungs: LungSegmenter | None, data_args: DataArguments) -> str:
@@ -439,8 +443,8 @@ def recipe_of(arguments: RunArguments) -> Recipe:
         seed=training_args.seed,
         precision="bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
         early_stopping_patience=eval_args.early_stopping_patience,
-        lung_focus=data_args.lung_focus and bool(eval_args.lung_segmenter),
-        focus_in_model=data_args.lung_focus and bool(eval_args.lung_segmenter),
+        lung_focus=data_args.lung_focus and bool(model_args.lung_segmenter),
+        focus_in_model=data_args.lung_focus and bool(model_args.lung_segmenter),
         layer_decay=model_args.layer_decay,
         mixed_label_weight=data_args.mixed_label_weight,
         source_adversary=model_args.source_adversary,
