@@ -9,8 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from covid_cxr.data.build import BuildConfig, build_dataset, write_report
-from covid_cxr.data.records import read_records
+from covid_cxr.data.records import MetadataError, read_records
 
 
 def class_folders(fixture_root: Path, root: Path) -> Path:
@@ -88,3 +90,37 @@ def test_every_entry_is_in_the_report_and_no_byte_of_a_file(fixture_root: Path, 
     assert report["unreferenced"] == ["stray.jpg"]
     assert f"covid/x.png/{inner.name}" in {r.file_name for r in result.records}
     assert report["kept"] == 15
+
+
+def test_a_patients_csv_keeps_each_patients_images_in_one_split(fixture_root: Path, tmp_path: Path) -> None:
+    """Class folders name no patient; `--patients` gives them, and the split then keeps each patient together."""
+    root = class_folders(fixture_root, tmp_path / "data")
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*"))
+    by_label: dict[str, list[str]] = {}
+    for name in names:
+        by_label.setdefault(name.split("/")[0], []).append(name)
+    patients = tmp_path / "patients.csv"
+    with patients.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "patient_id"])
+        for label, files in by_label.items():
+            writer.writerows([name, f"{label}-p{i // 2}"] for i, name in enumerate(files))  # two images each
+    config = BuildConfig(input_dir=root, output_dir=tmp_path / "dataset", seed=1, patients=patients)
+    rows = build_dataset(config).dataset
+    split_of: dict[str, set[str]] = {}
+    for split in rows:
+        for patient in rows[split]["patient_id"]:
+            split_of.setdefault(patient, set()).add(split)
+    assert "" not in split_of and all(len(splits) == 1 for splits in split_of.values())
+    assert sum(len(rows[s]) for s in rows) == len(names)
+    plain = build_dataset(BuildConfig(input_dir=root, output_dir=tmp_path / "plain", seed=1)).dataset
+    assert not any(patient for split in plain for patient in plain[split]["patient_id"])
+
+
+def test_a_patients_csv_naming_no_image_is_refused(fixture_root: Path, tmp_path: Path) -> None:
+    root = class_folders(fixture_root, tmp_path / "data")
+    patients = tmp_path / "patients.csv"
+    patients.write_text("file_name,patient_id\ncovid/not-there.png,p1\n")
+    with pytest.raises(MetadataError, match=r"'covid/not-there\.png'"):
+        build_dataset(BuildConfig(input_dir=root, output_dir=tmp_path / "dataset", patients=patients))
+    assert not (tmp_path / "dataset").exists()

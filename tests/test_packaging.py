@@ -99,6 +99,9 @@ stopped = " ".join(str(render_model_card(replace(context, run=TrainingRun(8, 20,
 expected = ("It ran 8 of the 20 steps planned: early stopping ended it after 3 evaluations without a better "
             "validation `roc_auc`. The model is the checkpoint of step 2,")
 assert expected in stopped, stopped
+unknown = str(render_model_card(replace(context, test_without_patient=4)))
+assert "patients unknown" in unknown and "covid-cxr build --patients" in unknown, unknown
+assert "(test split, patients never seen in training)" in card, card
 print(len(modules), "modules")
 """
 

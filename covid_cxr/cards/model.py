@@ -82,6 +82,7 @@ class ModelCardContext:
     hub_repo_id: str | None = None  # where the model is pushed, for the card's usage example
     model_folder: str | None = None  # the folder as the run was given it: the usage example's model when not pushed
     run: TrainingRun | None = None  # what the Trainer did (None: not known, as for a card rendered on its own)
+    test_without_patient: int = 0  # test images without a patient id: each counts as its own patient
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -177,6 +178,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,
+        test_without_patient=context.test_without_patient,
         recipe=context.recipe,
         run=context.run,
         hardware=context.hardware,

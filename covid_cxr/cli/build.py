@@ -82,6 +82,14 @@ class SplitArguments:
         metadata={"help": "train / validation / test fractions of the patients (steps of 0.05)."},
     )
     seed: int = field(default=42, metadata={"help": "Seed of the patient split."})
+    patients: str | None = field(
+        default=None,
+        metadata={
+            "help": "A CSV with columns file_name (as under --input_dir, e.g. covid/a.png) and patient_id, for "
+            "images whose layout names no patient (class folders): each patient's images then stay in one split. "
+            "Without it such an image counts as its own patient, and the model card says so."
+        },
+    )
     min_size: int = field(default=DEFAULT_MIN_SIZE, metadata={"help": "Skip images with a side below this (px)."})
     max_size: int | None = field(
         default=None, metadata={"help": "Downscale images whose longer side exceeds this (px); None keeps them."}

@@ -22,7 +22,15 @@ from tqdm.auto import tqdm
 
 from covid_cxr.data.dedup import DEFAULT_NEAR_DUP_BITS, near_duplicate_pairs, perceptual_hash, pixel_sha1
 from covid_cxr.data.imaging import DEFAULT_MIN_SIZE, ImageError, encode_png, fault_reason, load_image
-from covid_cxr.data.records import DEFAULT_VIEWS, ImageRecord, Problem, Skipped, read_records, unreferenced_images
+from covid_cxr.data.records import (
+    DEFAULT_VIEWS,
+    ImageRecord,
+    Problem,
+    Skipped,
+    read_records,
+    unreferenced_images,
+    with_patients,
+)
 from covid_cxr.data.splits import SPLIT_NAMES, assign_splits, group_ids, group_names, strata_of
 from covid_cxr.data.stats import IntensityHistograms, intensity_density
 from covid_cxr.labels import CLASS_NAMES
@@ -60,6 +68,7 @@ class BuildConfig:
     max_size: int | None = None
     near_dup_bits: int = DEFAULT_NEAR_DUP_BITS
     num_proc: int = 1
+    patients: Path | str | None = None  # file_name -> patient_id CSV (covid_cxr.data.records.with_patients)
 
 
 @dataclass
@@ -200,6 +209,8 @@ def build_dataset(config: BuildConfig, write_to: Path | None = None) -> BuildRes
     new or empty; refuses, before reading anything, an output folder that is, holds or lies in the input."""
     check_output_dir(config.output_dir, {"--input_dir": config.input_dir})
     records, skipped = read_records(config.input_dir, config.layout, config.views)
+    if config.patients:
+        records = with_patients(records, Path(config.patients))
     if not records:
         raise ValueError(f"no usable images found in {config.input_dir}")
     scans = scan_images(records, config.min_size, config.num_proc)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -120,6 +120,27 @@ def read_records(
             reason = f"view {record.view!r} ({family}) not in --views {','.join(views)}"
             skipped.append(Skipped(record.file_name, reason, "view not wanted"))
     return kept, skipped
+
+
+def with_patients(records: list[ImageRecord], patients: Path) -> list[ImageRecord]:
+    """The records with the patient ids of a `file_name,patient_id` CSV (file names as the records give them,
+    relative to the input folder); a row naming no image that was read, or a file named twice, is an error that says
+    which, before anything is built. Records the CSV does not name keep the patient their layout gave."""
+    rows = _read_csv(patients, ("file_name", "patient_id"))
+    given: dict[str, str] = {}
+    for number, row in enumerate(rows, start=2):
+        name = Path(row["file_name"]).as_posix()
+        if name in given:
+            raise MetadataError(f"{patients}, row {number}: {name!r} is named twice; give each image one patient")
+        given[name] = row["patient_id"]
+    unknown = sorted(set(given) - {r.file_name for r in records})
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise MetadataError(
+            f"{patients}: no image read from the input folder is named {', '.join(map(repr, unknown[:3]))}{more}; "
+            "name files as they lie under --input_dir (e.g. covid/a.png)"
+        )
+    return [replace(r, patient_id=given[r.file_name]) if given.get(r.file_name) else r for r in records]
 
 
 def _read_header(path: Path) -> list[str]:

@@ -328,6 +328,7 @@ def finalise(
         hub_repo_id=eval_args.hub_repo_id,
         model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
+        test_without_patient=sum(not patient for patient in splits["test"]["patient_id"]),
         recipe=recipe_of(arguments),
         run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
