@@ -4,7 +4,6 @@ per seed and its levers; and the reference probe with one hospital left out."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from covid_cxr.training.arguments import GROUPS, RunArguments
 from covid_cxr.training.run import recipe_of
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import FoldScorer, OutOfFold, calibrate_round, summarise
-from study.yardstick import CROPS, DINO, MOBILENET, Row, Yardstick
+from study.yardstick import CROPS, DINO, MOBILENET, Row, Settings, Yardstick
 
 
 def source_label_weights(sources: Sequence[str], labels: Sequence[int]) -> np.ndarray:
@@ -33,12 +32,13 @@ def source_label_weights(sources: Sequence[str], labels: Sequence[int]) -> np.nd
     return weights * len(weights) / weights.sum()
 
 
-def probe_rows(y: Yardstick) -> list[Row]:
-    """Every frozen-feature lever; the first row is the reference the others are compared with."""
+def probe_rows(y: Yardstick, resolutions: Sequence[int]) -> list[Row]:
+    """Every frozen-feature lever (each of `resolutions` besides the default's side); the first row is the reference
+    the others are compared with."""
     size = y.args.image_size
     plain, plain_cost = y.features(DINO, size, "plain")
     rows = [y.row("reference", f"DINOv2-S head only (linear probe), {size} px, whole film", y.probe(plain), plain_cost)]
-    for side in y.args.resolutions:
+    for side in resolutions:
         if side != size:
             x, cost = y.features(DINO, side, "plain")
             rows.append(y.row("input resolution", f"{side} px", y.probe(x), cost))
@@ -99,22 +99,23 @@ FINETUNE_LEVERS = {  # name: (lever, setting, train/finetune.py options on top o
 }
 
 
-def finetune_rows(y: Yardstick, reference_probe: FoldScorer) -> list[Row]:
-    """The default recipe of train/finetune.py, once per seed, and its average with the probe; then each
-    fine-tune lever (first seed), compared with the default fine-tune of the same seed as well."""
+def finetune_rows(y: Yardstick, reference_probe: FoldScorer, seeds: Sequence[int], levers: Sequence[str]) -> list[Row]:
+    """The default recipe of train/finetune.py, once per seed of `seeds`, and its average with the probe; then each
+    fine-tune lever of `levers` (FINETUNE_LEVERS' names; first seed), compared with the default fine-tune of the
+    same seed as well."""
     rows = []
-    for seed in y.args.finetune_seeds:
+    for seed in seeds:
         row, scorer = _finetune_row(y, "how much trains", f"fine-tune (default recipe), seed {seed}", seed)
         row.seed_of_default = seed
         rows.append(row)
-        if seed == y.args.finetune_seeds[0]:
+        if seed == seeds[0]:
             note = "probabilities averaged before calibration"
             both = _average(scorer, reference_probe)
             rows.append(y.row("ensemble", f"fine-tune (seed {seed}) + DINOv2-S probe", both, row.cpu_seconds, note))
     if not rows:
         return rows
-    seed = y.args.finetune_seeds[0]
-    for name in y.args.finetune_levers:
+    seed = seeds[0]
+    for name in levers:
         lever, setting, options = FINETUNE_LEVERS[name]
         row, _ = _finetune_row(y, lever, f"{setting}, seed {seed}", seed, name, options)
         row.compared_with = rows[0]
@@ -140,7 +141,7 @@ def finetune_folder(root: Path, seed: int, name: str = "", dealing: int | None =
     return root / f"finetune-{name + '-' if name else ''}seed{seed}{dealt}"
 
 
-def finetune_arguments(args: argparse.Namespace, folder: Path, seed: int, options: Sequence[str] = ()) -> RunArguments:
+def finetune_arguments(args: Settings, folder: Path, seed: int, options: Sequence[str] = ()) -> RunArguments:
     """train/finetune.py's defaults, as a user gets them, for one seed, with `options` on top."""
     parser = HfArgumentParser(GROUPS)
     command = ["--output_dir", str(folder), "--seed", str(seed), "--dataset", args.dataset]

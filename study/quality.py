@@ -37,7 +37,7 @@ from study.levers import (
     probe_rows,
 )
 from study.quality_markdown import auc_with_ci, render, verdict
-from study.yardstick import DINO, Yardstick
+from study.yardstick import DINO, Settings, Yardstick
 
 STUDY_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = STUDY_DIR / "results"
@@ -74,19 +74,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def spread_lines(y: Yardstick, tuned: list[dict], reference: dict, reference_probe: FoldScorer) -> list[str]:
+def spread_lines(
+    y: Yardstick, tuned: list[dict], reference: dict, reference_probe: FoldScorer, spread_fold_seed: int
+) -> list[str]:
     """Each default fine-tune's figures, and the reference probe's on the folds dealt again."""
-    args = y.args
+    folds, fold_seed = y.args.folds, y.args.fold_seed
     spread = [
         f"{s['setting']}: mixed-label ROC AUC {auc_with_ci(s['metrics'][MIXED])}, "
         f"all sources {auc_with_ci(s['metrics']['all'])}"
         for s in tuned
     ]
-    dealt_again = dataset_folds(y.dataset, args.folds, args.spread_fold_seed)
+    dealt_again = dataset_folds(y.dataset, folds, spread_fold_seed)
     other = y.summary(y.row("reference", "", reference_probe, 0.0, folds=dealt_again), None)
     spread.append(
-        f"The reference probe with the folds dealt again (fold seed {args.spread_fold_seed} instead of "
-        f"{args.fold_seed}): mixed-label ROC AUC {auc_with_ci(other['metrics'][MIXED])} against "
+        f"The reference probe with the folds dealt again (fold seed {spread_fold_seed} instead of "
+        f"{fold_seed}): mixed-label ROC AUC {auc_with_ci(other['metrics'][MIXED])} against "
         f"{auc_with_ci(reference['metrics'][MIXED])}."
     )
     return spread
@@ -94,11 +96,11 @@ def spread_lines(y: Yardstick, tuned: list[dict], reference: dict, reference_pro
 
 def main() -> dict[str, object]:
     args = parse_args()
-    y = Yardstick(args)
-    rows = probe_rows(y)
+    y = Yardstick(Settings.of(args))
+    rows = probe_rows(y, args.resolutions)
     plain, _ = y.features(DINO, args.image_size, "plain")
     reference_probe = y.probe(plain)
-    rows += finetune_rows(y, reference_probe)
+    rows += finetune_rows(y, reference_probe, args.finetune_seeds, args.finetune_levers)
     summaries = [y.summary(row, rows[0]) for row in rows]
     tuned = [s for s in summaries if "seed_of_default" in s]
     headline = dict(summaries[0], folds=args.folds)  # the reference probe, until a default fine-tune ran
@@ -115,7 +117,7 @@ def main() -> dict[str, object]:
         "bootstrap_rounds": args.rounds,
         "target_sensitivity": args.target_sensitivity,
         HEADLINE: headline,
-        "spread": spread_lines(y, tuned, summaries[0], reference_probe),
+        "spread": spread_lines(y, tuned, summaries[0], reference_probe, args.spread_fold_seed),
         "leave_one_source_out": leave_one_source_out(y, plain),
         "rows": summaries,
         "verdict": verdict(summaries),

@@ -33,7 +33,7 @@ from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, headline_of
 from study.whole_film_markdown import HEAT_IN_LUNGS, SOURCE_READ, TRAINED_ROWS, WARNED, changes_of, render
-from study.yardstick import DINO, Row, Yardstick
+from study.yardstick import DINO, Row, Settings, Yardstick
 
 STUDY_DIR = Path(__file__).resolve().parent
 CROP_KEEPS = 7 / 8  # the centre crop keeps side / (side x 8/7) of the short side (study.yardstick.centre_crop)
@@ -114,14 +114,14 @@ def probe_rows(y: Yardstick, folds: np.ndarray) -> dict[str, Row]:
     return rows
 
 
-def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int, recipes: list[str]) -> dict[str, Row]:
+def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int, recipes: list[str], seed: int) -> dict[str, Row]:
     """The `recipes` (FINETUNES' names), fine-tuned in each round of one dealing (cached per round)."""
     lungs = LungSegmenter.from_pretrained(y.args.lungs)
     rows = {}
     for name in recipes:
         setting, options = FINETUNES[name]
-        folder = finetune_folder(y.root, y.args.seed, name, dealing)
-        arguments = finetune_arguments(y.args, folder, y.args.seed, (*options, "--lung_segmenter", y.args.lungs))
+        folder = finetune_folder(y.root, seed, name, dealing)
+        arguments = finetune_arguments(y.args, folder, seed, (*options, "--lung_segmenter", y.args.lungs))
         scorer = finetune_scorer(arguments, y.dataset, folder, lungs)
         row = y.row("fine-tune", setting, scorer, 0.0, folds=folds)
         row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
@@ -275,12 +275,13 @@ def main() -> dict[str, object]:
         _save(result, args)
         return result
 
-    y = Yardstick(args)
+    y = Yardstick(Settings.of(args))
     result = json.loads(Path(args.output).read_text()) if args.reuse_probes else probe_result(y, args)
     _save(result, args)  # the probes are on record before the first fine-tune starts
     tuned = result.setdefault("finetunes", {})
     for dealing in args.finetune_dealings:
-        rows = finetune_rows(y, dataset_folds(y.dataset, args.folds, dealing), dealing, args.finetune_recipes)
+        folds = dataset_folds(y.dataset, args.folds, dealing)
+        rows = finetune_rows(y, folds, dealing, args.finetune_recipes, args.seed)
         summary = dealing_summary(y, rows, ((IN_MODEL_TUNE, WHOLE_FILM_TUNE), (IN_MODEL_TUNE, LUNGS_FIRST_TUNE)))
         if len(rows) < len(FINETUNES):  # one recipe: beside the other's recorded row, without a paired change
             recorded = tuned.get(str(dealing), {"rows": {}, "changes": []})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import datasets
@@ -92,10 +92,32 @@ class Row:
     compared_with: Row | None = None  # a second baseline (the default fine-tune), beside the reference
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What every study on the yardstick reads (study.quality and study.whole_film parse these flags, and more of
+    their own): the data and models, the folds, and how their rows are measured."""
+
+    dataset: str  # the built dataset (`make data`)
+    backbones: str  # the converted backbones (`make backbone`)
+    lungs: str  # the lung segmenter (`make lungs`), for the lungs-first rows
+    output_root: str  # cached features and fine-tune rounds
+    folds: int  # patient-grouped cross-validation folds
+    fold_seed: int  # the folds' dealing
+    rounds: int  # bootstrap resamples
+    target_sensitivity: float  # the validation sensitivity each round's threshold targets
+    image_size: int  # the default recipe's input side
+    finetune_epochs: float | None  # fewer epochs than the default recipe's (None: its own)
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Settings:
+        """The settings from a study's parsed flags (which name them as the fields are named)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
 class Yardstick:
     """The whole curated set, its folds, and cached frozen features."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: Settings) -> None:
         self.args = args
         self.root = Path(args.output_root)
         splits = datasets.load_from_disk(args.dataset)
