@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from devtools.measuring import machine
 from study.finetune_rounds import SCORES, finetune_scorer
 from study.folds import dataset_folds
 from study.levers import finetune_arguments, finetune_folder, headline_of
-from study.whole_film_markdown import HEAT_IN_LUNGS, SOURCE_READ, TRAINED_ROWS, WARNED, changes_of, render
+from study.whole_film_markdown import HEAT_IN_LUNGS, MEASURED, SOURCE_READ, TRAINED_ROWS, WARNED, changes_of, render
 from study.yardstick import DINO, Row, Settings, Yardstick
 
 STUDY_DIR = Path(__file__).resolve().parent
@@ -208,7 +209,43 @@ def verdict(result: dict[str, object]) -> list[str]:
         )
     else:
         lungs += "Not positive on every fine-tuned dealing: **lungs first stays an option** (`--lung_focus`)."
-    return [framing, lungs, *trained_verdict(result.get("trained_models", {}))]
+    return [framing, lungs, *in_model_verdict(tuned), *trained_verdict(result.get("trained_models", {}))]
+
+
+def in_model_verdict(tuned: dict[str, dict]) -> list[str]:
+    """The one lungs-first model (#35) beside the rows it replaces, dealing by dealing. Unpaired: the other rows'
+    round scores were not kept, so each figure is read against the others' 95% CIs, never as a change."""
+    dealings = {d: s["rows"] for d, s in tuned.items() if IN_MODEL_TUNE in s.get("rows", {})}
+    if not dealings:
+        return []
+    others = (LUNGS_FIRST_TUNE, WHOLE_FILM_TUNE)
+    inside = sum(
+        all(
+            _inside(rows[IN_MODEL_TUNE], rows[o]) and _inside(rows[o], rows[IN_MODEL_TUNE]) for o in others if o in rows
+        )
+        for rows in dealings.values()
+    )
+
+    def listed(setting: str) -> str:
+        return ", ".join(
+            f"{rows[setting]['metrics'][MIXED]['roc_auc']:.3f}" for rows in dealings.values() if setting in rows
+        )
+
+    return [
+        f"Lungs first as one model (the focus inside its forward pass, at its input resolution): mixed-label ROC AUC "
+        f"{listed(IN_MODEL_TUNE)} on dealing(s) {', '.join(dealings)}, where lungs first blurred at full resolution "
+        f"before the model gave {listed(LUNGS_FIRST_TUNE)} and the whole film {listed(WHOLE_FILM_TUNE)}. "
+        f"On {inside} of {len(dealings)} dealing(s) the one model's figure lies inside both other rows' 95% CIs and "
+        "theirs inside its, so the one model "
+        + ("neither gains nor loses what this data can measure" if inside == len(dealings) else "differs on some")
+        + "; the comparison is unpaired (the earlier rows' round scores were not kept), so it has no paired CI."
+    ]
+
+
+def _inside(row: dict, other: dict) -> bool:
+    """Whether one row's mixed-label ROC AUC lies inside another's 95% CI."""
+    mine, theirs = row["metrics"][MIXED], other["metrics"][MIXED]
+    return theirs["roc_auc_low"] <= mine["roc_auc"] <= theirs["roc_auc_high"]
 
 
 def trained_verdict(models: dict[str, dict]) -> list[str]:
@@ -304,7 +341,10 @@ def headline(y: Yardstick, args: argparse.Namespace, result: dict[str, object]) 
     if setting not in rows:
         return None
     folder = finetune_folder(y.root, args.seed, name, args.dealings[0])
-    return headline_of(y, rows[setting] | {"seed_of_default": args.seed}, folder, args.seed, options)
+    written = max(p.stat().st_mtime for p in folder.glob(f"round-*/{SCORES}"))  # when its rounds were trained
+    measured = machine() | {"date": datetime.fromtimestamp(written, UTC).date().isoformat()}
+    record = rows[setting] | {"seed_of_default": args.seed, MEASURED: measured}
+    return headline_of(y, record, folder, args.seed, options)
 
 
 def trained_shortcuts(folder: Path) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from covid_cxr.evaluation.keys import ALL, MIXED, PROBE, TEST, metric_key
 from study.quality_markdown import auc_with_ci
 
+MEASURED = "machine"  # the headline's key for where and when its fine-tunes were written (the probes may be older)
 SOURCE_SHOWN = "ieee8023"  # the mixed-label source with both labels in numbers (COVID-19 against other pneumonia)
 
 
@@ -54,6 +55,7 @@ def changes_with_ci(dealings: dict[str, dict], row: str) -> list[tuple[float, tu
 def render(result: dict[str, object]) -> str:
     crop = result["lungs_in_crop"]
     readout = result["source_readout"]
+    measured = result.get("headline", {}).get(MEASURED)
     lines = [
         "# The whole film, and lungs first",
         "",
@@ -61,7 +63,12 @@ def render(result: dict[str, object]) -> str:
         f"{result['machine']['versions']}. The yardstick's {result['folds']}-fold patient-grouped cross-validation "
         f"(study/QUALITY.md), each row on several fold dealings (fold seeds); mixed-label sources "
         f"{', '.join(result['mixed_sources'])} ({result['mixed_images']} images). A change counts as a gain only "
-        "when its whole paired patient-bootstrap 95% CI lies above zero.",
+        "when its whole paired patient-bootstrap 95% CI lies above zero."
+        + (
+            f" The headline's fine-tunes ({result['headline']['setting']}) were written on {measured['date']}."
+            if measured
+            else ""
+        ),
         "",
         "## What the centre crop cut",
         "",

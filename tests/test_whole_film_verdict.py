@@ -97,3 +97,26 @@ def test_the_trained_models_figures_are_read_from_their_folders_and_tabled(tmp_p
     assert "lungs hidden, all sources (lower: reads less outside them) | 23% (CI) | 31% (CI) |" in table
     (said,) = trained_verdict(models)  # more heat on the lungs, the rest equal or worse
     assert "heat inside the lungs 45.4% → 61.2%" in said and "on 1 of these 4 figures" in said
+
+
+def test_the_one_model_is_read_against_the_rows_it_replaces_within_their_intervals() -> None:
+    """The one lungs-first model's rows are unpaired with the rows they replace: the verdict reads each figure
+    against the others' 95% CIs, says 'neither gains nor loses' only when every dealing lies inside, and never
+    claims a paired change."""
+    from study.whole_film import IN_MODEL_TUNE, in_model_verdict
+
+    def row(auc: float) -> dict:
+        return {"metrics": {"mixed_sources": {"roc_auc": auc, "roc_auc_low": auc - 0.07, "roc_auc_high": auc + 0.07}}}
+
+    def tuned(in_model: list[float]) -> dict:
+        return {
+            str(seed): {"rows": {WHOLE_FILM_TUNE: row(0.68), LUNGS_FIRST_TUNE: row(0.70), IN_MODEL_TUNE: row(auc)}}
+            for seed, auc in zip((42, 7, 1), in_model, strict=True)
+        }
+
+    (same,) = in_model_verdict(tuned([0.71, 0.70, 0.69]))
+    assert "0.710, 0.700, 0.690 on dealing(s) 42, 7, 1" in same and "On 3 of 3 dealing(s)" in same
+    assert "neither gains nor loses" in same and "unpaired" in same
+    (moved,) = in_model_verdict(tuned([0.71, 0.80, 0.69]))  # outside the whole film's interval on one dealing
+    assert "On 2 of 3 dealing(s)" in moved and "neither gains nor loses" not in moved
+    assert in_model_verdict(result([0.0] * 4, [0.01] * 4, [0.02] * 3, 0.7)["finetunes"]) == []
