@@ -13,7 +13,6 @@ its card and terms), and cv_results.json (Dice and IoU of both, with patient-boo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,17 +60,15 @@ def main(
         hub.check_push()  # before the fitting: a push that cannot happen stops here
     except (OutputFolderError, HubPreflightError) as err:
         raise SystemExit(f"error: {err}") from None
-    start = time.perf_counter()
     pairs = read_pairs(Path(args.masks), Path(args.images))
     if not pairs:
         raise SystemExit(f"no mask in {args.masks} belongs to an image of {args.images}")
-    fitted = fit(pairs, _segmenter(args), args.folds)
-    trained_on = {"masks": args.masks, "images": len(pairs), "patients": len({p.patient_id for p in pairs})}
-    trained_on["backbone"] = args.backbone
-    seconds = time.perf_counter() - start
-    folder = save(fitted, pairs, args.output_dir, trained_on, args.masks_license, hub.hub_repo_id, seconds)
+    segmenter = _segmenter(args)
+    segmenter.config.trained_on.update(masks=args.masks, backbone=args.backbone)
+    fitted = fit(pairs, segmenter, args.folds)
+    folder = save(fitted, pairs, args.output_dir, args.masks_license, hub.hub_repo_id)
     _report(fitted.results)
-    print(f"Lung segmenter saved to {args.output_dir}/ in {seconds:.0f} s")
+    print(f"Lung segmenter saved to {args.output_dir}/ in {fitted.seconds:.0f} s")
     if hub.hub_repo_id:
         print(hub.publish(folder))
         if not hub.dry_run:  # a lungs-first fine-tune names its standard segmenter by it

@@ -2,13 +2,16 @@
 once, the project's head and the standard UperNet each cross-validated by patient and then fitted on every mask,
 and both saved with the standard model's card, the masks' terms and the cross-validation beside them.
 
-    fitted = fit(pairs, LungSegmenter.from_backbone(backbone), folds=5)
-    save(fitted, pairs, output_dir, trained_on, masks_license, hub_id)
+    segmenter = LungSegmenter.from_backbone(backbone)
+    segmenter.config.trained_on.update(masks=masks_folder, backbone=backbone)
+    fitted = fit(pairs, segmenter, folds=5)
+    save(fitted, pairs, output_dir, masks_license, hub_id)
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,15 +39,20 @@ from covid_cxr.outputs import share_weights
 @dataclass
 class Fitted:
     """The project's segmenter and the standard model over the same backbone, fitted on every mask, and their
-    cross-validation (the standard model's under "pipeline"; empty when not cross-validated)."""
+    cross-validation (the standard model's under "pipeline"; empty when not cross-validated), and the seconds the
+    fitting took."""
 
     segmenter: LungSegmenter
     standard: UperNetForSemanticSegmentation
     results: dict[str, object]
+    seconds: float
 
 
 def fit(pairs: list[MaskedImage], segmenter: LungSegmenter, folds: int) -> Fitted:
-    """Both heads cross-validated over `folds` patient-grouped folds (none when `folds` < 2), then fitted on all."""
+    """Both heads cross-validated over `folds` patient-grouped folds (none when `folds` < 2), then fitted on all;
+    the images and patients they saw are added to the segmenter's `trained_on`."""
+    start = time.perf_counter()
+    segmenter.config.trained_on.update(images=len(pairs), patients=len({p.patient_id for p in pairs}))
     features = token_features(segmenter, [p.image for p in pairs])
     masks = [read_mask(p.mask) for p in pairs]
     standard, stages = standard_model(segmenter), stage_features(segmenter, features)
@@ -75,23 +83,16 @@ def fit(pairs: list[MaskedImage], segmenter: LungSegmenter, folds: int) -> Fitte
     targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
     fit_project(features, targets, 0)
     fit_standard(stages, targets, 0)
-    return Fitted(segmenter, standard, results)
+    return Fitted(segmenter, standard, results, time.perf_counter() - start)
 
 
 def save(
-    fitted: Fitted,
-    pairs: list[MaskedImage],
-    output_dir: str | Path,
-    trained_on: dict[str, object],
-    masks_license: str | None,
-    hub_id: str | None,
-    seconds: float,
+    fitted: Fitted, pairs: list[MaskedImage], output_dir: str | Path, masks_license: str | None, hub_id: str | None
 ) -> Path:
-    """The segmenter into `output_dir` with its cross-validation (SEGMENTER_CV: `trained_on` and the `seconds` the
-    fitting took beside the figures), and the standard model with its card and terms into its PIPELINE_FOLDER,
-    which is returned (what a push sends; the card names `hub_id` when given, else the folder)."""
+    """The segmenter into `output_dir` with its cross-validation (SEGMENTER_CV: what it was trained on and the
+    seconds the fitting took beside the figures), and the standard model with its card and terms into its
+    PIPELINE_FOLDER, which is returned (what a push sends; the card names `hub_id` when given, else the folder)."""
     segmenter = fitted.segmenter
-    segmenter.config.trained_on.update(trained_on)
     segmenter.save_pretrained(output_dir)
     folder = Path(output_dir) / PIPELINE_FOLDER
     save_standard(fitted.standard, segmenter, folder)
@@ -106,6 +107,6 @@ def save(
     )
     card.save(folder / CARD)
     (folder / LICENSE).write_text(segmenter_terms(pairs, masks_license), encoding="utf-8")
-    record = fitted.results | {"seconds": round(seconds, 1), **trained_on}
+    record = fitted.results | {"seconds": round(fitted.seconds, 1), **segmenter.config.trained_on}
     (Path(output_dir) / SEGMENTER_CV).write_text(json.dumps(record, indent=2) + "\n")
     return folder

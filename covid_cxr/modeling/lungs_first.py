@@ -96,7 +96,7 @@ class LungFinder(nn.Module):
         """The names (in our backbone) of our weights that are the classifier's when we share its embeddings and
         first `count - 1` blocks."""
         prefixes = ("embeddings.", *(f"encoder.layer.{i}." for i in range(count - 1)))
-        return [name for name in self.backbone.state_dict() if count >= 1 and name.startswith(prefixes)]
+        return [name for name, _ in self.backbone.named_parameters() if count >= 1 and name.startswith(prefixes)]
 
     def forward(self, pixel_values: torch.Tensor, side: int) -> torch.Tensor:
         """Lung probability (B, side, side) of normalised films, read at the finder's own input size."""
@@ -182,9 +182,9 @@ class LungsFirstForImageClassification(Dinov2ForImageClassification):
         """transformers' ties, then the finder's shared weights made the classifier's (which hold the only copy)."""
         super().tie_weights(*args, **kwargs)
         shared = getattr(self, "shared_finder_weights", [])  # no finder yet while PreTrainedModel.__init__ ties
-        if shared:
-            classifier = self.dinov2.state_dict()
-            self.lungs.backbone.load_state_dict({name: classifier[name] for name in shared}, strict=False)
+        with torch.no_grad():
+            for name in shared:
+                self.lungs.backbone.get_parameter(name).copy_(self.dinov2.get_parameter(name))
 
     def focus_on_lungs(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(focused films, lung probability at mask_side, plausible): an implausible film's mask is all lung."""

@@ -307,8 +307,9 @@ def finalise(
     (output_dir / LICENSE).write_text(research_only_terms(data), encoding="utf-8")
     plot_results(output_dir, validation, test, calibration, evaluation)
     baseline = _baseline(model, model_path, lungs, processor, splits, evaluation, arguments)
+    recipe = recipe_of(arguments)
     cross_validation = cross_validated(
-        eval_args.cross_validation_report, recipe_of(arguments), str(backbone["description"]), dataset_digest(splits)
+        eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
     attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir)
     sections = {"calibration": calibration_figures(calibration, evaluation), **evaluation.by_split()}
@@ -329,7 +330,7 @@ def finalise(
         model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         test_without_patient=sum(not patient for patient in splits["test"]["patient_id"]),
-        recipe=recipe_of(arguments),
+        recipe=recipe,
         run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
     )
