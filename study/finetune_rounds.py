@@ -40,7 +40,9 @@ def finetune_scorer(
     def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"
         scores = folder / SCORES
-        key = Hasher.hash(dataset.select(test)["file_name"])  # a rebuilt or reordered dataset starts afresh
+        # the rows, not the column object (whose hash follows where the dataset lies on disk); a reordered dataset
+        # starts afresh
+        key = Hasher.hash(list(dataset.select(test)["file_name"]))
         if scores.is_file():
             saved = np.load(scores)
             if str(saved["test_key"]) == key:

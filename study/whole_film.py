@@ -64,6 +64,11 @@ FINETUNES = {  # name: (row, finetune options beside --lung_segmenter)
 }
 
 
+def recipe_options(y: Yardstick, options: tuple[str, ...]) -> tuple[str, ...]:
+    """A FINETUNES recipe's options as its rounds ran and as its headline records them: beside the segmenter."""
+    return (*options, "--lung_segmenter", y.args.lungs)
+
+
 def lungs_in_crop(y: Yardstick) -> dict[str, object]:
     """Per image, the share of its segmented lung pixels that the centre crop keeps (the whole film keeps all).
 
@@ -122,7 +127,7 @@ def finetune_rows(y: Yardstick, folds: np.ndarray, dealing: int, recipes: list[s
     for name in recipes:
         setting, options = FINETUNES[name]
         folder = finetune_folder(y.root, seed, name, dealing)
-        arguments = finetune_arguments(y.args, folder, seed, (*options, "--lung_segmenter", y.args.lungs))
+        arguments = finetune_arguments(y.args, folder, seed, recipe_options(y, options))
         scorer = finetune_scorer(arguments, y.dataset, folder, lungs)
         row = y.row("fine-tune", setting, scorer, 0.0, folds=folds)
         row.cpu_seconds = sum(float(np.load(p)["cpu_seconds"]) for p in folder.glob(f"round-*/{SCORES}"))
@@ -344,7 +349,7 @@ def headline(y: Yardstick, args: argparse.Namespace, result: dict[str, object]) 
     written = max(p.stat().st_mtime for p in folder.glob(f"round-*/{SCORES}"))  # when its rounds were trained
     measured = machine() | {"date": datetime.fromtimestamp(written, UTC).date().isoformat()}
     record = rows[setting] | {"seed_of_default": args.seed, MEASURED: measured}
-    return headline_of(y, record, folder, args.seed, options)
+    return headline_of(y, record, folder, args.seed, recipe_options(y, options))
 
 
 def trained_shortcuts(folder: Path) -> dict[str, object]:

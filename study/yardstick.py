@@ -128,7 +128,7 @@ class Yardstick:
         self.mixed_sources = mixed_label_sources(self.sources, self.labels)
         self.subsets = reported_subsets(self.sources, self.mixed_sources)
         self.folds = dataset_folds(self.dataset, args.folds, args.fold_seed)
-        self.rows_key = Hasher.hash(self.dataset["file_name"])  # cached features belong to these rows, in order
+        self.rows_key = Hasher.hash(list(self.dataset["file_name"]))  # cached features belong to these rows, in order
         self._masked: datasets.Dataset | None = None
 
     def features(self, backbone: str, size: int, view: str, crop: bool = False) -> tuple[np.ndarray, float]:

@@ -143,3 +143,21 @@ def test_space_quotes_the_cross_validated_figure_beside_the_test_one() -> None:
     assert "**Sensitivity 90%**" in quoted and "67 held-out test X-rays" in quoted
     assert "**0.68** (95% interval 0.63 to 0.73), from 5-fold cross-validation over 463 X-rays" in quoted
     assert "cross-validation" not in quality_markdown(FACTS, 0.1)
+
+
+def test_the_reports_headline_measured_the_recipe_make_train_runs() -> None:
+    """The headline `make train` hands its card (--cross_validation_report) is the yardstick's fine-tune of that
+    very recipe: the fine-tune's defaults with the segmenter the Makefile gives (lungs first, in the model), so the
+    card quotes it instead of warning that it measured another recipe."""
+    from transformers import HfArgumentParser
+
+    from covid_cxr.cards.cross_validation import HEADLINE, measured_other
+    from covid_cxr.training.arguments import GROUPS, RunArguments
+    from covid_cxr.training.run import recipe_of
+    from study.whole_film import STUDY_DIR
+
+    command = ["--dataset", "build/dataset", "--output_dir", "build/model", "--lung_segmenter", "build/lungs"]
+    recipe = recipe_of(RunArguments(*HfArgumentParser(GROUPS).parse_args_into_dataclasses(args=command)))
+    headline = json.loads((STUDY_DIR / "results" / "whole_film.json").read_text())[HEADLINE]
+    assert recipe.focus_in_model and headline["recipe"]["focus_in_model"]
+    assert measured_other(headline, recipe, headline["backbone"], headline["dataset_digest"]) is None
