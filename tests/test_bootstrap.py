@@ -4,6 +4,7 @@ patient's films are merely repeated."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from covid_cxr.evaluation.bootstrap import roc_auc, roc_auc_ci
 
@@ -36,3 +37,16 @@ def test_repeated_films_of_the_same_patients_do_not_narrow_it() -> None:
 
 def test_auc_is_undefined_on_one_class() -> None:
     assert np.isnan(roc_auc(np.zeros(4), np.arange(4.0)))
+
+
+def test_auc_is_sklearns_with_ties() -> None:
+    """The rank form gives sklearn's value, ties (scores rounded to two decimals) and boolean labels included."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    for n in (5, 40, 319):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.random(n) * 0.3 + 0.2 * labels, 2)
+        assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert roc_auc(labels.astype(bool), scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
