@@ -201,13 +201,13 @@ def fit_standard(lung_data, lungs: Path, folder: Path):
     `covid-cxr train-lungs` fits it, saved into `folder`; the model and its feature maps."""
     from covid_cxr.lungs.fitting import TARGET_SCALE, mask_targets, train_head
     from covid_cxr.lungs.segmenter import LungSegmenter
-    from covid_cxr.lungs.standard import lung_logits, save_standard, stage_features, standard_model
+    from covid_cxr.lungs.standard import EPOCHS, lung_logits, save_standard, stage_features, standard_model
 
     _, _, features, masks = lung_data
     project = LungSegmenter.from_pretrained(lungs)
     standard, stages = standard_model(project), stage_features(project, features)
     targets = mask_targets(masks, features.shape[-1] * TARGET_SCALE)
-    train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), stages, targets)
+    train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), stages, targets, EPOCHS)
     save_standard(standard, project, folder)
     return standard, stages
 

@@ -99,7 +99,7 @@ def train_head(
 ) -> None:
     """Train `head` afresh (in place) so that `lung_logits(features)` (N, 1, h, w) match the targets: BCE + soft
     Dice on logits upsampled to the targets; AdamW, cosine schedule, batch 16. The one recipe both the project's
-    head and the standard model's (covid_cxr.lungs.standard) are fitted by."""
+    head and the standard model's (covid_cxr.lungs.standard, with its own number of epochs) are fitted by."""
     torch.manual_seed(seed)
     for module in head.modules():
         if module is not head and hasattr(module, "reset_parameters"):

@@ -30,6 +30,7 @@ from covid_cxr.lungs.fitting import (
     train_head,
 )
 from covid_cxr.lungs.segmenter import LungSegmenter
+from covid_cxr.lungs.standard import EPOCHS as STANDARD_EPOCHS
 from covid_cxr.lungs.standard import lung_logits, lung_probability, save_standard, stage_features, standard_model
 from covid_cxr.model_folder import CARD, LICENSE, PIPELINE_FOLDER, SEGMENTER_CV
 from covid_cxr.modeling.backbones import provenance
@@ -61,7 +62,7 @@ def fit(pairs: list[MaskedImage], segmenter: LungSegmenter, folds: int) -> Fitte
         fit_head(segmenter, x, y, seed=seed)
 
     def fit_standard(x: torch.Tensor, y: torch.Tensor, seed: int) -> None:
-        train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), x, y, seed=seed)
+        train_head(standard.decode_head, lambda batch: lung_logits(standard, batch), x, y, STANDARD_EPOCHS, seed)
 
     results: dict[str, object] = {}
     if folds > 1:
