@@ -97,8 +97,9 @@ quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenan
 whole-film: $(DATASET) $(BACKBONE_DIR) $(LUNGS) ## study/WHOLE_FILM.md: centre crop vs whole film, lungs first (probes; fine-tunes take hours)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.whole_film
 
-study: $(TRAINED) $(LUNGS) ## scope guard and attention studies into study/RESULTS.md
+study: $(TRAINED) $(LUNGS) ## scope guard and attention studies into study/RESULTS.md, the guard's size table into docs/scope_guard.md
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.run --model $(MODEL)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.guard_size --model $(MODEL) --dataset $(DATASET_DIR)
 
 MOBILENET ?= build/model-mobilenet
 audit: $(TRAINED) $(LUNGS) ## docs/audit.md: covid-cxr audit of $(MODEL) and of a MobileNetV2 fine-tune ($(MOBILENET), trained first)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covid_cxr.modeling.scope_guard import ScopeGuard, pixel_reason
+from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard, pixel_reason, references
 
 
 def test_real_xrays_pass_the_pixel_checks(fixture_root: Path) -> None:
@@ -33,6 +33,20 @@ def test_feature_threshold_is_the_leave_one_out_quantile(tmp_path: Path) -> None
     assert loaded.threshold == pytest.approx(guard.threshold) and loaded.k == 5
     np.testing.assert_allclose(loaded.scores(in_scope[:5]), guard.scores(in_scope[:5]), rtol=1e-5)
     assert ScopeGuard.load(tmp_path / "nowhere") is None
+
+
+def test_a_small_validation_split_is_topped_up_with_training_films() -> None:
+    """Fewer validation films than MIN_REFERENCES: as many training films as make up the difference are asked
+    for, after the validation films; enough validation films: no training film is asked for."""
+    asked: list[int] = []
+
+    def training(n: int) -> np.ndarray:
+        asked.append(n)
+        return np.ones((min(n, 25), 4))  # a small training split gives what it has
+
+    small = references(np.zeros((10, 4)), training)
+    assert asked == [MIN_REFERENCES - 10] and small.shape == (35, 4) and not small[:10].any() and small[10:].all()
+    assert references(np.zeros((MIN_REFERENCES, 4)), training).shape == (MIN_REFERENCES, 4) and len(asked) == 1
 
 
 def test_lung_check_refuses_a_grey_photo_the_other_layers_let_through(trained, lungs_folder: Path, cxr_root) -> None:

@@ -35,6 +35,7 @@ from covid_cxr.evaluation.keys import TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
+from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard
 from covid_cxr.outputs import OutputFolderError
 from covid_cxr.training.adversary import AdversaryRamp, SourceAdversary, attach_source_adversary
 from covid_cxr.training.arguments import RunArguments
@@ -129,6 +130,11 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     assert (output / "onnx" / "model.onnx").is_file()
     assert all_results["onnx_max_probability_difference"] < 1e-4
     assert "## What the model reads: the occlusion test" in card and "| all images |" in card
+    # a validation split under MIN_REFERENCES films: the scope guard is topped up with training films, as the card says
+    splits = datasets.load_from_disk(json.loads((output / "run_config.json").read_text())["data"]["dataset"])
+    fitted_on = min(MIN_REFERENCES, splits["validation"].num_rows + splits["train"].num_rows)
+    assert splits["validation"].num_rows < MIN_REFERENCES and ScopeGuard.load(output).reference.shape[0] == fitted_on
+    assert f"those of {fitted_on} reference X-rays: the {splits['validation'].num_rows} validation images and" in flat
 
 
 def test_pipeline_and_predict_agree(trained: tuple[Path, dict], cxr_root: Path, metadata) -> None:

@@ -13,6 +13,7 @@ from covid_cxr.evaluation.grouped import MIXED, Evaluation
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.model_folder import LICENSE
 from covid_cxr.modeling.calibration import Calibration
+from covid_cxr.modeling.scope_guard import MIN_REFERENCES
 
 _TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
 
@@ -83,6 +84,7 @@ class ModelCardContext:
     model_folder: str | None = None  # the folder as the run was given it: the usage example's model when not pushed
     run: TrainingRun | None = None  # what the Trainer did (None: not known, as for a card rendered on its own)
     test_without_patient: int = 0  # test images without a patient id: each counts as its own patient
+    guard_references: int = 0  # films the scope guard was fitted on (validation, topped up from training)
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -179,6 +181,8 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         dataset_hub_id=context.dataset_hub_id,
         counts=context.split_sizes,
         test_without_patient=context.test_without_patient,
+        guard_references=context.guard_references,
+        min_references=MIN_REFERENCES,
         recipe=context.recipe,
         run=context.run,
         hardware=context.hardware,

@@ -5,11 +5,14 @@ then compares the model's middle-layer features (generic image features, little 
 penultimate ones collapse onto the two classes and separate X-rays from photos poorly) with those of the
 validation X-rays: after standardising each dimension, the mean Euclidean distance to the k nearest reference
 images must stay below the 99th percentile seen among the references themselves (leave-one-out). The reference
-set is written beside the model at training time.
+set is written beside the model at training time: the validation films, topped up with training films when they
+are fewer than MIN_REFERENCES (docs/scope_guard.md measures why: a guard fitted on a few films turns ordinary chest
+X-rays away).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ MAX_CHROMA = 0.08  # mean (max - min channel) / 255; real radiographs, even as R
 MIN_GREY_STD = 8.0  # grey levels; below this the frame is blank
 MAX_ASPECT = 2.5
 STATS_SIDE = 256  # the pixel statistics are read from the film box-averaged to about this shorter side
+MIN_REFERENCES = 100  # films a guard is fitted on at least, when the data has them (docs/scope_guard.md)
 
 
 def pixel_reason(image: Image.Image) -> str | None:
@@ -57,6 +61,14 @@ def _knn_distance(reference: np.ndarray, queries: np.ndarray, k: int, leave_one_
     if leave_one_out:
         np.fill_diagonal(distances, np.inf)
     return np.sort(distances, axis=1)[:, :k].mean(axis=1)
+
+
+def references(validation: np.ndarray, training: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The features a guard is fitted on: the validation films', and when they are fewer than MIN_REFERENCES, as
+    many of the training films' as make up the difference (`training(n)` gives at most n of them). Training films
+    are in scope by definition, and a fine-tune leaves the middle layer the guard reads nearly as it was."""
+    missing = MIN_REFERENCES - len(validation)
+    return validation if missing <= 0 else np.concatenate([validation, training(missing)])
 
 
 @dataclass

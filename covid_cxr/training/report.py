@@ -33,7 +33,7 @@ from covid_cxr.modeling.calibration import (
     fit_temperature,
 )
 from covid_cxr.modeling.inference import run_model, softmax
-from covid_cxr.modeling.scope_guard import ScopeGuard
+from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard, references
 from covid_cxr.outputs import share_weights
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,22 @@ class ScoredSplit:
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
         """Calibrated P(covid) for every image."""
         return softmax(self.logits / temperature)[:, POSITIVE]
+
+
+def fit_guard(
+    model: PreTrainedModel, processor: BaseImageProcessor, validation: ScoredSplit, train: datasets.Dataset, batch: int
+) -> ScopeGuard:
+    """The scope guard on the validation films, topped up with training films (a fixed draw) when they are fewer
+    than MIN_REFERENCES: a small own dataset still gets a guard that does not refuse its own kind of film."""
+    order = np.random.default_rng(0).permutation(train.num_rows)
+
+    def training(n: int) -> np.ndarray:
+        films = train.select(order[:n])["image"]
+        return run_model(model, processor, films, batch, desc="Scope guard references", scope=True).scope
+
+    if len(validation.scope) < MIN_REFERENCES:
+        logger.info("The scope guard's %d validation films are topped up with training films", len(validation.scope))
+    return ScopeGuard.fit(references(validation.scope, training))
 
 
 def calibrate(validation: ScoredSplit, target_sensitivity: float) -> Calibration:

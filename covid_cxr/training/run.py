@@ -44,7 +44,6 @@ from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.calibration import Calibration, fold_temperature
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
 from covid_cxr.modeling.onnx_export import export_onnx, exportable
-from covid_cxr.modeling.scope_guard import ScopeGuard
 from covid_cxr.outputs import check_output_dir
 from covid_cxr.training.adversary import (
     AdversaryRamp,
@@ -73,6 +72,7 @@ from covid_cxr.training.report import (
     ScoredSplit,
     calibrate,
     evaluate,
+    fit_guard,
     lung_attention_summary,
     mixed_sources_of,
     plot_results,
@@ -298,7 +298,7 @@ def finalise(
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
     calibration = calibrate(validation, eval_args.target_sensitivity)
-    guard = ScopeGuard.fit(validation.scope)
+    guard = fit_guard(model, processor, validation, splits["train"], batch)
     evaluation = evaluate(validation, test, calibration, mixed_sources_of(splits), guard)
     fold_temperature(model, calibration.temperature)  # from here on the model answers calibrated, as saved
     backbone, hub_dataset, data = provenance(model_path), dataset_hub_id(arguments.data), training_data_facts(splits)
@@ -330,6 +330,7 @@ def finalise(
         model_folder=training_args.output_dir,
         split_sizes={split: splits[split].num_rows for split in ("train", "validation", "test")},
         test_without_patient=sum(not patient for patient in splits["test"]["patient_id"]),
+        guard_references=guard.reference.shape[0],
         recipe=recipe,
         run=TrainingRun.of(trainer.state, training_args.load_best_model_at_end, training_args.metric_for_best_model),
         hardware=_hardware(),
