@@ -416,3 +416,26 @@ def test_class_folders_train_with_the_probes_on(backbone: Path, fixture_root: Pa
     assert "probe_test_roc_auc" in metrics and not any(key.startswith("probe_source") for key in metrics)
     card = (tmp_path / "model" / "README.md").read_text()
     assert "**Shortcut check**: left out. The training data comes from one source" in card
+
+
+def test_the_occlusion_test_takes_the_whole_view_the_run_scored(
+    trained: tuple[Path, dict], small_dataset: Path, lungs_folder: Path
+) -> None:
+    """A fine-tune hands its occlusion test the test films' calibrated probabilities it already has: the figures
+    equal those of scoring the whole films again (the audit's way, from the saved folder), and a view it is given
+    is the one it measures (flipped probabilities flip the whole view's ROC AUC)."""
+    from covid_cxr.audit.occlusion import LUNGS_HIDDEN, WHOLE
+    from covid_cxr.audit.run import occlusion_test
+    from covid_cxr.labels import POSITIVE
+    from covid_cxr.lungs.segmenter import LungSegmenter
+    from covid_cxr.modeling.inference import load_folder, softmax
+
+    output, _ = trained
+    splits, lungs = datasets.load_from_disk(str(small_dataset)), LungSegmenter.from_pretrained(lungs_folder)
+    model, processor = load_folder(output)
+    known = softmax(run_model(model, processor, splits["test"]["image"]).logits)[:, POSITIVE]
+    again, given = (occlusion_test(output, splits, lungs, rounds=50, whole=w) for w in (None, known))
+    for view in (WHOLE, LUNGS_HIDDEN):
+        assert given["all"][view]["roc_auc"]["value"] == pytest.approx(again["all"][view]["roc_auc"]["value"], abs=1e-6)
+    flipped = occlusion_test(output, splits, lungs, rounds=50, whole=1 - known)["all"][WHOLE]["roc_auc"]["value"]
+    assert flipped == pytest.approx(1 - given["all"][WHOLE]["roc_auc"]["value"])

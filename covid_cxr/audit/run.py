@@ -88,10 +88,18 @@ def audit(
     return AuditReport(results, Path(output_dir))
 
 
-def score(classifier: AuditedClassifier, data: AuditData, finder: LungFinder | None, batch_size: int) -> Scored:
+def score(
+    classifier: AuditedClassifier,
+    data: AuditData,
+    finder: LungFinder | None,
+    batch_size: int,
+    whole: np.ndarray | None = None,
+) -> Scored:
     """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason. A
     film is brought to the model's input size first when its processor squashes (`presized`: the same pixels the
-    processor would give), so the views are made at the size the model reads, not at the film's own."""
+    processor would give), so the views are made at the size the model reads, not at the film's own. `whole`: the
+    whole films' probabilities when already known (a fine-tune's own test scoring), taken instead of scoring that
+    view again (no features are kept then)."""
     scored = Scored({view: [] for view in (VIEWS if finder else (WHOLE,))})
     for start in tqdm(range(0, data.images.num_rows, batch_size), desc="Auditing", unit="batch"):
         rows = data.images[start : start + batch_size]
@@ -107,17 +115,21 @@ def score(classifier: AuditedClassifier, data: AuditData, finder: LungFinder | N
                 continue
             names.append(name)
             indices.append(start + offset)
-        batch = []
+        batch, taken = [], []
         found = finder.find(films, names) if finder else [None] * len(films)
         for film, name, index, lungs in zip(films, names, indices, found, strict=True):
             if isinstance(lungs, str):
                 data.refused.append(Refusal(name, lungs))
                 continue
             batch.append({WHOLE: film.convert("L")} if lungs is None else views(film, lungs))
-            scored.kept.append(index)
+            taken.append(index)
         if not batch:
             continue
+        scored.kept += taken
         for view in scored.probabilities:
+            if view == WHOLE and whole is not None:
+                scored.probabilities[view].append(whole[taken])
+                continue
             outputs = run_model(classifier.model, classifier.processor, [b[view] for b in batch], batch_size)
             scored.probabilities[view].append(softmax(outputs.logits)[:, classifier.positive])
             if view == WHOLE:
@@ -174,13 +186,19 @@ def measured_occlusion(data: AuditData, scored: Scored, rounds: int) -> dict | N
 
 
 def occlusion_test(
-    model: str | Path, splits: datasets.DatasetDict, lungs: LungSegmenter, split: str = "test", rounds: int = 2000
+    model: str | Path,
+    splits: datasets.DatasetDict,
+    lungs: LungSegmenter,
+    split: str = "test",
+    rounds: int = 2000,
+    whole: np.ndarray | None = None,
 ) -> dict | None:
     """The occlusion test alone, as audit.json's "occlusion" holds it: what a fine-tune measures on its own test
-    split for its model card (the model folder as saved and loaded back, the segmenter the run already holds)."""
+    split for its model card (the model folder as saved and loaded back, the segmenter the run already holds, and
+    `whole`, the split's calibrated probabilities the run already scored, when given)."""
     classifier = load_classifier(str(model))
     data = from_splits("the training dataset", splits, split, [])
-    scored = score(classifier, data, SegmenterLungs(lungs), batch_size=16)
+    scored = score(classifier, data, SegmenterLungs(lungs), batch_size=16, whole=whole)
     return measured_occlusion(data, scored, rounds) if scored.kept else None
 
 

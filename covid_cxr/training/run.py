@@ -311,7 +311,8 @@ def finalise(
     cross_validation = cross_validated(
         eval_args.cross_validation_report, recipe, str(backbone["description"]), dataset_digest(splits)
     )
-    attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir)
+    known = test.probabilities(calibration.temperature)  # the test films whole, as the saved model answers them
+    attention, occlusion = lung_figures(model, processor, splits, lungs, evaluation.mixed_sources, output_dir, known)
     sections = {"calibration": calibration_figures(calibration, evaluation), **evaluation.by_split()}
     sections |= {"probe": baseline, "lung_attention": attention, "cross_validation": cross_validation}
     results = log_sections(trainer, sections | {"onnx": onnx_check})
@@ -393,14 +394,16 @@ def lung_figures(
     lungs: LungSegmenter | None,
     mixed_sources: list[str],
     output_dir: Path,
+    whole: np.ndarray,
 ) -> tuple[dict[str, float], dict[str, dict]]:
-    """The Grad-CAM heat inside the lungs and the occlusion test on test (written beside the model), when there is
-    a segmenter to find the lungs; else none, said in the log."""
+    """The Grad-CAM heat inside the lungs and the occlusion test on test (written beside the model; `whole`, the
+    test films' calibrated probabilities, is its whole view), when there is a segmenter to find the lungs; else
+    none, said in the log."""
     if lungs is None:
         logger.warning("No --lung_segmenter: the card leaves out the heat inside the lungs and the occlusion test")
         return {}, {}
     attention = lung_attention_summary(model, processor, splits["test"], lungs, mixed_sources)
-    occlusion = card_figures(occlusion_test(output_dir, splits, lungs))
+    occlusion = card_figures(occlusion_test(output_dir, splits, lungs, whole=whole))
     (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
     return attention, occlusion
 
