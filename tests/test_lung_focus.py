@@ -8,6 +8,7 @@ import ast
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from covid_cxr.serving.predictor import OutdatedModel, OutOfScope, Predictor
 from covid_cxr.serving.wording import LUNGS_FIRST_WORDS, verdict_markdown
 from covid_cxr.training.run import run
 from covid_cxr.training.trainer import freeze_backbone, load_model
-from tests.conftest import FIXTURE_ROOT, tiny_run_arguments
+from tests.conftest import FIXTURE_ROOT, fit_standard, tiny_run_arguments
 
 SIDE = 56
 TRAINABLE_BLOCKS = 2  # the recipe's default, which tiny_run_arguments keeps
@@ -281,19 +282,27 @@ def test_a_model_focused_outside_itself_is_refused(lungs_first_model: Path, tmp_
         Predictor(tmp_path / "older")
 
 
-def test_the_readme_use_block_runs_as_pasted(lungs_first_model: Path, tmp_path: Path) -> None:
-    """The README's "Use the model" block, verbatim, in a folder whose build/model is a lungs-first model and whose
-    xray.png is a real film: it answers, with the decision at the stored threshold."""
+def test_the_readme_use_blocks_run_as_pasted(lungs_first_model: Path, lung_data, lungs_folder: Path, tmp_path) -> None:
+    """The README's "Use the model" Python blocks, verbatim and in order, in a folder whose build/model is a
+    lungs-first model, whose build/lungs/pipeline is the standard segmenter and whose xray.png is a real film: the
+    classifier answers with the decision at the stored threshold, and the segmenter gives a mask at the film's
+    size."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Use the model") :]
-    block = section.split("```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "build").mkdir()
+    section = section[: section.index("\n## ")]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 2
+    (tmp_path / "build" / "lungs").mkdir(parents=True)
     (tmp_path / "build" / "model").symlink_to(lungs_first_model, target_is_directory=True)
-    shutil.copy(sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0], tmp_path / "xray.png")
-    script = block + "\nimport json\nprint('ANSWER', json.dumps({'scores': scores, 'covid': bool(covid)}))\n"
+    fit_standard(lung_data, lungs_folder, tmp_path / "build" / "lungs" / "pipeline")
+    film = sorted((FIXTURE_ROOT / "images").glob("*.jpg"))[0]
+    shutil.copy(film, tmp_path / "xray.png")
+    shown = "{'scores': scores, 'covid': bool(covid), 'mask': list(lungs.size)}"
+    script = "\n".join(blocks) + f"\nimport json\nprint('ANSWER', json.dumps({shown}))\n"
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     answer = json.loads(done.stdout.rsplit("ANSWER", 1)[-1])
     assert set(answer["scores"]) == {"covid", "non_covid"} and sum(answer["scores"].values()) == pytest.approx(1)
     threshold = json.loads((lungs_first_model / "config.json").read_text())["decision_threshold"]
     assert answer["covid"] == (answer["scores"]["covid"] >= threshold)
+    assert answer["mask"] == list(Image.open(film).size)
