@@ -89,12 +89,13 @@ def shortcut(metrics: dict[str, float]) -> str:
 
 
 def versus_probe(metrics: dict[str, float]) -> str:
-    """Whether the fine-tune beat the linear probe on the mixed-label sources of this split, when the probes ran."""
+    """The fine-tune beside the linear probe on the mixed-label sources of this split, when the probes ran: two
+    figures of one small split with no paired interval, so neither is said to beat the other."""
     fine_tune, probe = metric_key(TEST, MIXED, "roc_auc"), metric_key(PROBE_TEST, MIXED, "roc_auc")
     if probe not in metrics:
         return ""
-    beaten = metrics[fine_tune] > metrics[probe]
-    return fill("versus_probe.md", {"verdict": "beats" if beaten else "does not beat"})
+    figures = {"fine_tune": number(metrics[fine_tune]), "probe": number(metrics[probe])}
+    return fill("versus_probe.md", figures | {"n": int(metrics[metric_key(TEST, MIXED, "n")])})
 
 
 def focus(recipe: dict[str, object]) -> str:
