@@ -439,3 +439,26 @@ def test_the_occlusion_test_takes_the_whole_view_the_run_scored(
         assert given["all"][view]["roc_auc"]["value"] == pytest.approx(again["all"][view]["roc_auc"]["value"], abs=1e-6)
     flipped = occlusion_test(output, splits, lungs, rounds=50, whole=1 - known)["all"][WHOLE]["roc_auc"]["value"]
     assert flipped == pytest.approx(1 - given["all"][WHOLE]["roc_auc"]["value"])
+
+
+def test_a_fresh_head_loads_without_transformers_load_report(backbone: Path) -> None:
+    """The backbone's missing head is the load's purpose: transformers' load report (a table printed into every
+    fine-tune's output) is not written then, and is written again for any load after it."""
+    import logging
+
+    from transformers import AutoModelForImageClassification
+
+    from covid_cxr.training.trainer import MODELING_LOGGER
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    reporter = logging.getLogger(MODELING_LOGGER)
+    reporter.addHandler(handler)
+    try:
+        load_model(str(backbone))
+        assert not [r for r in records if "LOAD REPORT" in r.getMessage()]
+        AutoModelForImageClassification.from_pretrained(str(backbone), num_labels=2, use_safetensors=True)
+        assert [r for r in records if "LOAD REPORT" in r.getMessage()]  # the level is back where it was
+    finally:
+        reporter.removeHandler(handler)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -28,6 +30,8 @@ from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import softmax
 from covid_cxr.modeling.lungs_first import LungsFirstConfig, LungsFirstForImageClassification
 from covid_cxr.training.adversary import adversary_losses, classifier_inputs
+
+MODELING_LOGGER = "transformers.modeling_utils"  # the logger transformers' load report is written to
 
 
 class CxrTrainer(Trainer):
@@ -101,15 +105,30 @@ def load_model(
     (sharing with it the blocks that `trainable_blocks`, as freeze_backbone reads it, leaves frozen)."""
     if lungs is not None:
         return lungs_first_model(model_path, lungs, trainable_blocks)
-    return AutoModelForImageClassification.from_pretrained(
-        model_path,
-        num_labels=len(CLASS_NAMES),
-        id2label=ID2LABEL,
-        label2id=LABEL2ID,
-        ignore_mismatched_sizes=True,
-        use_safetensors=True,
-        **kwargs,
-    )
+    with fresh_head_expected():
+        return AutoModelForImageClassification.from_pretrained(
+            model_path,
+            num_labels=len(CLASS_NAMES),
+            id2label=ID2LABEL,
+            label2id=LABEL2ID,
+            ignore_mismatched_sizes=True,
+            use_safetensors=True,
+            **kwargs,
+        )
+
+
+@contextmanager
+def fresh_head_expected() -> Iterator[None]:
+    """transformers' load report silenced while a backbone gets its fresh head: what it reports of a backbone (the
+    head missing from the checkpoint, or another head's sizes) is this load's purpose, and it printed a table into
+    every fine-tune's output as if something were wrong."""
+    reporter = logging.getLogger(MODELING_LOGGER)
+    level = reporter.level
+    reporter.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        reporter.setLevel(level)
 
 
 def lungs_first_model(model_path: str, lungs: LungSegmenter, trainable_blocks: int) -> LungsFirstForImageClassification:
