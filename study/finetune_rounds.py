@@ -9,14 +9,13 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from datasets.fingerprint import Hasher
 
 from covid_cxr.labels import POSITIVE
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.training.arguments import RunArguments
 from covid_cxr.training.run import fit
-from study.folds import FoldScorer
+from study.folds import FoldScorer, rows_key
 
 SCORES = "round_scores.npz"
 
@@ -40,9 +39,7 @@ def finetune_scorer(
     def scorer(k: int, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         folder = output_root / f"round-{k}"
         scores = folder / SCORES
-        # the rows, not the column object (whose hash follows where the dataset lies on disk); a reordered dataset
-        # starts afresh
-        key = Hasher.hash(list(dataset.select(test)["file_name"]))
+        key = rows_key(dataset.select(test))
         if scores.is_file():
             saved = np.load(scores)
             if str(saved["test_key"]) == key:

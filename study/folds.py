@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import datasets
 import evaluate
 import numpy as np
+from datasets.fingerprint import Hasher
 from scipy.special import logit
 from sklearn.metrics import recall_score
 
@@ -26,6 +27,12 @@ from covid_cxr.modeling.inference import softmax
 # What a cross-validated recipe does in one round: (round, train, validation, test indices) -> uncalibrated
 # P(covid) on validation and on test
 FoldScorer = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def rows_key(dataset: datasets.Dataset) -> str:
+    """What a cache of per-row results is keyed by: the rows' file names in order (a reordered or rebuilt dataset
+    starts afresh), hashed as a list, not as the column object, whose hash follows where the dataset lies on disk."""
+    return Hasher.hash(list(dataset["file_name"]))
 
 
 def dataset_folds(dataset: datasets.Dataset, n_folds: int = 5, seed: int = 42) -> np.ndarray:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from datasets.fingerprint import Hasher
 from PIL import Image, ImageOps
 from transformers import AutoImageProcessor, BaseImageProcessor
 
@@ -25,7 +24,7 @@ from covid_cxr.lungs.dataset_masks import MASK_COLUMN, with_lung_masks
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model
 from covid_cxr.training.trainer import load_model
-from study.folds import FoldScorer, OutOfFold, dataset_folds, summarise
+from study.folds import FoldScorer, OutOfFold, dataset_folds, rows_key, summarise
 from study.intensity import normalise_intensity
 
 DINO = "dinov2-small-imgfocus"
@@ -128,7 +127,7 @@ class Yardstick:
         self.mixed_sources = mixed_label_sources(self.sources, self.labels)
         self.subsets = reported_subsets(self.sources, self.mixed_sources)
         self.folds = dataset_folds(self.dataset, args.folds, args.fold_seed)
-        self.rows_key = Hasher.hash(list(self.dataset["file_name"]))  # cached features belong to these rows, in order
+        self.rows_key = rows_key(self.dataset)  # cached features belong to these rows, in order
         self._masked: datasets.Dataset | None = None
 
     def features(self, backbone: str, size: int, view: str, crop: bool = False) -> tuple[np.ndarray, float]:
