@@ -33,7 +33,7 @@ from covid_cxr.modeling.calibration import (
     fit_temperature,
 )
 from covid_cxr.modeling.inference import run_model, softmax
-from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard, references
+from covid_cxr.modeling.scope_guard import ScopeGuard, references
 from covid_cxr.outputs import share_weights
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,10 @@ def fit_guard(
         films = train.select(order[:n])["image"]
         return run_model(model, processor, films, batch, desc="Scope guard references", scope=True).scope
 
-    if len(validation.scope) < MIN_REFERENCES:
+    fitted_on = references(validation.scope, training)
+    if len(fitted_on) > len(validation.scope):
         logger.info("The scope guard's %d validation films are topped up with training films", len(validation.scope))
-    return ScopeGuard.fit(references(validation.scope, training))
+    return ScopeGuard.fit(fitted_on)
 
 
 def calibrate(validation: ScoredSplit, target_sensitivity: float) -> Calibration:
