@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench import scoring
 from devtools.measuring import REPO_ROOT, run_all, run_module, table
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-BENCHES = ("fresh_build", "dataset_build", "inference", "load_space", "soak", "train_throughput", "train_scaling")
-MODEL_BENCHES = ("inference", "load_space", "soak")  # the others train their own models
+BENCHES = ("fresh_build", "dataset_build", "inference", "scoring", "load_space", "soak", "train_throughput",
+           "train_scaling")  # fmt: skip
+MODEL_BENCHES = ("inference", "scoring", "load_space", "soak")  # the others train their own models
 COVIDX_IMAGES = 30_000
 H100_BF16_DENSE_TFLOPS = 989  # NVIDIA's datasheet figure (SXM), used only for the labelled estimate below
 ASSUMED_MFU = 0.35  # the issue's target; an assumption until measured on a GPU
@@ -41,6 +43,15 @@ Files the server held in its Gradio cache right after the run: {load["server_fil
 {2 * load["file_lifetime_s"]} s with `FILE_LIFETIME_S={load["file_lifetime_s"]}`: {load["server_files_after_lifetime"]}
 (the gallery's example thumbnails, kept while the app runs). Tracebacks in the server log:
 {load["tracebacks_in_server_log"]}. Command: `python -m bench.load_space --model {model}`."""
+
+
+def scoring_section(result: dict, model: str) -> str:
+    return f"""## Scoring an archive (`covid-cxr predict`)
+
+{scoring.body(result)}
+
+What the rows mean and why two processes add nothing on two cores: [docs/scoring.md](../docs/scoring.md).
+Command: `python -m bench.scoring --model {model}`."""
 
 
 def inference_section(inference: dict, model: str) -> str:
@@ -180,6 +191,8 @@ training benchmarks run unchanged on a GPU (`python -m bench.train_throughput` p
 and adds a torch.compile row) and print the same tables.
 
 {inference_section(inference, model)}
+
+{scoring_section(results["scoring"], model)}
 
 {fresh_build_section(results["fresh_build"], model)}
 
@@ -380,6 +393,7 @@ def main() -> None:
 SECTIONS = {  # benchmarks whose section can be refreshed on its own
     "fresh_build": fresh_build_section,
     "inference": inference_section,
+    "scoring": scoring_section,
     "load_space": load_section,
     "soak": soak_section,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from transformers import TrainerCallback
 
+from bench import scoring
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.modeling.backbones import materialise
 from covid_cxr.training.arguments import CxrTrainingArguments, DataArguments, EvaluationArguments, ModelArguments
@@ -41,6 +43,9 @@ SLOW_FIXTURES = {
 }
 CARD_DATASET_ID = "test-org/covid-cxr-data"  # what the tiny runs' cards name as their dataset
 CXR_ROOT = Path(os.environ.get("COVID_CXR_DATA", REPO_ROOT.parent / "shared" / "cxr"))
+# two processes under `accelerate launch`, over gloo on the CPU (--multi_gpu picks torchrun's launcher)
+LAUNCH = [sys.executable, *scoring.LAUNCH]
+LAUNCH_ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from covid_cxr.audit.occlusion import (
 from covid_cxr.cli.audit import main
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.evaluation.keys import ALL, MIXED
-from tests.conftest import FIXTURE_ROOT, read_metadata
+from tests.conftest import FIXTURE_ROOT, LAUNCH, LAUNCH_ENV, read_metadata
 
 SIDE = 128
 MARKER = 12  # px of SIDE: a small bright square
@@ -170,6 +171,22 @@ def test_a_built_dataset_gives_the_same_figures_as_its_folder(planted, tmp_path:
                    split="all", bootstrap_rounds=ROUNDS)  # fmt: skip
     assert report.results["discrimination"] == from_folder["discrimination"]
     assert report.results["occlusion"] == from_folder["occlusion"]
+
+
+def test_two_processes_under_accelerate_launch_write_the_report_one_writes(planted, tmp_path: Path) -> None:
+    """The corner set's audit, its batches shared by two processes (gloo, CPU): the same audit.json, refusals
+    included, as one process writes with the same batches."""
+    model, data, _ = planted["corner"]
+    arguments = ["--model", str(model), "--data", str(data), "--lung_segmenter", str(data.parent / "masks"),
+                 "--bootstrap_rounds", str(ROUNDS), "--batch_size", "8"]  # fmt: skip
+    main([*arguments, "--output_dir", str(tmp_path / "one")])
+    command = [*LAUNCH, "-m", "covid_cxr.cli.audit", *arguments, "--output_dir", str(tmp_path / "two")]
+    done = subprocess.run(command, capture_output=True, text=True, env=LAUNCH_ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Wrote ") == 1  # the main process reports
+    one, two = (json.loads((tmp_path / name / "audit.json").read_text()) for name in ("one", "two"))
+    assert two["data"]["n_scored"] > 16 and len(two["refused"]) == 2  # batches of both processes, both refusals
+    assert two | {"date": None} == one | {"date": None}
 
 
 def test_bad_inputs_end_in_one_line_not_a_traceback(planted, tmp_path: Path, capsys) -> None:

@@ -27,11 +27,12 @@ ALLOWED = {
     "data": {"outputs", "labels"},
     "modeling": {"outputs", "labels", "data"},
     "evaluation": {"outputs", "labels", "data", "modeling"},
+    "scoring": {"hub", "data"},
     "lungs": {"outputs", "data", "modeling", "evaluation", "cards"},
     "cards": {"outputs", "labels", "data", "modeling", "evaluation"},
     "training": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs", "audit"},
     "serving": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
-    "audit": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs"},
+    "audit": {"outputs", "labels", "hub", "data", "modeling", "evaluation", "cards", "lungs", "scoring"},
     "cli": {
         "outputs",
         "labels",
@@ -44,6 +45,7 @@ ALLOWED = {
         "training",
         "serving",
         "audit",
+        "scoring",
     },
     "__main__": {"cli"},  # python -m covid_cxr: the command, nothing else
 }

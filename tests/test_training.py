@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -44,7 +42,7 @@ from covid_cxr.training.trainer import build_trainer, freeze_backbone, load_mode
 from pages.results import body as results_page
 from pages.results import collect
 from study.whole_film_markdown import TRAINED_ROWS
-from tests.conftest import CARD_DATASET_ID, REPO_ROOT, Crash, tiny_run_arguments
+from tests.conftest import CARD_DATASET_ID, LAUNCH, LAUNCH_ENV, REPO_ROOT, Crash, tiny_run_arguments
 
 
 def test_converter_matches_the_onnx_graph(backbone: Path) -> None:
@@ -230,27 +228,14 @@ def test_an_output_dir_in_or_around_the_dataset_is_refused(tmp_path: Path, insid
 
 
 def test_two_process_accelerate_run_agrees(tmp_path: Path, backbone: Path, small_dataset: Path) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    # --multi_gpu selects accelerate's torchrun launcher; without CUDA the ranks talk over gloo on the CPU.
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *LAUNCH,
         str(REPO_ROOT / "tests" / "ddp_worker.py"),
         str(backbone),
         str(small_dataset),
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, env=LAUNCH_ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2

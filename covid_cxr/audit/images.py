@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 
 from covid_cxr.audit.classifier import AuditError
-from covid_cxr.data.build import DATASET_MARKER, BuildConfig, build_dataset
+from covid_cxr.data.build import DATASET_MARKER, PATIENT_COLUMNS, BuildConfig, build_dataset
 from covid_cxr.data.records import MetadataError
 from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.hub import is_hub_id
@@ -90,9 +90,7 @@ def from_splits(name: str, splits: datasets.DatasetDict, split: str, refused: li
     # one source: nothing for it to give away, and its 'mixed-label' subset would only repeat all images
     mixed = mixed_label_sources(all_sources, labels(whole)) if len(set(all_sources)) > 1 else []
     files = _column(chosen, "file_name", None) or [f"{split} row {i}" for i in range(chosen.num_rows)]
-    groups = next(
-        (chosen[c] for c in ("patient_group", "patient_id") if c in chosen.column_names and all(chosen[c])), files
-    )
+    groups = next((chosen[c] for c in PATIENT_COLUMNS if c in chosen.column_names and all(chosen[c])), files)
     return AuditData(
         name=name,
         split=split,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -31,6 +32,7 @@ from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.lungs_first import FOCUS_DEFAULTS
 from covid_cxr.outputs import check_output_dir, replacing
+from covid_cxr.scoring.engine import launch_state
 
 REPORT_NAME, MARKDOWN_NAME = "audit.json", "AUDIT.md"
 
@@ -66,17 +68,22 @@ def audit(
     split: str = "test",
     batch_size: int = 16,
     bootstrap_rounds: int = 2000,
-) -> AuditReport:
+) -> AuditReport | None:
     """Audit the classifier `model` (a folder or a Hub id) on `data` (see covid_cxr.audit.images), with the lung
-    fields of `lung_segmenter` (a segmenter or a mask folder; without it there is no occlusion test)."""
+    fields of `lung_segmenter` (a segmenter or a mask folder; without it there is no occlusion test). Under
+    `accelerate launch` the processes share the scoring and the main process measures, writes and returns the
+    report (the others None)."""
     inputs = {"--model": model, "--data": data, "--lung_segmenter": lung_segmenter}
     check_output_dir(output_dir, {k: v for k, v in inputs.items() if v and Path(v).exists()}, replaces=REPORT_NAME)
     classifier = load_classifier(model, positive_label)
+    classifier.model.to(launch_state().device)  # a launch's GPU, when there is one
     finder = lung_finder(lung_segmenter) if lung_segmenter else None
     with open_data(data, split) as images:
         scored = score(classifier, images, finder, batch_size)
         if not scored.kept:
             raise AuditError(f"--data {data}: no image could be scored ({len(images.refused)} refused)")
+        if not launch_state().is_main_process:
+            return None
         results = measure(classifier, images, scored, bootstrap_rounds)
     results["lungs"] = describe_lungs(lung_segmenter, finder)
     with replacing(output_dir) as staging:
@@ -95,47 +102,74 @@ def score(
     batch_size: int,
     whole: np.ndarray | None = None,
 ) -> Scored:
-    """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason. A
-    film is brought to the model's input size first when its processor squashes (`presized`: the same pixels the
-    processor would give), so the views are made at the size the model reads, not at the film's own. `whole`: the
-    whole films' probabilities when already known (a fine-tune's own test scoring), taken instead of scoring that
-    view again (no features are kept then)."""
+    """Every readable image with usable lungs, in each view; the others join `data.refused` with the reason.
+    Under `accelerate launch` each process scores its share of the batches, and every process gets them all back
+    in order. `whole`: the whole films' probabilities when already known (a fine-tune's own test scoring), taken
+    instead of scoring that view again (no features are kept then)."""
+    state = launch_state()
     scored = Scored({view: [] for view in (VIEWS if finder else (WHOLE,))})
-    for start in tqdm(range(0, data.images.num_rows, batch_size), desc="Auditing", unit="batch"):
-        rows = data.images[start : start + batch_size]
-        films, names, indices = [], [], []
-        for offset, (entry, name) in enumerate(zip(rows["image"], rows["audit_file"], strict=True)):
-            try:
-                films.append(presized(load_image(entry["bytes"] or entry["path"]).image, classifier.processor))
-            except ImageError as err:
-                data.refused.append(Refusal(name, str(err)))
-                continue
-            except Exception as err:  # a fault in this code or a library, not in the file: refuse it, keep going
-                data.refused.append(Refusal(name, fault_reason(Path(name), err)))
-                continue
-            names.append(name)
-            indices.append(start + offset)
-        batch, taken = [], []
-        found = finder.find(films, names) if finder else [None] * len(films)
-        for film, name, index, lungs in zip(films, names, indices, found, strict=True):
-            if isinstance(lungs, str):
-                data.refused.append(Refusal(name, lungs))
-                continue
-            batch.append({WHOLE: film.convert("L")} if lungs is None else views(film, lungs))
-            taken.append(index)
-        if not batch:
+    before = len(data.refused)
+    starts = list(range(0, data.images.num_rows, batch_size))
+    with state.split_between_processes(starts) as mine:
+        for start in tqdm(mine, desc="Auditing", unit="batch", disable=not state.is_main_process):
+            score_chunk(classifier, data, finder, range(start, min(start + batch_size, data.images.num_rows)), whole,
+                        scored)  # fmt: skip
+    if state.num_processes == 1:
+        return scored
+    parts = gather_object([(scored, data.refused[before:])])  # in process order: the batches' order
+    data.refused[before:] = [refusal for _, refused in parts for refusal in refused]
+    return Scored(
+        {view: [p for part, _ in parts for p in part.probabilities[view]] for view in scored.probabilities},
+        [f for part, _ in parts for f in part.features],
+        [i for part, _ in parts for i in part.kept],
+        next((part.example for part, _ in parts if part.example), None),
+    )
+
+
+def score_chunk(
+    classifier: AuditedClassifier,
+    data: AuditData,
+    finder: LungFinder | None,
+    rows: range,
+    whole: np.ndarray | None,
+    scored: Scored,
+) -> None:
+    """Score `rows` of the data into `scored`. A film is brought to the model's input size first when its
+    processor squashes (`presized`: the same pixels the processor would give), so the views are made at the size
+    the model reads, not at the film's own."""
+    chunk = data.images[rows.start : rows.stop]
+    films, names, indices = [], [], []
+    for index, entry, name in zip(rows, chunk["image"], chunk["audit_file"], strict=True):
+        try:
+            films.append(presized(load_image(entry["bytes"] or entry["path"]).image, classifier.processor))
+        except ImageError as err:
+            data.refused.append(Refusal(name, str(err)))
             continue
-        scored.kept += taken
-        for view in scored.probabilities:
-            if view == WHOLE and whole is not None:
-                scored.probabilities[view].append(whole[taken])
-                continue
-            outputs = run_model(classifier.model, classifier.processor, [b[view] for b in batch], batch_size)
-            scored.probabilities[view].append(softmax(outputs.logits)[:, classifier.positive])
-            if view == WHOLE:
-                scored.features.append(outputs.features)
-        scored.example = scored.example or batch[0]
-    return scored
+        except Exception as err:  # a fault in this code or a library, not in the file: refuse it, keep going
+            data.refused.append(Refusal(name, fault_reason(Path(name), err)))
+            continue
+        names.append(name)
+        indices.append(index)
+    batch, taken = [], []
+    found = finder.find(films, names) if finder else [None] * len(films)
+    for film, name, index, lungs in zip(films, names, indices, found, strict=True):
+        if isinstance(lungs, str):
+            data.refused.append(Refusal(name, lungs))
+            continue
+        batch.append({WHOLE: film.convert("L")} if lungs is None else views(film, lungs))
+        taken.append(index)
+    if not batch:
+        return
+    scored.kept += taken
+    for view in scored.probabilities:
+        if view == WHOLE and whole is not None:
+            scored.probabilities[view].append(whole[taken])
+            continue
+        outputs = run_model(classifier.model, classifier.processor, [b[view] for b in batch], len(batch))
+        scored.probabilities[view].append(softmax(outputs.logits)[:, classifier.positive])
+        if view == WHOLE:
+            scored.features.append(outputs.features)
+    scored.example = scored.example or batch[0]
 
 
 def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, rounds: int) -> dict:

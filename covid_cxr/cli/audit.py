@@ -3,9 +3,11 @@
 
 Works on any image classifier (a folder or a Hub id, safetensors, no remote code) and any dataset this project
 builds or has built. Writes audit.json, AUDIT.md and its plots; prints a short summary. A bad input ends with
-one line and exit status 2.
+one line and exit status 2. Under `accelerate launch` the processes share the scoring (each on its GPU when there
+is one), and the report is the one a single process writes.
 
     covid-cxr audit --model ID_OR_FOLDER --data DATASET_OR_FOLDER --lung_segmenter lungs/ --output_dir audit/
+    accelerate launch --multi_gpu --num_processes 2 -m covid_cxr.cli.audit --model ... --output_dir audit/
 """
 
 from __future__ import annotations
@@ -72,5 +74,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "covid-cxr audit") -> No
     except (AuditError, OutputFolderError, FileNotFoundError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    if report is None:  # another process of a launch: the main one reports
+        return
     print(report.summary())
     print(f"Wrote {report.output_dir / REPORT_NAME} and {report.output_dir / MARKDOWN_NAME}")
+
+
+if __name__ == "__main__":
+    main()

@@ -51,6 +51,9 @@ FEATURES = datasets.Features(
         "file_name": datasets.Value("string"),
     }
 )
+# never shown, logged or written out by a command; the group first (it joins near-duplicates): what a bootstrap
+# resamples
+PATIENT_COLUMNS = ("patient_group", "patient_id")
 REPORT_NAME = "build_report.json"
 DATASET_MARKER = "dataset_dict.json"  # what datasets' save_to_disk writes: the folder holds an earlier build
 HISTOGRAM_NAME = "intensity_histogram.png"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +26,19 @@ DEFAULT_MIN_SIZE = 64
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     """The PNG, JPEG and DICOM files of a folder (and its sub-folders when `recursive`), sorted: what a batch
     command reads from a folder it is given."""
-    children = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(path for path in children if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES)
+    return list(walk_images(folder, recursive))
+
+
+def walk_images(folder: Path, recursive: bool = False) -> Iterator[Path]:
+    """`image_files` as a stream, one folder's names held at a time (a million-file archive starts at once):
+    in the order of their sorted paths. Symbolic links to files count; to folders, not."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if recursive and entry.is_dir(follow_symlinks=False):
+            yield from walk_images(Path(entry.path), recursive)
+        elif entry.is_file() and Path(entry.name).suffix.lower() in SUPPORTED_SUFFIXES:
+            yield Path(entry.path)
 
 
 DEFAULT_MAX_PIXELS = 50_000_000  # 7,000 x 7,000: above any real radiograph, below a decompression bomb

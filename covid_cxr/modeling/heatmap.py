@@ -40,7 +40,7 @@ def _cam(activation: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int
     """Channels weighed by their mean gradient, the positive part kept, each map scaled to [0, 1]."""
     weights = _as_grid(gradients, grid).mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * _as_grid(activation.detach(), grid)).sum(dim=1))
-    return (cam / cam.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]).cpu().numpy()
+    return (cam / cam.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]).float().cpu().numpy()
 
 
 def grad_cam(
@@ -74,7 +74,7 @@ def head_cam(model: PreTrainedModel, last_hidden: torch.Tensor, grid: tuple[int,
     """Grad-CAM of a DINOv2 classifier from its last hidden state (B, T, D): the same maps as `grad_cam`, with
     the backward pass through the head only."""
     with torch.enable_grad():
-        activation = last_hidden.detach().float().requires_grad_()
+        activation = last_hidden.detach().to(model.dtype).requires_grad_()
         (gradients,) = torch.autograd.grad(_dinov2_head(model, activation)[:, target].sum(), activation)
     return _cam(activation, gradients, grid)
 

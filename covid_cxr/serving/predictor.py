@@ -15,6 +15,7 @@ frozen ones), running just its own later blocks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,8 @@ class Prediction:
     probabilities: dict[str, float]
     covid_probability: float
     covid_detected: bool
-    seen: Image.Image  # the image as the model saw it (resized; focused for a lungs-first model), lungs outlined
-    heatmap: Image.Image | None  # Grad-CAM over the image seen, with the same outline
+    seen: Image.Image | None  # the image as the model saw it (resized; focused when lungs first), lungs outlined
+    heatmap: Image.Image | None  # Grad-CAM over the image seen, with the same outline (both None unless displayed)
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
     lung_attention_ratio: float | None = None  # that share over the lungs' share of the image (1: evenly spread)
     lungs_first: bool = False  # the film was blurred outside its lungs before the model saw it, as in its training
@@ -72,6 +73,18 @@ class ForwardPass:
     lung_probability: np.ndarray | None = None  # (1, side, side) the lungs a lungs-first model found
     focused: torch.Tensor | None = None  # (1, 3, h, w) the input a lungs-first model's classifier saw
 
+    def row(self, index: int) -> ForwardPass:
+        """The pass of one film of a batch, as a batch of one."""
+        one = slice(index, index + 1)
+        return ForwardPass(
+            self.logits[one],
+            self.scope[one],
+            None if self.cam is None else self.cam[one],
+            None if self.hidden_states is None else tuple(state[one] for state in self.hidden_states),
+            None if self.lung_probability is None else self.lung_probability[one],
+            None if self.focused is None else self.focused[one],
+        )
+
 
 def headline_figures(results: dict[str, float | None]) -> dict[str, float | None]:
     """The figures the Space quotes (QUOTED), under the keys all_results.json holds them by; None when absent."""
@@ -81,7 +94,15 @@ def headline_figures(results: dict[str, float | None]) -> dict[str, float | None
 class Predictor(CovidClassifier):
     """A trained model folder ready to serve: the classifier plus its scope guard and card facts."""
 
-    def __init__(self, folder: str | Path, segmenter: LungSegmenter | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        segmenter: LungSegmenter | None = None,
+        device: torch.device | str = "cpu",
+        bf16: bool = False,
+    ) -> None:
+        """`device` and `bf16` move the model (PyTorch then, not the ONNX graph, which runs float32 on the CPU);
+        everything after the model's pass runs on the CPU."""
         self.folder = Path(folder)
         model, processor = load_folder(self.folder)
         if getattr(model.config, "lung_focus", None):  # written before lungs first became one model
@@ -95,7 +116,11 @@ class Predictor(CovidClassifier):
         self.guard = ScopeGuard.load(self.folder)
         self.results = read_results(self.folder)
         self.head_cam = has_dinov2_head(self.model)
-        self.session = current_session(self.folder) if self.head_cam else None
+        self.device = torch.device(device)
+        if self.device.type != "cpu" or bf16:
+            self.model.to(self.device, torch.bfloat16 if bf16 else torch.float32)
+        on_cpu = self.device.type == "cpu" and not bf16
+        self.session = current_session(self.folder) if self.head_cam and on_cpu else None
         self.shared = self._shared_layers()
 
     @property
@@ -131,29 +156,55 @@ class Predictor(CovidClassifier):
         self, source: str | Path | bytes, heatmap: bool = True, max_bytes: int = MAX_UPLOAD_BYTES
     ) -> Prediction:
         """Raise ImageError (unreadable or larger than `max_bytes`) or OutOfScope (not a frontal CXR); else return
-        the analysis."""
-        image = load_image(source, max_bytes=max_bytes).image
-        if reason := pixel_reason(image):
-            raise OutOfScope(reason)
-        pixels = self.processor(presized(image, self.processor), return_tensors="pt")["pixel_values"]
-        forward = self.forward(pixels, heatmap)
+        the analysis, with the images the Space shows."""
+        (answer,) = self.analyse_images([load_image(source, max_bytes=max_bytes).image], heatmap, display=True)
+        if isinstance(answer, OutOfScope):
+            raise answer
+        return answer
+
+    def analyse_images(
+        self, images: Sequence[Image.Image], heatmap: bool = True, display: bool = False
+    ) -> list[Prediction | OutOfScope]:
+        """Each decoded film's analysis, or OutOfScope with the reason, from one batched pass of the model; the
+        images the Space shows (`seen`, `heatmap`) only with `display` (a batch command writes figures only)."""
+        answers: list[Prediction | OutOfScope | None] = [
+            OutOfScope(reason) if (reason := pixel_reason(image)) else None for image in images
+        ]
+        todo = [index for index, answer in enumerate(answers) if answer is None]
+        if todo:
+            squares = [presized(images[index], self.processor) for index in todo]
+            pixels = self.processor(squares, return_tensors="pt")["pixel_values"]
+            forward = self.forward(pixels, heatmap)
+            for row, index in enumerate(todo):
+                try:
+                    answers[index] = self._answer(forward.row(row), pixels[row : row + 1], display)
+                except OutOfScope as refusal:
+                    answers[index] = refusal
+        return answers
+
+    def _answer(self, forward: ForwardPass, pixels: torch.Tensor, display: bool) -> Prediction:
+        """One film's analysis from its row of the batch's pass; OutOfScope when a scope check refuses it."""
         if forward.lung_probability is not None and (
             reason := implausible_lungs(forward.lung_probability[0], self.lung_threshold)
         ):
             raise OutOfScope(reason)
         if self.guard is not None and (reason := self.guard.reason(forward.scope[0])):
             raise OutOfScope(reason)
-        (seen,) = seen_images(pixels if forward.focused is None else forward.focused, self.processor)
-        shown = seen.resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.BICUBIC)
+        seen = None
+        if display or (self.segmenter is not None and not self.shared):  # the segmenter's own pass reads it
+            (seen,) = seen_images(pixels if forward.focused is None else forward.focused, self.processor)
         lung_mask = self._lungs(forward, pixels, seen) if self.lung_threshold is not None else None
         row = softmax(forward.logits)[0]
         covid = float(row[self.positive])
-        heat = None if forward.cam is None else overlay(shown, forward.cam[0])
-        if lung_mask is not None:
-            shown = outline(shown, lung_mask)
-            heat = None if heat is None else outline(heat, lung_mask)
         measured = forward.cam is not None and lung_mask is not None
         share, ratio = lung_measures(forward.cam[0], lung_mask) if measured else (None, None)
+        shown = heat = None
+        if display:
+            shown = seen.resize((DISPLAY_PX, DISPLAY_PX), Image.Resampling.BICUBIC)
+            heat = None if forward.cam is None else overlay(shown, forward.cam[0])
+            if lung_mask is not None:
+                shown = outline(shown, lung_mask)
+                heat = None if heat is None else outline(heat, lung_mask)
         return Prediction(
             {self.model.config.id2label[i]: float(p) for i, p in enumerate(row)},
             covid,
@@ -167,12 +218,13 @@ class Predictor(CovidClassifier):
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:
         """Logits, scope features, hidden states and (with `heatmap`) Grad-CAM, from one pass of the backbone."""
+        pixels = pixels.to(self.device, self.model.dtype)
         if not self.head_cam:  # a CNN: its Grad-CAM needs the backbone's graph
             if heatmap:
                 return ForwardPass(*grad_cam(self.model, pixels, self.positive), None)
             with torch.no_grad():
                 outputs = self.model(pixel_values=pixels, output_hidden_states=True)
-            return ForwardPass(outputs.logits.float().numpy(), scope_features(outputs.hidden_states), None, None)
+            return ForwardPass(outputs.logits.float().cpu().numpy(), scope_features(outputs.hidden_states), None, None)
         ask = {"output_lungs": True} if self.lungs_first else {}
         if self.session is not None:
             names = [output.name for output in self.session.get_outputs()]
@@ -181,9 +233,11 @@ class Predictor(CovidClassifier):
         else:
             with torch.no_grad():
                 outputs = self.model(pixel_values=pixels, output_hidden_states=True, **ask)
-            logits, hidden = outputs.logits.float().numpy(), outputs.hidden_states
-            found = {name: outputs[name].numpy() for name in LUNG_OUTPUTS if self.lungs_first}
+            logits, hidden = outputs.logits.float().cpu().numpy(), outputs.hidden_states
+            found = {name: outputs[name].float().cpu().numpy() for name in LUNG_OUTPUTS if self.lungs_first}
         cam = head_cam(self.model, hidden[-1], token_grid(pixels, self.model), self.positive) if heatmap else None
+        if hidden[0].device.type != "cpu" or hidden[0].dtype != torch.float32:
+            hidden = tuple(state.float().cpu() for state in hidden)
         if not self.lungs_first:
             return ForwardPass(logits, scope_features(hidden), cam, hidden)
         focused = torch.as_tensor(found["focused_pixel_values"])
