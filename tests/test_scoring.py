@@ -118,6 +118,9 @@ def test_a_dataset_is_scored_with_its_id_columns_and_parquet_holds_the_csv_rows(
     assert asked == [("org/archive", "test", False)]
     table = pq.read_table(parquet_out).to_pylist()
     assert [{k: "" if v is None else str(v) for k, v in row.items()} for row in table] == rows
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match=r"org/archive could not be loaded from the Hub: .*Offline"):  # one line
+        predict(["--model", str(model), "--dataset", "org/archive", "--output", str(tmp_path / "h.csv")])
     with pytest.raises(SystemExit, match="patient tags are never written"):
         predict(["--model", str(model), "--dataset", str(small_dataset), "--id_columns", "patient_id",
                  "--output", str(tmp_path / "p.csv")])  # fmt: skip

@@ -10,8 +10,7 @@ killed run goes on with --resume. Research use only: not a diagnosis.
 
     covid-cxr predict --model my-model --inputs xrays/ --output predictions.csv
     covid-cxr predict --model my-org/covid-cxr --dataset my-org/archive --split test --output scores.parquet
-    accelerate launch --multi_gpu --num_processes 4 -m covid_cxr.cli.predict --model my-model --inputs xrays/ \
-        --output scores.parquet --resume
+    accelerate launch --multi_gpu --num_processes 4 -m covid_cxr.cli.predict --model m --inputs a/ --output s.parquet
 """
 
 from __future__ import annotations
@@ -85,7 +84,8 @@ class PredictArguments:
         default=False,
         metadata={
             "help": "Go on from the rows an interrupted run into --output kept (same model, inputs and settings, "
-            "else it says what changed); with none, start afresh."
+            "else it says what changed); with none, start afresh. A finished run's --output is never replaced "
+            "without --overwrite."
         },
     )
     batch_size: int = field(default=16, metadata={"help": "Films per forward pass (per process)."})
@@ -112,7 +112,10 @@ def check_output(output: Path, inputs: Sequence[str], overwrite: bool) -> str | 
     except OutputFolderError as err:
         return str(err)
     if output.exists() and not overwrite:
-        return f"--output {output} exists: pass --overwrite to replace it, or choose another file"
+        return (
+            f"--output {output} exists, the file of a finished run (--resume goes on only from an interrupted one): "
+            "pass --overwrite to score again, or choose another file"
+        )
     if not output.parent.is_dir():
         return f"--output {output}: the folder {output.parent} does not exist"
     return None

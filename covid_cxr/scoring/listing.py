@@ -95,7 +95,10 @@ def open_dataset(name: str, split: str, id_columns: Sequence[str] | None, stream
                 raise ListingError(f"--dataset {name} has no split {split!r} (it has {', '.join(loaded)})")
             loaded = loaded[split]
     elif is_hub_id(name):
-        loaded = datasets.load_dataset(name, split=split, streaming=streaming)
+        try:
+            loaded = datasets.load_dataset(name, split=split, streaming=streaming)
+        except (OSError, ValueError) as err:  # offline, no such dataset or split, no access
+            raise ListingError(f"--dataset {name} could not be loaded from the Hub: {err}") from err
     else:
         raise ListingError(f"--dataset {name}: neither a dataset folder (save_to_disk) nor a Hub id (org/name)")
     columns = list(loaded.column_names or [])
