@@ -94,8 +94,9 @@ quality: $(DATASET) $(BACKBONE_DIR) build/backbones/mobilenet-v2-nsfwjs/provenan
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.quality
 	$(BIN)/python -m pages.quality
 
-whole-film: $(DATASET) $(BACKBONE_DIR) $(LUNGS) ## study/WHOLE_FILM.md: centre crop vs whole film, lungs first (probes; fine-tunes take hours)
+whole-film: $(DATASET) $(BACKBONE_DIR) $(LUNGS) ## study/WHOLE_FILM.md: centre crop vs whole film, lungs first (probes; fine-tunes take hours); the default's projection, sex and age figures
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.whole_film
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.inside
 
 study: $(TRAINED) $(LUNGS) ## scope guard and attention studies into study/RESULTS.md, the guard's size table into docs/scope_guard.md
 	HF_HUB_OFFLINE=1 $(BIN)/python -m study.run --model $(MODEL)

@@ -68,7 +68,7 @@ def planted_set(root: Path, marker: tuple[slice, slice]) -> Path:
             Image.fromarray(pixels).save(root / "data" / name)
             Image.fromarray(np.uint8(lung_mask()) * 255).save(masks / f"{Path(name).stem}.png")
             rows.append({"file_name": name, "label": label, "source": row["source"], "patient_id": f"pair-{k}",
-                         "view": "PA"})  # fmt: skip
+                         "view": "AP Supine" if k % 2 else "PA"})  # fmt: skip
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     Image.open(FIXTURE_ROOT / read_metadata(FIXTURE_ROOT)[0]["file_name"]).save(images / "unmasked.png")
     rows += [
@@ -162,6 +162,21 @@ def test_the_report_lists_refusals_and_facts_and_never_a_patient_id(planted) -> 
     written = page + (model.parent / "audit" / "audit.json").read_text()
     assert not [r["patient_id"] for r in read_metadata(data) if r["patient_id"] and r["patient_id"] in written]
     assert {p.name for p in (model.parent / "audit").iterdir()} >= {"audit_occlusion.png", "audit_views.png"}
+
+
+def test_the_projection_is_measured_inside_the_mixed_label_sources(planted) -> None:
+    """Each pair (one film, unmarked and marked) shares its projection, half the pairs AP and half PA: the
+    projection alone gives nothing, and the corner marker, in both projections, keeps the model's discrimination
+    within them."""
+    model, _, results = planted["corner"]
+    projection = results["strata"]["projection"]
+    assert results["strata"]["subset"] == MIXED and set(projection["strata"]) == {"AP", "PA"}
+    assert projection["n"] == results["discrimination"][MIXED]["n"] and projection["n_unknown"] == 0
+    assert projection["alone"]["value"] == pytest.approx(0.5)
+    assert projection["within"]["low"] > 0.5 and results["strata"]["sex"] is None  # no sex recorded
+    page = (model.parent / "audit" / "AUDIT.md").read_text()
+    assert "## 4. Inside: the projection, the sex, the age" in page and "Comparing only films of the same" in page
+    assert "reads the projection of" in page  # the projection probe
 
 
 def test_a_built_dataset_gives_the_same_figures_as_its_folder(planted, tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ context = ModelCardContext(
         "test_ieee8023_non_covid_lung_attention_warned": 0.25,
     },
     occlusion={},
+    inside="Not measured: nothing recorded.",
     cross_validation={"cv_folds": 5.0, "cv_mixed_sources_n": 463.0, "cv_mixed_sources_roc_auc": 0.7,
                       "cv_mixed_sources_roc_auc_low": 0.6, "cv_mixed_sources_roc_auc_high": 0.8, "cv_n": 2086.0,
                       "cv_roc_auc": 0.95, "cv_roc_auc_low": 0.94, "cv_roc_auc_high": 0.96},

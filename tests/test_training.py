@@ -24,12 +24,13 @@ from transformers import (
     pipeline,
 )
 
+from covid_cxr.audit.report import inside_lines
 from covid_cxr.data.predecode import predecode
 from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import Augmentation, DevicePixels
 from covid_cxr.evaluation.grouped import mixed_label_sources
-from covid_cxr.evaluation.keys import TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
+from covid_cxr.evaluation.keys import MIXED, TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.inference import CovidClassifier, run_model
@@ -128,6 +129,16 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     assert (output / "onnx" / "model.onnx").is_file()
     assert all_results["onnx_max_probability_difference"] < 1e-4
     assert "## What the model reads: the occlusion test" in card and "| all images |" in card
+    # the projection, sex and age figures on test, as `covid-cxr audit` words them
+    inside = json.loads((output / "inside_results.json").read_text())
+    assert inside["strata"]["subset"] == MIXED and set(inside["strata"]) == {
+        "subset",
+        "projection",
+        "sex",
+        "age",
+    }
+    assert "## Inside the mixed-label sources: projection, sex, age" in card
+    assert "\n".join(inside_lines(inside["strata"], inside["projection_probe"])) in card
     # a validation split under MIN_REFERENCES films: the scope guard is topped up with training films, as the card says
     splits = datasets.load_from_disk(json.loads((output / "run_config.json").read_text())["data"]["dataset"])
     fitted_on = min(MIN_REFERENCES, splits["validation"].num_rows + splits["train"].num_rows)

@@ -12,15 +12,17 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from covid_cxr.audit.classifier import AuditError
 from covid_cxr.data.build import DATASET_MARKER, PATIENT_COLUMNS, BuildConfig, build_dataset
 from covid_cxr.data.records import MetadataError
 from covid_cxr.evaluation.grouped import mixed_label_sources
+from covid_cxr.evaluation.strata import STRATIFIERS, strata_of
 from covid_cxr.hub import is_hub_id
 from covid_cxr.labels import normalise_label
 
@@ -49,6 +51,7 @@ class AuditData:
     groups: list[str]  # patient groups for the bootstrap: never written out
     mixed_sources: list[str]
     refused: list[Refusal]
+    strata: dict[str, np.ndarray] = field(default_factory=dict)  # stratifier -> each row's stratum (None: unknown)
 
 
 @contextmanager
@@ -100,6 +103,11 @@ def from_splits(name: str, splits: datasets.DatasetDict, split: str, refused: li
         groups=list(groups),
         mixed_sources=mixed,
         refused=refused,
+        strata={
+            name: strata_of(chosen[column], name)
+            for name, (column, _) in STRATIFIERS.items()
+            if column in chosen.column_names
+        },
     )
 
 

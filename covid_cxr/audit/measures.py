@@ -1,6 +1,7 @@
 """The audit's figures, each with a patient-bootstrap 95% interval: discrimination per source and on the mixed-label
-sources, how much the source alone gives away, the occlusion test, and how readable the source is from the model's
-own features.
+sources, how much the source alone gives away, the occlusion test, how readable the source is from the model's
+own features, and inside the mixed-label sources the projection, sex and age (covid_cxr.evaluation.strata) and
+how readable the projection is.
 
 Every interval resamples whole patients (covid_cxr.evaluation.bootstrap); a figure is a dict
 {"value", "low", "high"}, NaN-free where it is defined and None where it is not (an AUC on one class).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,6 +24,7 @@ from covid_cxr.evaluation.cxr_binary.cxr_binary import expected_calibration_erro
 from covid_cxr.evaluation.grouped import grouped_metrics, reported_subsets
 from covid_cxr.evaluation.keys import ALL, MIXED
 from covid_cxr.evaluation.probes import source_probe
+from covid_cxr.evaluation.strata import both_classes, stratum_alone_scores, within_strata_auc
 
 Figure = dict[str, float | None]
 FOLDS = 5
@@ -82,8 +85,11 @@ def _statistics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Cal
 
 
 def folds_of(sources: Sequence[str], groups: np.ndarray) -> np.ndarray:
-    """Patient-grouped folds that each mirror the sources (the same dealing as the dataset's splits)."""
-    return deal_folds(list(sources), groups, min(FOLDS, len(np.unique(groups))), seed=0)
+    """Patient-grouped folds that each mirror the sources (the same dealing as the dataset's splits): as many as
+    the patients and the largest source allow, up to FOLDS; one fold when they allow fewer than two."""
+    largest = max(Counter(sources).values(), default=0)
+    n_folds = min(FOLDS, len(np.unique(groups)), largest)
+    return deal_folds(list(sources), groups, n_folds, seed=0) if n_folds >= 2 else np.zeros(len(groups), dtype=int)
 
 
 def source_only(labels: np.ndarray, sources: Sequence[str], folds: np.ndarray, groups: np.ndarray, rounds: int):
@@ -98,6 +104,70 @@ def source_only(labels: np.ndarray, sources: Sequence[str], folds: np.ndarray, g
         shares = {s: rest_labels[rest_sources == s].mean() for s in np.unique(rest_sources)}
         scores[held] = [shares.get(s, overall) for s in sources[held]]
     return figure(lambda i: roc_auc(labels[i], scores[i]), groups, rounds)
+
+
+def stratified(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    strata: np.ndarray,
+    groups: np.ndarray,
+    folds: np.ndarray,
+    rounds: int,
+) -> dict[str, object] | None:
+    """Over the films whose stratum is known (covid_cxr.evaluation.strata): the model's ROC AUC on them, within
+    each stratum holding both classes, within strata (same-stratum pairs only) and of the stratum alone (out of
+    fold), each with its interval; None when no stratum holds both classes."""
+    known = np.asarray([stratum is not None for stratum in strata], dtype=bool)
+    y, p, s, g = labels[known], probabilities[known], strata[known].astype(str), groups[known]
+    if not both_classes(y, s):
+        return None
+    alone = stratum_alone_scores(y, s, folds[known]) if len(np.unique(folds[known])) >= 2 else None
+    per_stratum = {}
+    for name in sorted(set(s)):
+        chosen = s == name
+        per_stratum[name] = {"n": int(chosen.sum()), "n_covid": int(y[chosen].sum())}
+        if name in both_classes(y, s):
+            yc, pc = y[chosen], p[chosen]
+            per_stratum[name]["roc_auc"] = figure(lambda i, yc=yc, pc=pc: roc_auc(yc[i], pc[i]), g[chosen], rounds)
+    return {
+        "n": int(known.sum()),
+        "n_covid": int(y.sum()),
+        "n_unknown": int((~known).sum()),
+        "roc_auc": figure(lambda i: roc_auc(y[i], p[i]), g, rounds),
+        "within": figure(lambda i: within_strata_auc(y[i], p[i], s[i]), g, rounds),
+        "alone": figure(lambda i: roc_auc(y[i], alone[i]), g, rounds)
+        if alone is not None
+        else figure(lambda i: float("nan"), g, rounds),
+        "strata": per_stratum,
+    }
+
+
+def inside(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    sources: Sequence[str],
+    groups: np.ndarray,
+    strata: dict[str, np.ndarray],
+    mixed_sources: Sequence[str],
+    rounds: int,
+) -> dict[str, object]:
+    """`stratified` for each recorded stratifier, on the mixed-label images (all images when the data hold one
+    source), over patient-grouped folds of those images."""
+    subset = np.isin(sources, list(mixed_sources)) if mixed_sources else np.ones(len(labels), dtype=bool)
+    results: dict[str, object] = {"subset": MIXED if mixed_sources else ALL}
+    if len(np.unique(groups[subset])) < 2:
+        return results | dict.fromkeys(strata)
+    folds = folds_of(list(np.asarray(sources)[subset]), groups[subset])
+    y, p, g = labels[subset], probabilities[subset], groups[subset]
+    return results | {name: stratified(p, y, values[subset], g, folds, rounds) for name, values in strata.items()}
+
+
+def projection_readability(features: np.ndarray, projections: np.ndarray, folds: np.ndarray) -> dict | None:
+    """The source probe's measurement with the projection (AP or PA) as its target, over the films whose
+    projection is recorded."""
+    known = np.asarray([p is not None for p in projections], dtype=bool)
+    probe = source_readability(features[known], list(projections[known]), folds[known])
+    return None if probe is None else {key.replace("source", "projection"): value for key, value in probe.items()}
 
 
 def retained(labels: np.ndarray, occluded: np.ndarray, whole: np.ndarray) -> float:

@@ -76,6 +76,8 @@ def summary(results: dict) -> str:
     lines += [f"  {line}" for line in verdict_lines(results["occlusion"])]
     if probe := results["source_probe"]:
         lines.append(f"  {probe_sentence(probe)}")
+    if projection := (results.get("strata") or {}).get("projection"):
+        lines.append(f"  {within_sentence(projection, 'projection')}")
     return "\n".join(lines)
 
 
@@ -86,6 +88,61 @@ def probe_sentence(probe: dict) -> str:
         f"{probe['source_balanced_accuracy']:.0%}); always guessing the commonest source: "
         f"{probe['source_majority_baseline']:.0%}."
     )
+
+
+STRATIFIER_WORDS = {"projection": "projection (AP, PA)", "sex": "sex", "age": "age band"}
+
+
+def within_sentence(entry: dict, stratifier: str) -> str:
+    """The model's ROC AUC against the same films' within-stratum figure and the stratum's own, in words."""
+    return (
+        f"Comparing only films of the same {stratifier}, its ROC AUC is {number(entry['within'])}, against "
+        f"{number(entry['roc_auc'])} over all pairs of the same {entry['n']} films; the {stratifier} alone gives "
+        f"{number(entry['alone'])}."
+    )
+
+
+def strata_table(strata: dict) -> str:
+    rows = []
+    for name, entry in ((n, strata.get(n)) for n in STRATIFIER_WORDS):
+        if entry:
+            within = [f"{s}: {number(e['roc_auc'])}" if "roc_auc" in e else f"{s}: one class ({e['n']})"
+                      for s, e in entry["strata"].items()]  # fmt: skip
+            rows.append([STRATIFIER_WORDS[name], f"{entry['n']} ({entry['n_covid']}), {entry['n_unknown']}",
+                         number(entry["roc_auc"]), number(entry["within"]), number(entry["alone"]),
+                         "; ".join(within)])  # fmt: skip
+    header = ["stratified by", "films (COVID-19), unknown", "ROC AUC", "within strata", "the stratum alone"]
+    return markdown_rows([*header, "within each stratum"], rows)
+
+
+def inside_lines(strata: dict | None, probe: dict | None) -> list[str]:
+    """The stratified figures and the projection probe in words and a table: AUDIT.md's section 4 and the model
+    card's, from audit.json's "strata" and "projection_probe"."""
+    if not strata or not any(strata.get(name) for name in STRATIFIER_WORDS):
+        return ["Not measured: the data record no projection, sex or age with both classes in a stratum.", ""]
+    where = "the mixed-label sources" if strata["subset"] == MIXED else "all images"
+    lines = [
+        f"On {where}, over the films whose stratum is recorded: the model's ROC AUC; *within strata*, counting only "
+        "pairs of one COVID-19 and one non-COVID film of the same stratum, so that the stratum cannot order a pair; "
+        "and *the stratum alone*, each film scored by its stratum's COVID-19 share among the other folds' films (out "
+        "of fold, so on few films a stratum that carries nothing can score well below one half: the held-out films "
+        "pull their own stratum's share the other way). A portable AP film says 'sicker patient' without any "
+        "opacity being read: a model whose figure falls to chance within projections reads the projection.",
+        "",
+        strata_table(strata),
+        "",
+    ]
+    if strata.get("projection"):
+        lines += [within_sentence(strata["projection"], "projection"), ""]
+    if probe:
+        lines += [
+            f"A linear probe on the model's penultimate features reads the projection of "
+            f"{probe['projection_accuracy']:.0%} of films ({probe['folds']}-fold, patient-grouped; balanced accuracy "
+            f"{probe['projection_balanced_accuracy']:.0%}); always guessing the commoner projection: "
+            f"{probe['projection_majority_baseline']:.0%}.",
+            "",
+        ]
+    return lines
 
 
 def discrimination_table(discrimination: dict) -> str:
@@ -157,6 +214,9 @@ def markdown(results: dict) -> str:
         if results["source_probe"]
         else "Not measured: the images come from one source only.",
         "",
+        "## 4. Inside: the projection, the sex, the age",
+        "",
+        *inside_lines(results.get("strata"), results.get("projection_probe")),
         *_model_section(results),
     ]
     return "\n".join(lines) + "\n"
@@ -211,7 +271,7 @@ def _occlusion_section(results: dict) -> list[str]:
 def _model_section(results: dict) -> list[str]:
     model, data = results["model"], results["data"]
     return [
-        "## 4. The model",
+        "## 5. The model",
         "",
         f"- id: `{model['id']}` ({model['architecture']}, processor {model['processor']})",
         f"- labels: {', '.join(model['labels'])}; positive class: `{model['positive_label']}`",

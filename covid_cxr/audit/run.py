@@ -182,6 +182,7 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
     several_patients = len(np.unique(groups)) >= 2
     several_sources = several_patients and len(set(sources)) >= 2  # one source gives nothing away
     folds = measures.folds_of(sources, groups) if several_patients else None
+    kept_strata = {name: values[scored.kept] for name, values in data.strata.items()}
     return {
         "tool": "covid-cxr audit",
         "version": __version__,
@@ -199,6 +200,12 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
         "source_only": measures.source_only(labels, sources, folds, groups, rounds) if several_sources else None,
         "occlusion": measured_occlusion(data, scored, rounds),
         "source_probe": measures.source_readability(features, sources, folds) if several_patients else None,
+        "strata": measures.inside(
+            probabilities[WHOLE], labels, sources, groups, kept_strata, data.mixed_sources, rounds
+        ),
+        "projection_probe": measures.projection_readability(features, kept_strata["projection"], folds)
+        if several_patients and "projection" in kept_strata
+        else None,
         "refused": [{"file_name": r.file_name, "reason": r.reason} for r in data.refused],
         "settings": {
             "bootstrap_rounds": rounds,
@@ -234,6 +241,22 @@ def occlusion_test(
     data = from_splits("the training dataset", splits, split, [])
     scored = score(classifier, data, SegmenterLungs(lungs), batch_size=16, whole=whole)
     return measured_occlusion(data, scored, rounds) if scored.kept else None
+
+
+def inside_test(
+    splits: datasets.DatasetDict, whole: np.ndarray, features: np.ndarray, split: str = "test", rounds: int = 2000
+) -> dict[str, object]:
+    """The projection, sex and age figures alone, as audit.json's "strata" and "projection_probe" hold them: what
+    a fine-tune measures on its own test split for its model card, from the split's calibrated probabilities
+    (`whole`) and penultimate features it already scored."""
+    data = from_splits("the training dataset", splits, split, [])
+    labels, groups = np.asarray(data.labels), np.asarray(data.groups)
+    strata = measures.inside(whole, labels, data.sources, groups, data.strata, data.mixed_sources, rounds)
+    probe = None
+    if len(np.unique(groups)) >= 2 and "projection" in data.strata:
+        folds = measures.folds_of(data.sources, groups)
+        probe = measures.projection_readability(features, data.strata["projection"], folds)
+    return {"strata": strata, "projection_probe": probe}
 
 
 def describe_lungs(lungs: str | Path | None, finder: LungFinder | None) -> str | None:

@@ -72,6 +72,7 @@ class ModelCardContext:
     baseline: dict[str, float]  # frozen-feature probe figures; empty when the probes were not run
     lung_attention: dict[str, float]  # Grad-CAM heat inside the lungs on test; empty without a lung segmenter
     occlusion: dict[str, dict]  # the occlusion test on test (covid_cxr.audit.card), by subset; empty without lungs
+    inside: str  # the projection, sex and age figures on test, in words (covid_cxr.audit.report.inside_lines)
     cross_validation: dict[str, float]  # the yardstick's figures for this recipe (cv_*); empty if it measured another
     backbone: dict[str, object]  # provenance of the starting weights
     base_model: str | None  # Hub repo the weights derive from
@@ -176,6 +177,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         lung_attention=context.lung_attention,
         attention_groups=attention_groups(context.lung_attention),
         occlusion=context.occlusion,
+        inside=context.inside,
         cross_validation=context.cross_validation,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,

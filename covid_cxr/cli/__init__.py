@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("covid_cxr.cli.build", "build a dataset from class folders, the curated layout or an ieee8023 clone"),
     "finetune": ("covid_cxr.cli.finetune", "fine-tune, calibrate, evaluate and card a classifier (the Trainer)"),
     "predict": ("covid_cxr.cli.predict", "score X-rays (PNG, JPEG, DICOM) or a dataset into CSV or Parquet, resumably"),
-    "audit": ("covid_cxr.cli.audit", "measure what any chest X-ray classifier reads (occlusion, sources)"),
+    "audit": ("covid_cxr.cli.audit", "measure what any chest X-ray classifier reads (occlusion, sources, projection)"),
     "serve": ("covid_cxr.cli.serve", "serve a model as the Gradio Space (needs the `space` extra)"),
     "lungs": ("covid_cxr.cli.lungs", "write a lung-field mask for every X-ray of a folder"),
     "train-lungs": ("covid_cxr.cli.train_lungs", "train the lung-field segmenter on lung masks"),

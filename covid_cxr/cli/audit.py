@@ -1,5 +1,7 @@
 """Measure what a COVID-19 chest X-ray classifier reads: per-source and mixed-label figures, the occlusion test
-(lungs only, lungs hidden) and how well its features name the source, each with a patient-bootstrap 95% CI.
+(lungs only, lungs hidden), how well its features name the source, and inside the mixed-label sources the
+projection, sex and age (ROC AUC within strata and of the stratum alone; a projection probe), each with a
+patient-bootstrap 95% CI.
 
 Works on any image classifier (a folder or a Hub id, safetensors, no remote code) and any dataset this project
 builds or has built. Writes audit.json, AUDIT.md and its plots; prints a short summary. A bad input ends with

@@ -47,13 +47,15 @@ class ScoredSplit:
     sources: np.ndarray
     logits: np.ndarray
     scope: np.ndarray  # middle-layer features, for the scope guard
+    features: np.ndarray  # penultimate features, for the projection probe
 
     @classmethod
     def score(
         cls, model: PreTrainedModel, processor: BaseImageProcessor, split: datasets.Dataset, batch: int, desc: str
     ) -> ScoredSplit:
         outputs = run_model(model, processor, split["image"], batch, desc=desc, scope=True)
-        return cls(np.asarray(split["label"]), np.asarray(split["source"]), outputs.logits, outputs.scope)
+        labels, sources = np.asarray(split["label"]), np.asarray(split["source"])
+        return cls(labels, sources, outputs.logits, outputs.scope, outputs.features)
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
         """Calibrated P(covid) for every image."""

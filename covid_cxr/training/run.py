@@ -28,7 +28,8 @@ from transformers import (
 )
 
 from covid_cxr.audit.card import card_figures
-from covid_cxr.audit.run import occlusion_test
+from covid_cxr.audit.report import inside_lines
+from covid_cxr.audit.run import inside_test, occlusion_test
 from covid_cxr.cards.cross_validation import cross_validated
 from covid_cxr.cards.facts import DataFacts, data_facts
 from covid_cxr.cards.model import ModelCardContext, Recipe, TrainingRun, render_model_card, research_only_terms
@@ -39,7 +40,15 @@ from covid_cxr.evaluation.grouped import Evaluation, mixed_label_sources
 from covid_cxr.evaluation.keys import GUARD_FALSE_REJECTS, TEMPERATURE, THRESHOLD
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.lungs.segmenter import LungSegmenter, holds_segmenter
-from covid_cxr.model_folder import CARD, LICENSE, OCCLUSION_RESULTS, RUN_CONFIG, SEGMENTER_CONFIG, read_results
+from covid_cxr.model_folder import (
+    CARD,
+    INSIDE_RESULTS,
+    LICENSE,
+    OCCLUSION_RESULTS,
+    RUN_CONFIG,
+    SEGMENTER_CONFIG,
+    read_results,
+)
 from covid_cxr.modeling.backbones import provenance, resolve_backbone
 from covid_cxr.modeling.calibration import Calibration, fold_temperature
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
@@ -289,12 +298,11 @@ def finalise(
     trainer: Trainer,
     lungs: LungSegmenter | None = None,
 ) -> dict[str, float]:
-    """score validation and test -> calibrate -> evaluate -> fold the temperature into the head -> save the model
-    folder, its ONNX export, terms and plots -> probes -> the cross-validation the card may quote -> the heat inside
-    the lungs and the occlusion test -> log every figure -> card -> push. Returns the figures."""
+    """score validation and test -> calibrate -> evaluate -> fold the temperature -> save the folder, ONNX, terms,
+    plots -> probes -> the cross-validation the card may quote -> heat inside the lungs, occlusion test, projection,
+    sex and age on test -> log every figure -> card -> push. Returns the figures."""
     eval_args, training_args = arguments.evaluation, arguments.training
-    output_dir = Path(training_args.output_dir)
-    batch = training_args.per_device_eval_batch_size
+    output_dir, batch = Path(training_args.output_dir), training_args.per_device_eval_batch_size
     validation = ScoredSplit.score(model, processor, splits["validation"], batch, "Validation")
     test = ScoredSplit.score(model, processor, splits["test"], batch, "Test")
     calibration = calibrate(validation, eval_args.target_sensitivity)
@@ -322,6 +330,7 @@ def finalise(
         baseline=baseline,
         lung_attention=attention,
         occlusion=occlusion,
+        inside=inside_figures(splits, known, test.features, output_dir),
         cross_validation=cross_validation,
         backbone=backbone,
         base_model=_base_model(arguments.model.model_name_or_path, backbone),
@@ -406,6 +415,13 @@ def lung_figures(
     occlusion = card_figures(occlusion_test(output_dir, splits, lungs, whole=whole))
     (output_dir / OCCLUSION_RESULTS).write_text(json.dumps(occlusion, indent=2) + "\n", encoding="utf-8")
     return attention, occlusion
+
+
+def inside_figures(splits: datasets.DatasetDict, whole: np.ndarray, features: np.ndarray, output_dir: Path) -> str:
+    """The projection, sex and age figures on test (written beside the model), in the card's words."""
+    inside = inside_test(splits, whole, features)
+    (output_dir / INSIDE_RESULTS).write_text(json.dumps(inside, indent=2) + "\n", encoding="utf-8")
+    return "\n".join(inside_lines(inside["strata"], inside["projection_probe"]))
 
 
 def log_sections(trainer: Trainer, sections: dict[str, dict[str, float]]) -> dict[str, float]:
