@@ -31,6 +31,7 @@ RESULTS_SUFFIX = "_results.json"  # Trainer.save_metrics: <section>_results.json
 ALL_RESULTS = "all_results.json"  # ... and, combined, every figure of a finished run
 TRAIN_RESULTS = "train_results.json"
 OCCLUSION_RESULTS = "occlusion_results.json"  # the occlusion test on test (covid-cxr audit's), as the card shows it
+CONFORMAL = "conformal_validation.json"  # the validation films' calibrated P(covid), for prediction sets
 INSIDE_RESULTS = "inside_results.json"  # projection, sex and age figures on test (covid-cxr audit's "strata")
 RUN_CONFIG = "run_config.json"  # the resolved arguments (names local folders: never pushed)
 FINGERPRINT = "run_fingerprint.json"  # what a checkpoint may be resumed under (covid_cxr.training.checkpoints)

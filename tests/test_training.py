@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import stat
@@ -25,14 +26,18 @@ from transformers import (
 )
 
 from covid_cxr.audit.report import inside_lines
+from covid_cxr.cli.predict import main as predict
 from covid_cxr.data.predecode import predecode
 from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import Augmentation, DevicePixels
 from covid_cxr.evaluation.grouped import mixed_label_sources
 from covid_cxr.evaluation.keys import MIXED, TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
+from covid_cxr.labels import LABEL2ID
+from covid_cxr.model_folder import CONFORMAL
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
 from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.modeling.conformal import Conformal
 from covid_cxr.modeling.inference import CovidClassifier, run_model
 from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard
 from covid_cxr.outputs import OutputFolderError
@@ -144,6 +149,38 @@ def test_two_step_training_writes_a_calibrated_model(trained: tuple[Path, dict])
     fitted_on = min(MIN_REFERENCES, splits["validation"].num_rows + splits["train"].num_rows)
     assert splits["validation"].num_rows < MIN_REFERENCES and ScopeGuard.load(output).reference.shape[0] == fitted_on
     assert f"those of {fitted_on} reference X-rays: the {splits['validation'].num_rows} validation images and" in flat
+
+
+def test_prediction_sets_are_fitted_on_validation_alone_and_measured_on_test(
+    trained: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The model folder holds the validation films' calibrated probabilities, and nothing else: the card's coverage
+    is measured on test; predict writes each film's set, and a model without them claims none."""
+    output, _ = trained
+    splits = datasets.load_from_disk(json.loads((output / "run_config.json").read_text())["data"]["dataset"])
+    conformal = Conformal.load(output)
+    validation = np.asarray(splits["validation"]["label"]) == LABEL2ID["covid"]
+    assert (len(conformal.covid), len(conformal.other)) == (validation.sum(), (~validation).sum())
+    probabilities = CovidClassifier.from_pretrained(output).predict(splits["validation"]["image"])
+    by_class = sorted(p["probabilities"]["covid"] for p, covid in zip(probabilities, validation, strict=True) if covid)
+    np.testing.assert_allclose(conformal.covid, by_class, atol=1e-5)  # the validation films, as the model scores them
+    card = " ".join((output / "README.md").read_text().split())
+    assert "## Uncertain answers: prediction sets" in card and "| all |" in card and "coverage" in card
+    films = tmp_path / "films"
+    films.mkdir()
+    for index, image in enumerate(splits["test"]["image"][:4]):
+        image.save(films / f"{index}.png")
+    predict(["--model", str(output), "--inputs", str(films), "--output", str(tmp_path / "s.csv")])
+    rows = [row for row in csv.DictReader((tmp_path / "s.csv").open()) if row["status"] == "ok"]
+    floor, ceiling = conformal.bounds()
+    for row in rows:
+        p = float(row["covid_probability"])
+        kept = [name for name, inside in (("covid", p >= floor), ("non_covid", p <= ceiling)) if inside]
+        assert row["prediction_set"] == ("|".join(kept) or "none")
+    foreign = shutil.copytree(output, tmp_path / "foreign", ignore=shutil.ignore_patterns("checkpoint-*"))
+    (foreign / CONFORMAL).unlink()
+    predict(["--model", str(foreign), "--inputs", str(films), "--output", str(tmp_path / "f.csv")])
+    assert {row["prediction_set"] for row in csv.DictReader((tmp_path / "f.csv").open())} == {""}
 
 
 def test_pipeline_and_predict_agree(trained: tuple[Path, dict], cxr_root: Path, metadata) -> None:

@@ -37,3 +37,21 @@ def test_the_api_label_is_headed_by_the_decision_not_the_larger_probability() ->
     assert label["label"] == "covid" and [c["label"] for c in label["confidences"]] == ["non_covid", "covid"]
     below = Prediction({"non_covid": 0.7, "covid": 0.3}, 0.3, False, Image.new("RGB", (8, 8)), None)
     assert decision_label(below, "covid")["label"] == "non_covid"
+
+
+def test_an_uncertain_answer_is_said_in_plain_words_and_shown_as_a_band_on_the_bar() -> None:
+    from PIL import Image
+
+    from covid_cxr.modeling.conformal import BOTH, COVID
+    from covid_cxr.serving.predictor import Prediction
+    from covid_cxr.serving.wording import probability_html, verdict_markdown
+
+    film = Image.new("RGB", (8, 8))
+    uncertain = Prediction({"covid": 0.4, "non_covid": 0.6}, 0.4, True, film, None, prediction_set=BOTH)
+    assert "**Uncertain at 90%: both a COVID-19 pattern and none remain possible.**" in verdict_markdown(uncertain, 0.3)
+    confident = Prediction({"covid": 0.9, "non_covid": 0.1}, 0.9, True, film, None, prediction_set=COVID)
+    assert "**At 80%: COVID-19 pattern.**" in verdict_markdown(confident, 0.3, coverage=0.8)
+    bar = probability_html(0.4, 0.3, (0.25, 0.55))
+    assert 'title="uncertain at 90%"' in bar and "left:25.0%;width:30.0%" in bar and "0.25 to 0.55" in bar
+    claimed_none = Prediction({"covid": 0.4, "non_covid": 0.6}, 0.4, True, film, None)  # a model without the sets
+    assert "at 90%" not in verdict_markdown(claimed_none, 0.3) and "uncertain" not in probability_html(0.4, 0.3)

@@ -25,6 +25,9 @@ from covid_cxr.evaluation.grouped import grouped_metrics, reported_subsets
 from covid_cxr.evaluation.keys import ALL, MIXED
 from covid_cxr.evaluation.probes import source_probe
 from covid_cxr.evaluation.strata import both_classes, stratum_alone_scores, within_strata_auc
+from covid_cxr.modeling.conformal import BOTH
+from covid_cxr.modeling.conformal import COVID as COVID_SET
+from covid_cxr.modeling.conformal import OTHER as OTHER_SET
 
 Figure = dict[str, float | None]
 FOLDS = 5
@@ -168,6 +171,29 @@ def projection_readability(features: np.ndarray, projections: np.ndarray, folds:
     known = np.asarray([p is not None for p in projections], dtype=bool)
     probe = source_readability(features[known], list(projections[known]), folds[known])
     return None if probe is None else {key.replace("source", "projection"): value for key, value in probe.items()}
+
+
+def set_figures(
+    sets: Sequence[str],
+    covid: np.ndarray,
+    sources: Sequence[str],
+    groups: np.ndarray,
+    mixed_sources: Sequence[str],
+    rounds: int = 2000,
+) -> dict[str, dict[str, object]]:
+    """Per subset (all, the mixed-label sources, each source): n, the share of films whose true class is in their
+    prediction set (the coverage) and the share answered uncertain (both classes), each with its interval."""
+    covered = np.asarray([(COVID_SET if c else OTHER_SET) in s.split("|") for s, c in zip(sets, covid, strict=True)])
+    uncertain = np.asarray([s == BOTH for s in sets])
+    results = {}
+    for name, mask in reported_subsets(sources, mixed_sources).items():
+        c, u, g = covered[mask], uncertain[mask], np.asarray(groups)[mask]
+        results[name] = {
+            "n": int(mask.sum()),
+            "coverage": figure(lambda i, c=c: float(c[i].mean()), g, rounds),
+            "uncertain": figure(lambda i, u=u: float(u[i].mean()), g, rounds),
+        }
+    return results
 
 
 def retained(labels: np.ndarray, occluded: np.ndarray, whole: np.ndarray) -> float:

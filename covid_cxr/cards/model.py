@@ -8,11 +8,12 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from covid_cxr.cards.facts import DataFacts
-from covid_cxr.cards.markdown import TEMPLATES, markdown_table
+from covid_cxr.cards.markdown import TEMPLATES, markdown_rows, markdown_table
 from covid_cxr.evaluation.grouped import MIXED, Evaluation
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.model_folder import LICENSE
 from covid_cxr.modeling.calibration import Calibration
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE
 from covid_cxr.modeling.scope_guard import MIN_REFERENCES
 
 _TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
@@ -142,6 +143,38 @@ def attention_groups(lung_attention: dict[str, float]) -> list[dict[str, object]
     return groups
 
 
+def prediction_sets(evaluation: Evaluation, calibration: Calibration) -> str:
+    """The card's words on the prediction sets: the bands at DEFAULT_COVERAGE, and coverage and the uncertain
+    share on test per subset, with their intervals; why none when the model has no validation probabilities."""
+    conformal = calibration.conformal
+    if conformal is None or not evaluation.conformal:
+        return "Not available: this model holds no validation probabilities, so it claims no coverage."
+    floor, ceiling = conformal.bounds(DEFAULT_COVERAGE)
+    band = (
+        f"uncertain (both possible) from {max(floor, 0):.3f} to {min(ceiling, 1):.3f}"
+        if floor <= ceiling
+        else f"neither class between {ceiling:.3f} and {floor:.3f}"
+    )
+    rows = [
+        [name, entry["n"], interval(entry["coverage"]), interval(entry["uncertain"])]
+        for name, entry in evaluation.conformal.items()
+    ]
+    return (
+        f"Each answer can also be a set of the classes the model cannot rule out at {DEFAULT_COVERAGE:.0%} "
+        f"(split-conformal, class by class, fitted on the {len(conformal.covid)} COVID-19 and {len(conformal.other)} "
+        f"other validation films): at P(covid) of {max(floor, 0):.3f} or more it says COVID-19 pattern, at "
+        f"{min(ceiling, 1):.3f} or less no COVID-19 pattern; {band}. `covid-cxr predict` writes the set in its "
+        "`prediction_set` column (`--coverage` chooses another). On the test split (95% patient-bootstrap "
+        "intervals): *coverage* is the share of films whose true class is in their set, *uncertain* the share "
+        "answered with both. The coverage is promised for films like the validation films, class by class, not "
+        "for each source.\n\n" + markdown_rows(["subset", "n", "coverage", "uncertain"], rows)
+    )
+
+
+def interval(f: dict) -> str:
+    return "n/a" if f["value"] is None else f"{f['value']:.1%} ({f['low']:.1%}-{f['high']:.1%})"
+
+
 def render_model_card(context: ModelCardContext) -> ModelCard:
     """Fill ``model_card.md`` with this run's measured metrics (test split at the stored threshold)."""
     card_data = ModelCardData(
@@ -178,6 +211,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         attention_groups=attention_groups(context.lung_attention),
         occlusion=context.occlusion,
         inside=context.inside,
+        prediction_sets=prediction_sets(evaluation, context.calibration),
         cross_validation=context.cross_validation,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,

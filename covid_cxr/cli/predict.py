@@ -24,12 +24,15 @@ from itertools import chain
 from pathlib import Path
 
 from covid_cxr.cli.parsing import parse_arguments
+from covid_cxr.model_folder import CONFORMAL
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE
 
 COLUMNS = (
     "file",
     "status",
     "covid_probability",
     "decision",
+    "prediction_set",
     "threshold",
     "lung_attention",
     "lung_attention_ratio",
@@ -98,6 +101,14 @@ class PredictArguments:
             "docs/scoring.md) and the model card's figures were measured in float32."
         },
     )
+    coverage: float = field(
+        default=DEFAULT_COVERAGE,
+        metadata={
+            "help": "The share of films like the validation films whose true class the prediction_set column must "
+            "hold (split-conformal, class by class): covid, non_covid, covid|non_covid (uncertain) or none. Empty "
+            "for a model without validation probabilities, which claims no coverage."
+        },
+    )
     max_megabytes: int = field(default=200, metadata={"help": "Skip files larger than this (a bound on memory)."})
 
 
@@ -154,6 +165,7 @@ def result_columns(predictor, answer) -> dict[str, object]:
         "status": "ok",
         "covid_probability": round(answer.covid_probability, 4),
         "decision": labels[predictor.positive] if answer.covid_detected else " / ".join(others),
+        "prediction_set": answer.prediction_set,
         "lung_attention": None if attention is None else round(attention, 3),
         "lung_attention_ratio": None if attention is None else round(answer.lung_attention_ratio, 2),
     }
@@ -184,7 +196,7 @@ def settings_of(args: PredictArguments, predictor) -> dict[str, object]:
     from covid_cxr.modeling.onnx_export import weights_digest
 
     chosen = ("model", "inputs", "dataset", "split", "id_columns", "recursive", "lung_segmenter", "batch_size")
-    return {name: getattr(args, name) for name in (*chosen, "max_megabytes", "bf16")} | {
+    return {name: getattr(args, name) for name in (*chosen, "max_megabytes", "bf16", "coverage")} | {
         "weights_sha256": weights_digest(predictor.folder)
     }
 
@@ -223,6 +235,8 @@ def predict(args: PredictArguments, state):
     output = Path(args.output)
     if bool(args.inputs) == bool(args.dataset):
         raise SystemExit("give --inputs (files and folders) or --dataset, one of them")
+    if not 0 < args.coverage < 1:
+        raise SystemExit(f"--coverage {args.coverage}: a share between 0 and 1 (0.9 for 90%)")
     inputs = args.inputs or ([args.dataset] if Path(args.dataset).exists() else [])
     if problem := check_output(output, inputs, args.overwrite):
         raise SystemExit(problem)
@@ -232,6 +246,10 @@ def predict(args: PredictArguments, state):
         if first is None:
             raise ListingError(f"no PNG, JPEG or DICOM file in {', '.join(inputs)}")
         predictor = load_predictor(args, state.device)
+        predictor.coverage = args.coverage
+        if predictor.conformal is None and state.is_main_process:
+            print(f"note: --model {args.model} holds no {CONFORMAL} (validation probabilities): it claims no "
+                  "coverage, and the prediction_set column is left empty", file=sys.stderr)  # fmt: skip
         shards, settings = Shards(output), settings_of(args, predictor)
         resume = shards.check(settings, args.resume, args.overwrite)
         state.wait_for_everyone()  # every process has checked the work folder before the main one makes it
@@ -241,7 +259,8 @@ def predict(args: PredictArguments, state):
         heatmap = predictor.lung_threshold is not None  # for the heat inside the lungs
 
         def scorer(films: list) -> list[dict]:
-            return [result_columns(predictor, answer) for answer in predictor.analyse_images(films, heatmap)]
+            answers = predictor.analyse_images(films, heatmap)
+            return [result_columns(predictor, answer) for answer in answers]
 
         start = time.perf_counter()
         fresh = engine.run(chain([first], items), scorer, shards, state, args.batch_size, args.max_megabytes * 2**20,

@@ -63,6 +63,7 @@ class Evaluation:
     validation: dict[str, dict[str, float]]  # subset ("all", "mixed_sources", a source) -> metrics
     test: dict[str, dict[str, float]]
     scope_false_reject_rate: float  # share of test X-rays the scope guard would refuse
+    conformal: dict[str, dict] | None = None  # prediction sets on test, by subset (audit.measures.set_figures)
 
     def by_split(self) -> dict[str, dict[str, float]]:
         """`Trainer.log_metrics`-style keys per split: eval_roc_auc, test_mixed_sources_sensitivity, ..."""

@@ -15,6 +15,8 @@ from scipy.special import log_softmax
 from sklearn.metrics import roc_curve
 from torch import nn
 
+from covid_cxr.modeling.conformal import Conformal
+
 TEMPERATURE_BOUNDS = (0.05, 20.0)  # the search range: a fit on its edge means the range, not the data, decided
 
 
@@ -59,6 +61,7 @@ class Calibration:
 
     temperature: float
     threshold: Threshold
+    conformal: Conformal | None = None  # the validation films' calibrated probabilities, for prediction sets
 
     @property
     def temperature_at_bound(self) -> bool:

@@ -15,6 +15,7 @@ from covid_cxr.model_folder import (
     ALL_RESULTS,
     CARD,
     CONFIG,
+    CONFORMAL,
     CONFUSION_MATRIX,
     LICENSE,
     ONNX_CHECK,
@@ -40,6 +41,7 @@ MODEL_FILES = (
     PROCESSOR,
     Path(lungs_first.__file__).name,  # a lungs-first model's modeling file, which its config.json names (auto_map)
     SCOPE_GUARD,
+    CONFORMAL,  # the validation films' probabilities: the Space's uncertain band
     f"{ONNX_DIR}/{ONNX_MODEL}",  # the Space's faster path (serving.predictor), used only when current
     f"{ONNX_DIR}/{ONNX_CHECK}",
     ALL_RESULTS,

@@ -30,6 +30,7 @@ from covid_cxr.lungs.attention import lung_measures
 from covid_cxr.lungs.measures import implausible_lungs
 from covid_cxr.lungs.segmenter import LungSegmenter
 from covid_cxr.model_folder import read_results
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE, Conformal
 from covid_cxr.modeling.heatmap import grad_cam, has_dinov2_head, head_cam, outline, overlay, token_grid
 from covid_cxr.modeling.inference import CovidClassifier, load_folder, seen_images, softmax
 from covid_cxr.modeling.lungs_first import LungsFirstForImageClassification
@@ -62,6 +63,7 @@ class Prediction:
     lung_attention: float | None = None  # share of the Grad-CAM heat inside the lung fields
     lung_attention_ratio: float | None = None  # that share over the lungs' share of the image (1: evenly spread)
     lungs_first: bool = False  # the film was blurred outside its lungs before the model saw it, as in its training
+    prediction_set: str | None = None  # covid_cxr.modeling.conformal's set at the predictor's coverage; None: none
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Predictor(CovidClassifier):
         self.lungs_first = isinstance(model, LungsFirstForImageClassification)
         self.segmenter = None if self.lungs_first else segmenter  # a lungs-first model finds the lungs itself
         self.guard = ScopeGuard.load(self.folder)
+        self.conformal = Conformal.load(self.folder)  # None: the model claims no coverage
+        self.coverage = DEFAULT_COVERAGE  # of the prediction sets
         self.results = read_results(self.folder)
         self.head_cam = has_dinov2_head(self.model)
         self.device = torch.device(device)
@@ -137,6 +141,14 @@ class Predictor(CovidClassifier):
         if processor_size(self.processor) < MIN_SHARED_SCALE * self.segmenter.config.image_size:
             return 0
         return self.segmenter.shared_layers(self.model.base_model)
+
+    def band(self) -> tuple[float, float] | None:
+        """The scores at which both classes stay in the prediction set (uncertain), within 0-1; None when the model
+        claims no coverage or no score is uncertain."""
+        if self.conformal is None:
+            return None
+        floor, ceiling = self.conformal.bounds(self.coverage)
+        return (max(floor, 0.0), min(ceiling, 1.0)) if floor <= ceiling else None
 
     def facts(self) -> dict[str, object]:
         config = self.model.config
@@ -214,6 +226,7 @@ class Predictor(CovidClassifier):
             share,
             ratio,
             self.lungs_first,
+            None if self.conformal is None else self.conformal.sets([covid], self.coverage)[0],
         )
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:

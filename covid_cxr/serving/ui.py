@@ -138,8 +138,10 @@ def make_handlers(predictor: Predictor, output_dir: Path):
         except Refusal as err:
             return refusal_markdown(str(err), time.perf_counter() - start), "", None, None
         seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
-        verdict = verdict_markdown(result, predictor.threshold, recorded, time.perf_counter() - start)
-        return verdict, probability_html(result.covid_probability, predictor.threshold), seen, heat
+        seconds = time.perf_counter() - start
+        verdict = verdict_markdown(result, predictor.threshold, recorded, seconds, predictor.coverage)
+        bar = probability_html(result.covid_probability, predictor.threshold, predictor.band(), predictor.coverage)
+        return verdict, bar, seen, heat
 
     def api(file: bytes | str | None):
         """Classify one chest X-ray file (PNG, JPEG or DICOM): probabilities, decision, image seen, heat map."""
@@ -150,7 +152,7 @@ def make_handlers(predictor: Predictor, output_dir: Path):
         seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
         decision = decision_label(result, predictor.model.config.id2label[predictor.positive])
         label = publish(output_dir, "label", ".json", lambda path: path.write_text(json.dumps(decision)))
-        return label, verdict_markdown(result, predictor.threshold), seen, heat
+        return label, verdict_markdown(result, predictor.threshold, coverage=predictor.coverage), seen, heat
 
     return page, api
 

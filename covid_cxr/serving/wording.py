@@ -19,12 +19,22 @@ from covid_cxr.evaluation.keys import (
     TEST_SPECIFICITY,
 )
 from covid_cxr.lungs.measures import attention_warning
+from covid_cxr.modeling.conformal import BOTH, COVID, DEFAULT_COVERAGE, NEITHER, OTHER
 from covid_cxr.modeling.heatmap import colour_stops
 from covid_cxr.serving.predictor import Prediction
 
 FINDING = {"covid": "COVID-19 pattern", "non_covid": "no COVID-19 pattern"}  # what the model reports
 RECORDED = {"covid": "COVID-19", "non_covid": "not COVID-19"}  # what an example's source recorded
 NOT_A_DIAGNOSIS = "A research output, not a diagnosis."
+SET_WORDS = {  # the prediction set (covid_cxr.modeling.conformal) in plain words, at its coverage
+    COVID: "**At {coverage}: " + FINDING["covid"] + ".** Among validation films like this one, an answer given "
+    "this way held the true class at least {coverage} of the time.",
+    OTHER: "**At {coverage}: " + FINDING["non_covid"] + ".** Among validation films like this one, an answer "
+    "given this way held the true class at least {coverage} of the time.",
+    BOTH: "**Uncertain at {coverage}: both a COVID-19 pattern and none remain possible.** The score lies in the "
+    "hatched band of the bar.",
+    NEITHER: "**At {coverage} the score fits neither class's validation films:** read it with caution.",
+}
 LUNGS_FIRST_WORDS = (  # a lungs-first model (covid_cxr.modeling.lungs_first): what it was shown, in plain words
     "The model was shown the lungs only: everything outside them was blurred first, as in its training (see the "
     "X-ray as the model saw it)."
@@ -39,7 +49,13 @@ def _figure(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "not measured"
 
 
-def verdict_markdown(result: Prediction, threshold: float, recorded: str | None = None, seconds: float = 0) -> str:
+def verdict_markdown(
+    result: Prediction,
+    threshold: float,
+    recorded: str | None = None,
+    seconds: float = 0,
+    coverage: float = DEFAULT_COVERAGE,
+) -> str:
     """The finding at the stored threshold (not at 0.5), where the model looked, the label an example's source
     recorded beside it, and how long the answer took."""
     finding = FINDING["covid" if result.covid_detected else "non_covid"]
@@ -55,6 +71,8 @@ def verdict_markdown(result: Prediction, threshold: float, recorded: str | None 
             f"**Recorded label of this example: {RECORDED.get(recorded, recorded)}** "
             f"({'the model agrees' if agrees else 'the model disagrees'})."
         )
+    if result.prediction_set is not None:
+        lines.append(SET_WORDS[result.prediction_set].format(coverage=f"{coverage:.0%}"))
     if result.lungs_first:
         lines.append(LUNGS_FIRST_WORDS)
     if result.lung_attention is not None:
@@ -79,17 +97,34 @@ def refusal_markdown(message: str, seconds: float | None = None) -> str:
     return f"## Not analysed\n\n{message}{timing}"
 
 
-def probability_html(covid_probability: float | None, threshold: float) -> str:
-    """The COVID-19 score as a bar from 0 to 1 with the threshold marked on it; empty before an answer."""
+def probability_html(
+    covid_probability: float | None,
+    threshold: float,
+    band: tuple[float, float] | None = None,
+    coverage: float = DEFAULT_COVERAGE,
+) -> str:
+    """The COVID-19 score as a bar from 0 to 1 with the threshold marked on it, and the band where the answer is
+    uncertain at `coverage` (Predictor.band) shaded; empty before an answer."""
     if covid_probability is None:
         return ""
+    shaded, words = "", ""
+    if band is not None:
+        left, width = f"{100 * band[0]:.1f}%", f"{100 * (band[1] - band[0]):.1f}%"
+        shaded = (
+            f'<div title="uncertain at {coverage:.0%}" style="position:absolute;left:{left};width:{width};top:0;'
+            'bottom:0;background:repeating-linear-gradient(45deg,#0003 0 4px,#0000 4px 8px)"></div>'
+        )
+        words = (
+            f" The hatched band ({band[0]:.2f} to {band[1]:.2f}) is where both answers remain possible at "
+            f"{coverage:.0%}: a score inside it is uncertain."
+        )
     score, mark = f"{100 * covid_probability:.1f}%", f"{100 * threshold:.1f}%"
     colour = "#c0392b" if covid_probability >= threshold else "#2e86c1"
     return f"""<div id="score" style="font-size:15px">
 <div style="display:flex;justify-content:space-between"><span>{FINDING["non_covid"]}</span>
 <span>{FINDING["covid"]}</span></div>
 <div style="position:relative;height:22px;background:#e5e7eb;border-radius:4px;margin:4px 0 2px">
-<div style="width:{score};height:100%;background:{colour};border-radius:4px"></div>
+<div style="width:{score};height:100%;background:{colour};border-radius:4px"></div>{shaded}
 <div title="threshold" style="position:absolute;left:{mark};top:-4px;bottom:-4px;width:3px;background:#111"></div>
 </div>
 <div style="position:relative;height:18px;font-size:13px">
@@ -98,7 +133,7 @@ def probability_html(covid_probability: float | None, threshold: float) -> str:
 <span style="position:absolute;right:0">1</span></div>
 <p style="margin:4px 0 0">COVID-19 score {covid_probability:.2f}. The black mark is the threshold: at or above it
 the model reports a {FINDING["covid"]}. The score is not the chance that this patient has COVID-19, which also
-depends on how common it is among your patients (see <i>How good is this model?</i>).</p></div>"""
+depends on how common it is among your patients (see <i>How good is this model?</i>).{words}</p></div>"""
 
 
 def heat_legend_html() -> str:

@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 from transformers import BaseImageProcessor, PreTrainedModel
 
+from covid_cxr.audit.measures import set_figures
 from covid_cxr.evaluation import load_cxr_metric
 from covid_cxr.evaluation.grouped import MIXED, Evaluation, flatten, grouped_metrics, mixed_label_sources
 from covid_cxr.evaluation.keys import ALL, PROBE, PROBE_TEST, TEST, metric_key
@@ -32,6 +33,7 @@ from covid_cxr.modeling.calibration import (
     choose_threshold,
     fit_temperature,
 )
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE, Conformal
 from covid_cxr.modeling.inference import run_model, softmax
 from covid_cxr.modeling.scope_guard import ScopeGuard, references
 from covid_cxr.outputs import share_weights
@@ -48,14 +50,15 @@ class ScoredSplit:
     logits: np.ndarray
     scope: np.ndarray  # middle-layer features, for the scope guard
     features: np.ndarray  # penultimate features, for the projection probe
+    groups: np.ndarray  # patient groups, for the bootstrap
 
     @classmethod
     def score(
         cls, model: PreTrainedModel, processor: BaseImageProcessor, split: datasets.Dataset, batch: int, desc: str
     ) -> ScoredSplit:
         outputs = run_model(model, processor, split["image"], batch, desc=desc, scope=True)
-        labels, sources = np.asarray(split["label"]), np.asarray(split["source"])
-        return cls(labels, sources, outputs.logits, outputs.scope, outputs.features)
+        labels, sources, groups = (np.asarray(split[column]) for column in ("label", "source", "patient_group"))
+        return cls(labels, sources, outputs.logits, outputs.scope, outputs.features, groups)
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
         """Calibrated P(covid) for every image."""
@@ -84,7 +87,8 @@ def calibrate(validation: ScoredSplit, target_sensitivity: float) -> Calibration
     caller folds the temperature into the model it saves: covid_cxr.modeling.calibration.fold_temperature)."""
     temperature = fit_temperature(validation.logits, validation.labels)
     threshold = choose_threshold(validation.probabilities(temperature), validation.labels, target_sensitivity)
-    calibration = Calibration(temperature, threshold)
+    conformal = Conformal.fit(validation.probabilities(temperature), validation.labels == POSITIVE)
+    calibration = Calibration(temperature, threshold, conformal)
     if calibration.temperature_at_bound:
         logger.warning(
             "The temperature fit stopped at the edge of its range (T = %.3f, range %s-%s): the validation split "
@@ -109,7 +113,9 @@ def evaluate(
         )
 
     rejected = float((guard.scores(test.scope) > guard.threshold).mean())
-    return Evaluation(mixed_sources, grouped(validation), grouped(test), rejected)
+    sets = calibration.conformal.sets(test.probabilities(calibration.temperature), DEFAULT_COVERAGE)
+    covered = set_figures(sets, test.labels == POSITIVE, test.sources, test.groups, mixed_sources)
+    return Evaluation(mixed_sources, grouped(validation), grouped(test), rejected, covered)
 
 
 def mixed_sources_of(splits: datasets.DatasetDict) -> list[str]:
@@ -144,6 +150,8 @@ def save_model_folder(
     model.save_pretrained(output_dir, safe_serialization=True)
     processor.save_pretrained(output_dir)
     guard.save(output_dir)
+    if calibration.conformal is not None:
+        calibration.conformal.save(output_dir)
     share_weights(output_dir)
 
 
