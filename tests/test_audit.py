@@ -13,6 +13,7 @@ import csv
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,16 @@ from covid_cxr.audit.occlusion import (
 from covid_cxr.cli.audit import main
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.evaluation.keys import ALL, MIXED
-from tests.conftest import FIXTURE_ROOT, LAUNCH, LAUNCH_ENV, read_metadata
+from covid_cxr.training.run import run
+from tests.conftest import FIXTURE_ROOT, LAUNCH, LAUNCH_ENV, read_metadata, tiny_run_arguments
 
 SIDE = 128
 MARKER = 12  # px of SIDE: a small bright square
 CORNER = (slice(4, 4 + MARKER), slice(4, 4 + MARKER))  # outside the dilated lungs
 IN_LUNG = (slice(58, 58 + MARKER), slice(86, 86 + MARKER))  # inside the right lung field
 ROUNDS = 200
+STEPS = 40  # the planted fine-tune's: enough for the square to be learnt
+BIG_CORNER = (slice(2, 22), slice(2, 22))  # the fine-tune's square, still outside the dilated lungs
 
 
 def lung_mask() -> np.ndarray:
@@ -52,9 +56,11 @@ def lung_mask() -> np.ndarray:
     return mask
 
 
-def planted_set(root: Path, marker: tuple[slice, slice]) -> Path:
+def planted_set(root: Path, marker: tuple[slice, slice], jitter: int = 0) -> Path:
     """A curated-layout folder: every fixture film as non-COVID, and again as COVID-19 with the marker; lung masks
-    in root/masks; one corrupt file and one film without a mask, both to be refused."""
+    in root/masks; one corrupt file and one film without a mask, both to be refused. `jitter`: each saved film
+    gets its own noise of up to that many grey levels (so that two copies of a film are not byte-identical)."""
+    rng = np.random.default_rng(0)
     images, masks = root / "data" / "images", root / "masks"
     images.mkdir(parents=True)
     masks.mkdir()
@@ -65,7 +71,8 @@ def planted_set(root: Path, marker: tuple[slice, slice]) -> Path:
         marked[marker] = 255
         for label, pixels in (("non_covid", film), ("covid", marked)):
             name = f"images/{k:02d}_{label}.png"
-            Image.fromarray(pixels).save(root / "data" / name)
+            noise = rng.integers(0, jitter + 1, pixels.shape) if jitter else 0
+            Image.fromarray(np.uint8(np.clip(pixels.astype(int) + noise, 0, 255))).save(root / "data" / name)
             Image.fromarray(np.uint8(lung_mask()) * 255).save(masks / f"{Path(name).stem}.png")
             rows.append({"file_name": name, "label": label, "source": row["source"], "patient_id": f"pair-{k}",
                          "view": "AP Supine" if k % 2 else "PA"})  # fmt: skip
@@ -145,6 +152,25 @@ def test_a_planted_shortcut_outside_the_lungs_is_flagged(planted) -> None:
         assert shortcut["verdict"] == READS_OUTSIDE and reader["verdict"] == READS_LUNGS
     card = occlusion_figures(planted["corner"][0].parent / "audit" / "audit.json")
     assert card[ALL]["verdict"] == READS_OUTSIDE and "outside the lungs" in card[ALL]["sentence"]
+
+
+def test_a_fine_tune_that_learns_a_planted_corner_square_is_caught(backbone: Path, tmp_path: Path) -> None:
+    """The project's own fine-tune, on the whole film, of real fixture X-rays in which every COVID-19 film carries a
+    bright square in a corner outside the lungs: the audit says it reads something outside the lungs. The same
+    fine-tune on the same films without the square does not get that verdict (it has nothing to tell them by)."""
+    found = {}
+    for name, marker in (("square", BIG_CORNER), ("no square", (slice(0, 0), slice(0, 0)))):
+        root = tmp_path / name.replace(" ", "-")
+        data = planted_set(root, marker, jitter=2)  # without the square the two copies differ by noise alone
+        build_dataset(BuildConfig(input_dir=data, output_dir=root / "dataset"))
+        steps = {"max_steps": STEPS, "eval_steps": STEPS, "save_steps": STEPS, "learning_rate": 2e-3}
+        model_args, *rest = tiny_run_arguments(backbone, root / "dataset", root / "model", lung_focus=False, **steps)
+        run(replace(model_args, image_size=112), *rest)
+        report = audit(str(root / "model"), str(data), root / "audit", lung_segmenter=root / "masks",
+                       bootstrap_rounds=ROUNDS)  # fmt: skip
+        found[name] = report.results["occlusion"][ALL]
+    assert found["square"]["verdict"] == READS_OUTSIDE, found["square"]
+    assert found["no square"]["verdict"] != READS_OUTSIDE, found["no square"]
 
 
 def test_the_report_lists_refusals_and_facts_and_never_a_patient_id(planted) -> None:

@@ -264,6 +264,8 @@ def source_readability(features: np.ndarray, sources: Sequence[str], folds: np.n
             probe = source_probe(features[~held], list(sources[~held]), features[held], list(sources[held]))
         per_fold.append((int(held.sum()), probe))
     total = sum(n for n, _ in per_fold)
+    if not total:
+        return None  # no fold's training side held two targets to learn from
     keys = ("source_accuracy", "source_balanced_accuracy", "source_majority_baseline")
     pooled = {key: sum(n * probe[key] for n, probe in per_fold) / total for key in keys}
     return pooled | {"n_sources": len(np.unique(sources)), "folds": len(per_fold), "n": total}
