@@ -9,7 +9,7 @@ import pytest
 
 from covid_cxr.audit.measures import stratified
 from covid_cxr.evaluation.bootstrap import roc_auc
-from covid_cxr.evaluation.strata import age_band, projection, sex, stratum_alone_scores, within_strata_auc
+from covid_cxr.evaluation.strata import age_band, out_of_fold_shares, projection, sex, within_strata_auc
 
 
 def confounded(n: int = 4000, seed: int = 0):
@@ -32,7 +32,7 @@ def test_a_score_that_is_the_projection_falls_to_chance_within_projections() -> 
 def test_the_projection_alone_is_scored_out_of_fold_and_figures_come_with_intervals() -> None:
     rng, strata, labels = confounded()
     folds = np.arange(len(labels)) % 5
-    alone = stratum_alone_scores(labels, strata, folds)
+    alone = out_of_fold_shares(labels, strata, folds)
     assert np.abs(alone - np.where(strata == "AP", 0.9, 0.6)).max() < 0.05  # each film: its projection's share
     groups = np.arange(len(labels)).astype(str)
     with_unknown = np.where(rng.random(len(labels)) < 0.1, None, strata).astype(object)

@@ -24,7 +24,7 @@ from covid_cxr.evaluation.cxr_binary.cxr_binary import expected_calibration_erro
 from covid_cxr.evaluation.grouped import grouped_metrics, reported_subsets
 from covid_cxr.evaluation.keys import ALL, MIXED
 from covid_cxr.evaluation.probes import source_probe
-from covid_cxr.evaluation.strata import both_classes, stratum_alone_scores, within_strata_auc
+from covid_cxr.evaluation.strata import both_classes, out_of_fold_shares, within_strata_auc
 from covid_cxr.modeling.conformal import BOTH
 from covid_cxr.modeling.conformal import COVID as COVID_SET
 from covid_cxr.modeling.conformal import OTHER as OTHER_SET
@@ -98,14 +98,7 @@ def folds_of(sources: Sequence[str], groups: np.ndarray) -> np.ndarray:
 def source_only(labels: np.ndarray, sources: Sequence[str], folds: np.ndarray, groups: np.ndarray, rounds: int):
     """How well the source alone predicts the label: each image scored by the COVID-19 share of its source among
     the other folds' images (out of fold, so an image never scores itself)."""
-    sources = np.asarray(sources)
-    scores = np.empty(len(labels))
-    for fold in np.unique(folds):
-        held = folds == fold
-        rest_labels, rest_sources = labels[~held], sources[~held]
-        overall = rest_labels.mean() if len(rest_labels) else 0.5
-        shares = {s: rest_labels[rest_sources == s].mean() for s in np.unique(rest_sources)}
-        scores[held] = [shares.get(s, overall) for s in sources[held]]
+    scores = out_of_fold_shares(labels, np.asarray(sources), folds)
     return figure(lambda i: roc_auc(labels[i], scores[i]), groups, rounds)
 
 
@@ -124,7 +117,7 @@ def stratified(
     y, p, s, g = labels[known], probabilities[known], strata[known].astype(str), groups[known]
     if not both_classes(y, s):
         return None
-    alone = stratum_alone_scores(y, s, folds[known]) if len(np.unique(folds[known])) >= 2 else None
+    alone = out_of_fold_shares(y, s, folds[known]) if len(np.unique(folds[known])) >= 2 else None
     per_stratum = {}
     for name in sorted(set(s)):
         chosen = s == name

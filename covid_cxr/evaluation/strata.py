@@ -68,9 +68,9 @@ def within_strata_auc(labels: np.ndarray, scores: np.ndarray, strata: np.ndarray
     return concordant / pairs if pairs else float("nan")
 
 
-def stratum_alone_scores(labels: np.ndarray, strata: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Each film's stratum's COVID-19 share among the films of the other folds (their overall share for a stratum
-    they lack)."""
+def out_of_fold_shares(labels: np.ndarray, strata: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Each film's stratum's (or source's) COVID-19 share among the films of the other folds (their overall share
+    for a stratum they lack): a score that knows nothing but the stratum, and never scores a film by itself."""
     scores = np.empty(len(labels))
     for fold in np.unique(folds):
         held = folds == fold
