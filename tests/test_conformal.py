@@ -57,3 +57,27 @@ def test_coverage_and_uncertain_shares_come_per_subset_with_intervals() -> None:
     assert figures["all"]["uncertain"]["value"] == pytest.approx(2 / 6)
     assert figures["mixed_sources"]["coverage"]["value"] == 0.5 and figures["b"]["n"] == 2
     assert figures["all"]["coverage"]["low"] <= 5 / 6 <= figures["all"]["coverage"]["high"]
+
+
+def test_a_card_says_plainly_when_too_few_validation_films_promise_no_coverage() -> None:
+    from covid_cxr.cards.facts import data_facts
+    from covid_cxr.cards.model import prediction_sets
+    from covid_cxr.evaluation.grouped import Evaluation
+    from covid_cxr.modeling.calibration import Calibration, Threshold
+    from covid_cxr.modeling.conformal import min_films
+
+    assert [min_films(c) for c in (0.8, 0.9, 0.95)] == [4, 9, 19]
+    sets = set_figures([BOTH] * 4, np.array([True, False, True, False]), ["own"] * 4, np.arange(4).astype(str), [])
+    evaluation = Evaluation(["own"], {}, {}, 0.0, sets)
+    one_source = data_facts(["own", "own"], ["covid", "non_covid"], ["CC BY 4.0"] * 2)
+    threshold = Threshold(0.5, 0.9, 1.0, 1.0)
+    few = Calibration(1.0, threshold, Conformal(np.array([0.6, 0.7, 0.8]), np.array([0.1, 0.2, 0.3])))
+    text = prediction_sets(evaluation, few, one_source)
+    assert (
+        text.startswith("Not promised: the validation split holds 3 COVID-19 and 3 other films")
+        and "at least 9" in text
+    )
+    assert "mixed_sources" not in text and "| all | 4 |" in text  # one source: the all row alone
+    enough = Conformal(np.linspace(0.5, 1.0, 50), np.linspace(0.0, 0.5, 50))
+    text = prediction_sets(evaluation, Calibration(1.0, threshold, enough), one_source)
+    assert "at P(covid) of 0.5" in text and "Not promised" not in text

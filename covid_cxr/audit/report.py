@@ -119,7 +119,10 @@ def inside_lines(strata: dict | None, probe: dict | None) -> list[str]:
     """The stratified figures and the projection probe in words and a table: AUDIT.md's section 4 and the model
     card's, from audit.json's "strata" and "projection_probe"."""
     if not strata or not any(strata.get(name) for name in STRATIFIER_WORDS):
-        return ["Not measured: the data record no projection, sex or age with both classes in a stratum.", ""]
+        return [
+            "Not measured: the data record no projection, sex or age, or no stratum of them holds both classes.",
+            "",
+        ]
     where = "the mixed-label sources" if strata["subset"] == MIXED else "all images"
     lines = [
         f"On {where}, over the films whose stratum is recorded: the model's ROC AUC; *within strata*, counting only "

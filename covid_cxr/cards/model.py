@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,7 +14,7 @@ from covid_cxr.evaluation.grouped import MIXED, Evaluation
 from covid_cxr.labels import CLASS_NAMES
 from covid_cxr.model_folder import LICENSE
 from covid_cxr.modeling.calibration import Calibration
-from covid_cxr.modeling.conformal import DEFAULT_COVERAGE
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE, min_films
 from covid_cxr.modeling.scope_guard import MIN_REFERENCES
 
 _TABLE_KEYS = ("n", "roc_auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "ece")
@@ -143,22 +144,31 @@ def attention_groups(lung_attention: dict[str, float]) -> list[dict[str, object]
     return groups
 
 
-def prediction_sets(evaluation: Evaluation, calibration: Calibration) -> str:
+def prediction_sets(evaluation: Evaluation, calibration: Calibration, facts: DataFacts) -> str:
     """The card's words on the prediction sets: the bands at DEFAULT_COVERAGE, and coverage and the uncertain
-    share on test per subset, with their intervals; why none when the model has no validation probabilities."""
+    share on test per subset, with their intervals; why none when the model has no validation probabilities, and
+    why every answer is uncertain when a class has too few validation films to promise the coverage."""
     conformal = calibration.conformal
     if conformal is None or not evaluation.conformal:
         return "Not available: this model holds no validation probabilities, so it claims no coverage."
     floor, ceiling = conformal.bounds(DEFAULT_COVERAGE)
+    rows = [
+        [name, entry["n"], interval(entry["coverage"]), interval(entry["uncertain"])]
+        for name, entry in shown_subsets(evaluation.conformal, facts).items()
+    ]
+    table = markdown_rows(["subset", "n", "coverage", "uncertain"], rows)
+    if math.isinf(floor) or math.isinf(ceiling):
+        return (
+            f"Not promised: the validation split holds {len(conformal.covid)} COVID-19 and {len(conformal.other)} "
+            f"other films, too few of a class to promise {DEFAULT_COVERAGE:.0%} (a class needs at least "
+            f"{min_films(DEFAULT_COVERAGE)}), so that class stays in every answer's set and `covid-cxr predict`'s "
+            "`prediction_set` column says both classes for most films. On the test split:\n\n" + table
+        )
     band = (
         f"uncertain (both possible) from {max(floor, 0):.3f} to {min(ceiling, 1):.3f}"
         if floor <= ceiling
         else f"neither class between {ceiling:.3f} and {floor:.3f}"
     )
-    rows = [
-        [name, entry["n"], interval(entry["coverage"]), interval(entry["uncertain"])]
-        for name, entry in evaluation.conformal.items()
-    ]
     return (
         f"Each answer can also be a set of the classes the model cannot rule out at {DEFAULT_COVERAGE:.0%} "
         f"(split-conformal, class by class, fitted on the {len(conformal.covid)} COVID-19 and {len(conformal.other)} "
@@ -167,7 +177,7 @@ def prediction_sets(evaluation: Evaluation, calibration: Calibration) -> str:
         "`prediction_set` column (`--coverage` chooses another). On the test split (95% patient-bootstrap "
         "intervals): *coverage* is the share of films whose true class is in their set, *uncertain* the share "
         "answered with both. The coverage is promised for films like the validation films, class by class, not "
-        "for each source.\n\n" + markdown_rows(["subset", "n", "coverage", "uncertain"], rows)
+        "for each source.\n\n" + table
     )
 
 
@@ -211,7 +221,7 @@ def render_model_card(context: ModelCardContext) -> ModelCard:
         attention_groups=attention_groups(context.lung_attention),
         occlusion=context.occlusion,
         inside=context.inside,
-        prediction_sets=prediction_sets(evaluation, context.calibration),
+        prediction_sets=prediction_sets(evaluation, context.calibration, context.facts),
         cross_validation=context.cross_validation,
         backbone=context.backbone,
         dataset_hub_id=context.dataset_hub_id,

@@ -66,6 +66,11 @@ class Conformal:
         return cls(np.asarray(data["covid"], dtype=float), np.asarray(data["non_covid"], dtype=float))
 
 
+def min_films(coverage: float) -> int:
+    """The fewest validation films of a class that can promise `coverage` (fewer: the class is always kept)."""
+    return math.ceil(coverage / (1 - coverage) - 1e-9)
+
+
 def _quantile(scores: np.ndarray, coverage: float) -> float:
     """The ceil((n + 1) coverage)-th smallest score (the finite-sample split-conformal quantile); infinite when
     that rank exceeds n (too few films: the class is always kept)."""
