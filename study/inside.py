@@ -21,7 +21,7 @@ import numpy as np
 from covid_cxr.audit.measures import inside
 from covid_cxr.data.splits import SPLIT_NAMES
 from covid_cxr.evaluation.grouped import mixed_label_sources
-from covid_cxr.evaluation.strata import STRATIFIERS, strata_of
+from covid_cxr.evaluation.strata import recorded_strata
 from covid_cxr.labels import POSITIVE
 from devtools.measuring import machine, report
 from pages.blocks import README, Block
@@ -94,7 +94,7 @@ def main() -> dict:
     dataset = datasets.concatenate_datasets([splits[name] for name in SPLIT_NAMES])
     labels = (np.asarray(dataset["label"]) == POSITIVE).astype(int)
     sources, groups = list(dataset["source"]), np.asarray(dataset["patient_group"])
-    strata = {name: strata_of(dataset[column], name) for name, (column, _) in STRATIFIERS.items()}
+    strata = recorded_strata(dataset)
     mixed = mixed_label_sources(sources, list(labels))
     recipe = default_finetune(json.loads((STUDY_DIR / "results" / "whole_film.json").read_text()))
     dealings = {}

@@ -22,7 +22,7 @@ from covid_cxr.audit.classifier import AuditError
 from covid_cxr.data.build import DATASET_MARKER, PATIENT_COLUMNS, BuildConfig, build_dataset
 from covid_cxr.data.records import MetadataError
 from covid_cxr.evaluation.grouped import mixed_label_sources
-from covid_cxr.evaluation.strata import STRATIFIERS, strata_of
+from covid_cxr.evaluation.strata import recorded_strata
 from covid_cxr.hub import is_hub_id
 from covid_cxr.labels import normalise_label
 
@@ -103,11 +103,7 @@ def from_splits(name: str, splits: datasets.DatasetDict, split: str, refused: li
         groups=list(groups),
         mixed_sources=mixed,
         refused=refused,
-        strata={
-            name: strata_of(chosen[column], name)
-            for name, (column, _) in STRATIFIERS.items()
-            if column in chosen.column_names
-        },
+        strata=recorded_strata(chosen),
     )
 
 

@@ -200,12 +200,9 @@ def measure(classifier: AuditedClassifier, data: AuditData, scored: Scored, roun
         "source_only": measures.source_only(labels, sources, folds, groups, rounds) if several_sources else None,
         "occlusion": measured_occlusion(data, scored, rounds),
         "source_probe": measures.source_readability(features, sources, folds) if several_patients else None,
-        "strata": measures.inside(
-            probabilities[WHOLE], labels, sources, groups, kept_strata, data.mixed_sources, rounds
+        **inside_figures(
+            probabilities[WHOLE], features, labels, sources, groups, kept_strata, data.mixed_sources, folds, rounds
         ),
-        "projection_probe": measures.projection_readability(features, kept_strata["projection"], folds)
-        if several_patients and "projection" in kept_strata
-        else None,
         "refused": [{"file_name": r.file_name, "reason": r.reason} for r in data.refused],
         "settings": {
             "bootstrap_rounds": rounds,
@@ -251,12 +248,29 @@ def inside_test(
     (`whole`) and penultimate features it already scored."""
     data = from_splits("the training dataset", splits, split, [])
     labels, groups = np.asarray(data.labels), np.asarray(data.groups)
-    strata = measures.inside(whole, labels, data.sources, groups, data.strata, data.mixed_sources, rounds)
+    folds = measures.folds_of(data.sources, groups) if len(np.unique(groups)) >= 2 else None
+    return inside_figures(whole, features, labels, data.sources, groups, data.strata, data.mixed_sources, folds, rounds)
+
+
+def inside_figures(
+    whole: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    sources: list[str],
+    groups: np.ndarray,
+    strata: dict[str, np.ndarray],
+    mixed_sources: list[str],
+    folds: np.ndarray | None,
+    rounds: int,
+) -> dict[str, object]:
+    """audit.json's "strata" and "projection_probe" (the probe over `folds`; None without them or a projection)."""
     probe = None
-    if len(np.unique(groups)) >= 2 and "projection" in data.strata:
-        folds = measures.folds_of(data.sources, groups)
-        probe = measures.projection_readability(features, data.strata["projection"], folds)
-    return {"strata": strata, "projection_probe": probe}
+    if folds is not None and "projection" in strata:
+        probe = measures.projection_readability(features, strata["projection"], folds)
+    return {
+        "strata": measures.inside(whole, labels, sources, groups, strata, mixed_sources, rounds),
+        "projection_probe": probe,
+    }
 
 
 def describe_lungs(lungs: str | Path | None, finder: LungFinder | None) -> str | None:

@@ -14,8 +14,9 @@ A model whose mixed-label AUC falls to chance within strata reads the stratum, n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+import datasets
 import numpy as np
 
 from covid_cxr.evaluation.bootstrap import roc_auc
@@ -81,7 +82,10 @@ def out_of_fold_shares(labels: np.ndarray, strata: np.ndarray, folds: np.ndarray
     return scores
 
 
-def strata_of(cells: Sequence[object], stratifier: str) -> np.ndarray:
-    """The stratum of each cell of the stratifier's column (None where unknown), as an object array."""
-    _, stratum = STRATIFIERS[stratifier]
-    return np.asarray([stratum(cell) for cell in cells], dtype=object)
+def recorded_strata(dataset: datasets.Dataset) -> dict[str, np.ndarray]:
+    """Each stratifier whose column the dataset has: every row's stratum (None where unknown), as an object array."""
+    return {
+        name: np.asarray([stratum(cell) for cell in dataset[column]], dtype=object)
+        for name, (column, stratum) in STRATIFIERS.items()
+        if column in dataset.column_names
+    }

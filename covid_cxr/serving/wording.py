@@ -27,10 +27,11 @@ FINDING = {"covid": "COVID-19 pattern", "non_covid": "no COVID-19 pattern"}  # w
 RECORDED = {"covid": "COVID-19", "non_covid": "not COVID-19"}  # what an example's source recorded
 NOT_A_DIAGNOSIS = "A research output, not a diagnosis."
 SET_WORDS = {  # the prediction set (covid_cxr.modeling.conformal) in plain words, at its coverage
-    COVID: "**At {coverage}: " + FINDING["covid"] + ".** Among validation films like this one, an answer given "
-    "this way held the true class at least {coverage} of the time.",
-    OTHER: "**At {coverage}: " + FINDING["non_covid"] + ".** Among validation films like this one, an answer "
-    "given this way held the true class at least {coverage} of the time.",
+    **{
+        one: "**At {coverage}: " + FINDING[label] + ".** Among validation films like this one, an answer given this "
+        "way held the true class at least {coverage} of the time."
+        for one, label in ((COVID, "covid"), (OTHER, "non_covid"))
+    },
     BOTH: "**Uncertain at {coverage}: both a COVID-19 pattern and none remain possible.** The score lies in the "
     "hatched band of the bar.",
     NEITHER: "**At {coverage} the score fits neither class's validation films:** read it with caution.",
