@@ -77,6 +77,9 @@ def test_a_card_says_plainly_when_too_few_validation_films_promise_no_coverage()
         text.startswith("Not promised: the validation split holds 3 COVID-19 and 3 other films")
         and "at least 9" in text
     )
+    assert "both classes stay in every film's set: every answer is uncertain" in text
+    one_short = Calibration(1.0, threshold, Conformal(np.array([0.6, 0.7, 0.8]), np.linspace(0.0, 0.5, 50)))
+    assert "that class stays in every film's set." in prediction_sets(evaluation, one_short, one_source)
     assert "mixed_sources" not in text and "| all | 4 |" in text  # one source: the all row alone
     enough = Conformal(np.linspace(0.5, 1.0, 50), np.linspace(0.0, 0.5, 50))
     text = prediction_sets(evaluation, Calibration(1.0, threshold, enough), one_source)

@@ -161,8 +161,14 @@ def prediction_sets(evaluation: Evaluation, calibration: Calibration, facts: Dat
         return (
             f"Not promised: the validation split holds {len(conformal.covid)} COVID-19 and {len(conformal.other)} "
             f"other films, too few of a class to promise {DEFAULT_COVERAGE:.0%} (a class needs at least "
-            f"{min_films(DEFAULT_COVERAGE)}), so that class stays in every answer's set and `covid-cxr predict`'s "
-            "`prediction_set` column says both classes for most films. On the test split:\n\n" + table
+            f"{min_films(DEFAULT_COVERAGE)}), so "
+            + (
+                "both classes stay in every film's set: every answer is uncertain"
+                if math.isinf(floor) and math.isinf(ceiling)
+                else "that class stays in every film's set"
+            )
+            + ". On the test split:\n\n"
+            + table
         )
     band = (
         f"uncertain (both possible) from {max(floor, 0):.3f} to {min(ceiling, 1):.3f}"
