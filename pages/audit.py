@@ -16,10 +16,18 @@ from pathlib import Path
 
 from covid_cxr.audit.occlusion import LUNGS_HIDDEN, LUNGS_ONLY, VIEW_NAMES, VIEWS
 from covid_cxr.audit.plots import SUBSET_NAMES, plot_occlusion
-from covid_cxr.audit.report import OCCLUSION_PLOT, VIEWS_PLOT, looks, number, signed
+from covid_cxr.audit.report import (
+    OCCLUSION_PLOT,
+    STRATIFIER_WORDS,
+    VIEWS_PLOT,
+    looks,
+    number,
+    signed,
+    within_sentence,
+)
 from covid_cxr.cards.markdown import markdown_rows
 from covid_cxr.evaluation.keys import ALL, MIXED
-from pages.blocks import DOCS, Artefact, Block, fill
+from pages.blocks import DOCS, REPO_ROOT, Artefact, Block, fill
 
 
 def figure_rows(audits: dict[str, dict]) -> list[list[str]]:
@@ -43,16 +51,58 @@ def figure_rows(audits: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
+def inside_rows(audits: dict[str, dict]) -> list[list[str]]:
+    """The projection, sex and age rows (audit.json's "strata") and the projection probe, where measured."""
+    rows = []
+    for name, words in STRATIFIER_WORDS.items():
+        entries = [(a["strata"] or {}).get(name) for a in audits.values()]
+        if not any(entries):
+            continue
+        subset = SUBSET_NAMES[next(a["strata"]["subset"] for a in audits.values())]
+        counts = [f"{e['n']} ({e['n_covid']})" if e else "n/a" for e in entries]
+        rows.append([f"**{words}**, {subset} where recorded: images (COVID-19)", *counts])
+        rows += [
+            [label, *[number(e[key]) if e else "n/a" for e in entries]]
+            for label, key in (
+                ("ROC AUC, all pairs", "roc_auc"),
+                ("ROC AUC, same-stratum pairs only", "within"),
+                ("the stratum alone predicts the label: ROC AUC", "alone"),
+            )
+        ]
+    probes = [a["projection_probe"] for a in audits.values()]
+    if any(probes):
+        read = [
+            f"{p['projection_accuracy']:.0%} ({p['projection_majority_baseline']:.0%})" if p else "n/a" for p in probes
+        ]
+        rows.append(["projection read from the model's features (always the commoner projection)", *read])
+    return rows
+
+
+def verdict_lines(audits: dict[str, dict]) -> list[str]:
+    """The occlusion test's verdict per model and subset."""
+    return [
+        f"- **{name}**, on {SUBSET_NAMES[subset]}: {looks(a['occlusion'][subset])}."
+        for name, a in audits.items()
+        for subset in (ALL, MIXED)
+    ]
+
+
+def within_lines(audits: dict[str, dict]) -> list[str]:
+    """What comparing films of one projection only does to each model's figure."""
+    lines = []
+    for name, a in audits.items():
+        if (a["strata"] or {}).get("projection"):
+            where = SUBSET_NAMES[a["strata"]["subset"]]
+            sentence = within_sentence(a["strata"]["projection"], "projection")
+            lines.append(f"- **{name}**, on {where}: {sentence[0].lower()}{sentence[1:]}")
+    return lines
+
+
 def body(artefact: Artefact) -> str:
     audits = artefact["audits"]
     first = next(iter(audits.values()))
     data = first["data"]
     names = [f"{name} (`{a['model']['id']}`)" for name, a in audits.items()]
-    verdicts = [
-        f"- **{name}**, on {SUBSET_NAMES[subset]}: {looks(a['occlusion'][subset])}."
-        for name, a in audits.items()
-        for subset in (ALL, MIXED)
-    ]
     return fill(
         "audit.md",
         {
@@ -66,13 +116,49 @@ def body(artefact: Artefact) -> str:
             "lungs": first["lungs"],
             "rounds": first["settings"]["bootstrap_rounds"],
             "mixed": ", ".join(data["mixed_sources"]),
-            "table": markdown_rows(["", *names], figure_rows(audits)),
-            "verdicts": "\n".join(verdicts),
+            "table": markdown_rows(["", *names], figure_rows(audits) + inside_rows(audits)),
+            "verdicts": "\n".join(verdict_lines(audits) + within_lines(audits)),
         },
     )
 
 
 BLOCK = Block("audit", DOCS / "audit.md", DOCS / "audit.json", "python -m pages.audit", body)
+PLANTED_PLOT = "audit_planted.png"
+
+
+def planted_body(artefact: Artefact) -> str:
+    """study/planted.py's two audits: the fine-tune that learnt a planted square and its control."""
+    audits, squares = artefact["audits"], artefact["squares"]
+    first = next(iter(audits.values()))
+    return fill(
+        "planted.md",
+        {
+            "date": artefact["date"],
+            "machine": artefact["machine"],
+            "side": f"{artefact['square']:.0%}",
+            "margin": f"{artefact['margin']:.0%}",
+            "split": first["data"]["split"],
+            "counts": "; ".join(
+                f"{n}: {a['data']['n_scored']} images scored, {len(a['refused'])} refused" for n, a in audits.items()
+            ),
+            "outside": squares["outside"],
+            "with_lungs": squares["with_lungs"],
+            "films": squares["films"],
+            "rounds": first["settings"]["bootstrap_rounds"],
+            "table": markdown_rows(["", *audits], figure_rows(audits)),
+            "plot": PLANTED_PLOT,
+            "verdicts": "\n".join(verdict_lines(audits)),
+        },
+    )
+
+
+def plot_planted(artefact: Artefact) -> None:
+    """docs/audit_planted.png: the two planted audits' occlusion figures side by side."""
+    plot_occlusion({name: a["occlusion"] for name, a in artefact["audits"].items()}, DOCS / PLANTED_PLOT)
+
+
+PLANTED = Block("planted", DOCS / "audit.md", REPO_ROOT / "study" / "results" / "planted.json",
+                "python -m study.planted", planted_body)  # fmt: skip
 
 
 def main() -> None:

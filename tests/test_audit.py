@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,9 @@ from covid_cxr.audit.occlusion import (
 from covid_cxr.cli.audit import main
 from covid_cxr.data.build import BuildConfig, build_dataset
 from covid_cxr.evaluation.keys import ALL, MIXED
+from covid_cxr.labels import POSITIVE
 from covid_cxr.training.run import run
+from study.planted import corner_box, planted_splits, squares_outside
 from tests.conftest import FIXTURE_ROOT, LAUNCH, LAUNCH_ENV, read_metadata, tiny_run_arguments
 
 SIDE = 128
@@ -171,6 +174,32 @@ def test_a_fine_tune_that_learns_a_planted_corner_square_is_caught(backbone: Pat
         found[name] = report.results["occlusion"][ALL]
     assert found["square"]["verdict"] == READS_OUTSIDE, found["square"]
     assert found["no square"]["verdict"] != READS_OUTSIDE, found["no square"]
+
+
+def test_the_planted_study_squares_every_covid_film_and_nothing_else(
+    small_dataset: Path, lungs_folder: Path, tmp_path: Path
+) -> None:
+    """study/planted.py's set, on real curated films: every COVID-19 film carries the square at its brightest grey
+    and keeps every other pixel (lossless), every other film keeps its bytes, every record its fields; and the
+    count of squares outside the dilated lungs covers the test split's COVID-19 films."""
+    before = datasets.load_from_disk(str(small_dataset))
+    after = datasets.load_from_disk(str(planted_splits(str(small_dataset), tmp_path / "planted")))
+    raw = {name: split.cast_column("image", datasets.Image(decode=False)) for name, split in after.items()}
+    for name, split in before.items():
+        assert split.remove_columns("image").to_list() == after[name].remove_columns("image").to_list()
+        originals = split.cast_column("image", datasets.Image(decode=False))
+        for old, new, old_file, new_file in zip(split, after[name], originals, raw[name], strict=True):
+            if old["label"] != POSITIVE:
+                assert new_file["image"]["bytes"] == old_file["image"]["bytes"]
+                continue
+            film, squared = np.asarray(old["image"].convert("L")), np.asarray(new["image"].convert("L"))
+            left, top, right, bottom = corner_box(old["image"].size)
+            square = np.zeros(film.shape, dtype=bool)
+            square[top : bottom + 1, left : right + 1] = True
+            assert (squared[square] == film.max()).all() and (squared[~square] == film[~square]).all()
+    counts = squares_outside(after["test"], str(lungs_folder))
+    assert counts["films"] == int((np.asarray(after["test"]["label"]) == POSITIVE).sum()) > 0
+    assert 0 <= counts["outside"] <= counts["with_lungs"] <= counts["films"]
 
 
 def test_the_report_lists_refusals_and_facts_and_never_a_patient_id(planted) -> None:

@@ -13,8 +13,8 @@ from pages import audit, lungs, quality, results
 from pages.blocks import DOCS, README, Block
 from study import guard_size, inside, lung_finder
 
-BLOCKS = (results.BLOCK, lungs.BLOCK, lung_finder.BLOCK, quality.BLOCK, audit.BLOCK, guard_size.BLOCK, scoring.BLOCK,
-          inside.BLOCK)  # fmt: skip
+BLOCKS = (results.BLOCK, lungs.BLOCK, lung_finder.BLOCK, quality.BLOCK, audit.BLOCK, audit.PLANTED, guard_size.BLOCK,
+          scoring.BLOCK, inside.BLOCK)  # fmt: skip
 PAGES = (README, *sorted(DOCS.glob("*.md")))
 MEASURED = re.compile(r"\b\d\.\d{3}\b")  # how the pages write a measured ROC AUC, Dice or ECE
 
