@@ -55,3 +55,10 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
+
+
+def open_page(page: object, url: str) -> None:
+    """Load the Space in a Playwright page and wait until its answer panel is drawn. Not "networkidle": Gradio
+    keeps a heartbeat open to every page of an app that holds per-visitor state, so the network never idles."""
+    page.goto(url)
+    page.locator("#decision").wait_for()

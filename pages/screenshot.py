@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from devtools.launcher import running_app
+from devtools.launcher import open_page, running_app
 from pages.blocks import DOCS, REPO_ROOT
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +32,7 @@ def main() -> None:
     ):
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url, wait_until="networkidle")
+        open_page(page, url)
         page.locator("#examples .thumbnail-item").first.click()  # the first example of the gallery
         page.locator("#decision").get_by_text("Answered in").wait_for(timeout=60_000)
         page.wait_for_timeout(1500)  # let the images render

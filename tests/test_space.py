@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import gradio as gr
 import numpy as np
 import pydicom
 import pytest
@@ -21,11 +22,14 @@ from PIL import Image
 from transformers import pipeline
 
 from covid_cxr.evaluation.keys import TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
+from covid_cxr.modeling.conformal import Conformal
 from covid_cxr.serving.bundle import assemble
 from covid_cxr.serving.cleanup import sweep
 from covid_cxr.serving.examples import example_files
 from covid_cxr.serving.predictor import Predictor
-from devtools.launcher import running_app
+from covid_cxr.serving.ui import make_handlers
+from covid_cxr.serving.wording import SET_WORDS
+from devtools.launcher import open_page, running_app
 from tests.conftest import REPO_ROOT, write_dicom
 
 APP = REPO_ROOT / "space" / "app.py"
@@ -122,6 +126,32 @@ def test_the_space_quotes_the_figures_of_its_run(trained: tuple[Path, dict]) -> 
     facts = Predictor(trained[0]).facts()  # all_results.json as a real run wrote it
     for key in (TEST_SENSITIVITY, TEST_SPECIFICITY, TEST_N):
         assert facts[key] == trained[1][key] and facts[key] is not None
+
+
+def test_a_chosen_coverage_redraws_the_answer_with_its_own_set_and_band(
+    trained: tuple[Path, dict], xray: Path, tmp_path: Path
+) -> None:
+    """The page's coverage slider: the shown answer is drawn again at the chosen coverage, its prediction set and
+    uncertain band those of that coverage, as analysing the film at it gives them, without analysing it again.
+    Validation scores of 200 films a class, drawn around the film's own score, make each coverage's band differ."""
+    predictor = Predictor(trained[0])
+    page, redraw, _ = make_handlers(predictor, tmp_path)
+    shown = page(str(xray))[4]
+    covid, rng = shown.result.covid_probability, np.random.default_rng(0)
+    scores_ = np.clip(np.r_[rng.normal(covid + 0.1, 0.2, 200), rng.normal(covid - 0.1, 0.2, 200)], 0, 1)
+    predictor.conformal = Conformal.fit(scores_, np.r_[[1] * 200, [0] * 200])
+    bands = set()
+    for percent in (80, 90, 99):
+        verdict, bar = redraw(shown, percent)
+        fresh = page(str(xray), percent)
+        assert bar == fresh[1] and verdict.split("Answered in")[0] == fresh[0].split("Answered in")[0]
+        expected = predictor.conformal.sets([covid], percent / 100)[0]
+        assert SET_WORDS[expected].format(coverage=f"{percent}%") in verdict
+        low, high = predictor.band(percent / 100)
+        assert f"({low:.2f} to {high:.2f}) is where both answers remain possible at {percent}%" in bar
+        bands.add((low, high))
+    assert len(bands) == 3
+    assert redraw(None, 80) == (gr.skip(), gr.skip())  # nothing shown yet: nothing redrawn
 
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
@@ -237,21 +267,27 @@ def browser():
 
 
 def test_browser_answer_refusal_and_example(browser, server: str, xray: Path, client: Client, tmp_path: Path) -> None:
-    """As a user: an upload answered with the score on its bar; a photograph refused with the reason kept in the
-    decision panel (not a vanishing toast, no error badges); an example answered beside its recorded label."""
+    """As a user: an upload answered with the score on its bar, and drawn again at a coverage chosen on the slider;
+    a photograph refused with the reason kept in the decision panel (not a vanishing toast, no error badges); an
+    example answered beside its recorded label."""
     expected = scores(client.predict(handle_file(str(xray)), api_name="/predict"))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server, wait_until="networkidle")
+    open_page(page, server)
     decision = page.locator("#decision")
     page.locator("input[type=file]").first.set_input_files(str(xray))
     page.get_by_role("button", name="Analyse").click()
     decision.get_by_text("Answered in").wait_for(timeout=60_000)
     assert f"COVID-19 score {expected['covid']:.2f}" in decision.inner_text()
     assert "threshold" in page.locator("#score").inner_text()
+    assert "at 90%" in decision.inner_text()
+    page.locator("#coverage input[type=number]").fill("99")
+    page.locator("#coverage input[type=number]").press("Enter")
+    decision.get_by_text("at 99%").wait_for(timeout=10_000)  # the answer drawn again at the chosen coverage
+    assert "Answered in" in decision.inner_text() and "99%" in page.locator("#score").inner_text()
     from skimage import data as samples
 
     Image.fromarray(samples.astronaut()).save(tmp_path / "photo.png")
-    page.goto(server, wait_until="networkidle")  # a fresh page: its upload box is empty again
+    open_page(page, server)  # a fresh page: its upload box is empty again
     page.locator("input[type=file]").first.set_input_files(str(tmp_path / "photo.png"))
     page.get_by_role("button", name="Analyse").click()
     decision.get_by_text("Not analysed").wait_for(timeout=60_000)

@@ -142,13 +142,18 @@ class Predictor(CovidClassifier):
             return 0
         return self.segmenter.shared_layers(self.model.base_model)
 
-    def band(self) -> tuple[float, float] | None:
-        """The scores at which both classes stay in the prediction set (uncertain), within 0-1; None when the model
-        claims no coverage or no score is uncertain."""
+    def band(self, coverage: float | None = None) -> tuple[float, float] | None:
+        """The scores at which both classes stay in the prediction set (uncertain) at `coverage` (the predictor's
+        own by default), within 0-1; None when the model claims no coverage or no score is uncertain."""
         if self.conformal is None:
             return None
-        floor, ceiling = self.conformal.bounds(self.coverage)
+        floor, ceiling = self.conformal.bounds(coverage or self.coverage)
         return (max(floor, 0.0), min(ceiling, 1.0)) if floor <= ceiling else None
+
+    def prediction_set(self, covid: float, coverage: float | None = None) -> str | None:
+        """The prediction set of a calibrated P(covid) at `coverage` (the predictor's own by default); None when
+        the model claims no coverage."""
+        return None if self.conformal is None else self.conformal.sets([covid], coverage or self.coverage)[0]
 
     def facts(self) -> dict[str, object]:
         config = self.model.config
@@ -226,7 +231,7 @@ class Predictor(CovidClassifier):
             share,
             ratio,
             self.lungs_first,
-            None if self.conformal is None else self.conformal.sets([covid], self.coverage)[0],
+            self.prediction_set(covid),
         )
 
     def forward(self, pixels: torch.Tensor, heatmap: bool) -> ForwardPass:

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from covid_cxr.data.imaging import ImageError
+from covid_cxr.modeling.conformal import DEFAULT_COVERAGE
 from covid_cxr.serving.examples import Example, read_examples
 from covid_cxr.serving.predictor import OutOfScope, Prediction, Predictor
 from covid_cxr.serving.wording import (
@@ -44,6 +46,15 @@ GALLERY_COLUMNS, GALLERY_ROW_PX = 2, 240  # two thumbnails a row leave room for 
 
 class Refusal(Exception):
     """An answer the app gives instead of a score: the message is for the user, in plain words."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The answer on the page (without its images), kept per visitor so that a new coverage redraws it."""
+
+    result: Prediction
+    recorded: str | None
+    seconds: float
 
 
 def privacy_markdown(lifetime_s: int) -> str:
@@ -129,19 +140,32 @@ def analysis(predictor: Predictor, file: bytes | str | None) -> Prediction:
 
 
 def make_handlers(predictor: Predictor, output_dir: Path):
-    """The page's handler (a refusal shown in the decision panel) and the API's (a refusal raised)."""
+    """The page's handler (a refusal shown in the decision panel), its redraw at another coverage, and the API's
+    handler (a refusal raised)."""
 
-    def page(file: bytes | str | None, recorded: str | None = None) -> tuple[str, str, str | None, str | None]:
+    def panels(shown: Shown, percent: float) -> tuple[str, str]:
+        """The decision and the score bar of the shown answer, its prediction set at `percent` coverage."""
+        coverage = percent / 100
+        covid = shown.result.covid_probability
+        result = replace(shown.result, prediction_set=predictor.prediction_set(covid, coverage))
+        verdict = verdict_markdown(result, predictor.threshold, shown.recorded, shown.seconds, coverage)
+        return verdict, probability_html(covid, predictor.threshold, predictor.band(coverage), coverage)
+
+    def page(
+        file: bytes | str | None, percent: float = 100 * DEFAULT_COVERAGE, recorded: str | None = None
+    ) -> tuple[str, str, str | None, str | None, Shown | None]:
         start = time.perf_counter()
         try:
             result = analysis(predictor, file)
         except Refusal as err:
-            return refusal_markdown(str(err), time.perf_counter() - start), "", None, None
+            return refusal_markdown(str(err), time.perf_counter() - start), "", None, None, None
         seen, heat = save_output(result.seen, output_dir, "seen"), save_output(result.heatmap, output_dir, "heatmap")
-        seconds = time.perf_counter() - start
-        verdict = verdict_markdown(result, predictor.threshold, recorded, seconds, predictor.coverage)
-        bar = probability_html(result.covid_probability, predictor.threshold, predictor.band(), predictor.coverage)
-        return verdict, bar, seen, heat
+        shown = Shown(replace(result, seen=None, heatmap=None), recorded, time.perf_counter() - start)
+        return *panels(shown, percent), seen, heat, shown
+
+    def redraw(shown: Shown | None, percent: float) -> tuple[object, object]:
+        """The shown answer at a newly chosen coverage: the film is not analysed again."""
+        return (gr.skip(), gr.skip()) if shown is None else panels(shown, percent)
 
     def api(file: bytes | str | None):
         """Classify one chest X-ray file (PNG, JPEG or DICOM): probabilities, decision, image seen, heat map."""
@@ -154,7 +178,7 @@ def make_handlers(predictor: Predictor, output_dir: Path):
         label = publish(output_dir, "label", ".json", lambda path: path.write_text(json.dumps(decision)))
         return label, verdict_markdown(result, predictor.threshold, coverage=predictor.coverage), seen, heat
 
-    return page, api
+    return page, redraw, api
 
 
 def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime_s: int = FILE_LIFETIME_S) -> gr.Blocks:
@@ -167,7 +191,7 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
             with gr.Column(scale=2):
                 upload, button, gallery = _inputs(listed, file_lifetime_s)
             with gr.Column(scale=3):
-                outputs = _answer()
+                outputs, coverage = _answer(sets=predictor.conformal is not None)
         gr.Markdown("## How good is this model?")
         prevalence = gr.Slider(
             1,
@@ -188,10 +212,12 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
             ]
             api_button = gr.Button("predict")
 
-        page, api = make_handlers(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
-        button.click(page, inputs=upload, outputs=outputs, api_name=False)
+        shown = gr.State()
+        page, redraw, api = make_handlers(predictor, Path(demo.GRADIO_CACHE) / "covid-cxr-outputs")
+        button.click(page, inputs=[upload, coverage], outputs=[*outputs, shown], api_name=False)
         api_button.click(api, inputs=upload, outputs=api_outputs, api_name="predict")
-        gallery.select(_example_handler(page, listed), outputs=outputs, api_name=False)
+        gallery.select(_example_handler(page, listed), inputs=coverage, outputs=[*outputs, shown], api_name=False)
+        coverage.change(redraw, [shown, coverage], outputs[:2], api_name=False, queue=False, show_progress="hidden")
         prevalence.change(
             lambda percent: quality_markdown(facts, percent / 100),
             prevalence,
@@ -224,29 +250,40 @@ def _inputs(listed: list[Example], file_lifetime_s: int) -> tuple[gr.File, gr.Bu
     return upload, button, gallery
 
 
-def _answer() -> list[gr.components.Component]:
-    """The decision, the score bar, the X-ray as the model saw it and its heat map (with the heat's legend)."""
+def _answer(sets: bool) -> tuple[list[gr.components.Component], gr.Slider]:
+    """The decision, the score bar, the coverage of the prediction set (shown when the model claims one: `sets`),
+    the X-ray as the model saw it and its heat map (with the heat's legend)."""
     prompt = "Upload a frontal chest X-ray and press **Analyse**, or click an example."
     decision = gr.Markdown(prompt, elem_id="decision")
     score = gr.HTML(elem_id="score-panel")
+    coverage = gr.Slider(
+        50,
+        99,
+        value=100 * DEFAULT_COVERAGE,
+        step=1,
+        label="Coverage (%): how often, on validation films, the possible answers held the true one",
+        info="Higher coverage: fewer wrong answers given as sure, more answers 'uncertain'.",
+        visible=sets,
+        elem_id="coverage",
+    )
     with gr.Row():
         seen = gr.Image(label="The X-ray as the model saw it", type="filepath", interactive=False, height=IMAGE_HEIGHT)
         heat = gr.Image(
             label="Where the model looked (Grad-CAM)", type="filepath", interactive=False, height=IMAGE_HEIGHT
         )
     gr.HTML(heat_legend_html())
-    return [decision, score, seen, heat]
+    return [decision, score, seen, heat], coverage
 
 
-def _example_handler(page: Callable, listed: list[Example]) -> Callable[[gr.SelectData], tuple]:
+def _example_handler(page: Callable, listed: list[Example]) -> Callable[[float, gr.SelectData], tuple]:
     """The gallery's click: the page's answer for the example at the event's index (any other index refused)."""
 
-    def page_example(event: gr.SelectData):
+    def page_example(percent: float, event: gr.SelectData):
         # a private event, but a client can still send any index
         if not (type(event.index) is int and 0 <= event.index < len(listed)):
             raise refusal("No such example.")
         example = listed[event.index]
-        return page(str(example.path), example.label)
+        return page(str(example.path), percent, example.label)
 
     return page_example
 
