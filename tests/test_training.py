@@ -32,11 +32,11 @@ from covid_cxr.data.processor_size import set_processor_size
 from covid_cxr.data.sampling import mixed_label_weights
 from covid_cxr.data.transforms import Augmentation, DevicePixels
 from covid_cxr.evaluation.grouped import mixed_label_sources
-from covid_cxr.evaluation.keys import MIXED, TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
+from covid_cxr.evaluation.keys import MIXED, TEMPERATURE, TEST_N, TEST_SENSITIVITY, TEST_SPECIFICITY
 from covid_cxr.labels import LABEL2ID
 from covid_cxr.model_folder import CONFORMAL
 from covid_cxr.modeling.backbones import dinov2_onnx, materialise
-from covid_cxr.modeling.calibration import choose_threshold, fit_temperature, fold_temperature
+from covid_cxr.modeling.calibration import TEMPERATURE_BOUNDS, choose_threshold, fit_temperature, fold_temperature
 from covid_cxr.modeling.conformal import Conformal
 from covid_cxr.modeling.inference import CovidClassifier, run_model
 from covid_cxr.modeling.scope_guard import MIN_REFERENCES, ScopeGuard
@@ -195,6 +195,14 @@ def test_pipeline_and_predict_agree(trained: tuple[Path, dict], cxr_root: Path, 
         assert scores == pytest.approx(mine["probabilities"], abs=1e-5)
         assert mine["covid_detected"] == (mine["probabilities"]["covid"] >= classifier.threshold)
     assert classifier.threshold == json.loads((output / "config.json").read_text())["decision_threshold"]
+
+
+def test_the_card_never_calls_a_temperature_on_its_bound_a_calibration(trained: tuple[Path, dict]) -> None:
+    """The tiny run's 12 validation films leave the temperature on the edge of its range: the card says the
+    calibration did not converge, and nowhere that the probabilities are calibrated."""
+    assert trained[1][TEMPERATURE] == pytest.approx(max(TEMPERATURE_BOUNDS), rel=1e-3)
+    card = (trained[0] / "README.md").read_text()
+    assert "**The calibration did not converge**" in card and "calibrated by temperature scaling" not in card
 
 
 def test_saved_head_holds_the_temperature(trained: tuple[Path, dict], backbone: Path, cxr_root: Path) -> None:
