@@ -4,7 +4,8 @@
 
 Each folder's audit.json is copied into docs/audit.json (committed) under its name, the side-by-side plot is drawn
 from those figures and the example film copied from the first audit; the block is rendered from docs/audit.json,
-so the page quotes the audits and never a hand-typed figure.
+so the page quotes the audits and never a hand-typed figure. The page's planted block (PLANTED) is rendered here too,
+from study/planted.py's artefact, by that study.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ def within_lines(audits: dict[str, dict]) -> list[str]:
     return lines
 
 
+def scored_counts(audits: dict[str, dict]) -> str:
+    """How many images each audit scored and refused, in one line."""
+    return "; ".join(
+        f"{n}: {a['data']['n_scored']} images scored, {len(a['refused'])} refused" for n, a in audits.items()
+    )
+
+
 def body(artefact: Artefact) -> str:
     audits = artefact["audits"]
     first = next(iter(audits.values()))
@@ -110,9 +118,7 @@ def body(artefact: Artefact) -> str:
             "date": first["date"],
             "data": f"`{data['name']}`",
             "split": data["split"],
-            "counts": "; ".join(
-                f"{n}: {a['data']['n_scored']} images scored, {len(a['refused'])} refused" for n, a in audits.items()
-            ),
+            "counts": scored_counts(audits),
             "lungs": first["lungs"],
             "rounds": first["settings"]["bootstrap_rounds"],
             "mixed": ", ".join(data["mixed_sources"]),
@@ -138,9 +144,7 @@ def planted_body(artefact: Artefact) -> str:
             "side": f"{artefact['square']:.0%}",
             "margin": f"{artefact['margin']:.0%}",
             "split": first["data"]["split"],
-            "counts": "; ".join(
-                f"{n}: {a['data']['n_scored']} images scored, {len(a['refused'])} refused" for n, a in audits.items()
-            ),
+            "counts": scored_counts(audits),
             "outside": squares["outside"],
             "with_lungs": squares["with_lungs"],
             "films": squares["films"],
