@@ -87,7 +87,8 @@ def refused_calls(url: str) -> dict[str, int]:
     }
     session, config = "refusal-test", httpx.get(f"{url}config", timeout=10).json()
     gallery = next(i for i, d in enumerate(config["dependencies"]) if d["targets"][0][1] == "select")
-    event = {"data": [], "fn_index": gallery, "event_data": {"index": 99, "value": None}, "session_hash": session}
+    coverage = [90]  # the gallery's one input: the coverage slider's value
+    event = {"data": coverage, "fn_index": gallery, "event_data": {"index": 99, "value": None}, "session_hash": session}
     statuses["gallery"] = httpx.post(f"{url}gradio_api/queue/join", json=event, timeout=10).status_code
     stream = httpx.get(f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=30).text
     completed = [json.loads(line[6:]) for line in stream.splitlines() if '"process_completed"' in line]
