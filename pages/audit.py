@@ -156,9 +156,9 @@ def planted_body(artefact: Artefact) -> str:
     )
 
 
-def plot_planted(artefact: Artefact) -> None:
-    """docs/audit_planted.png: the two planted audits' occlusion figures side by side."""
-    plot_occlusion({name: a["occlusion"] for name, a in artefact["audits"].items()}, DOCS / PLANTED_PLOT)
+def plot_audits(audits: dict[str, dict], file_name: str) -> None:
+    """docs/`file_name`: the audits' occlusion figures side by side."""
+    plot_occlusion({name: a["occlusion"] for name, a in audits.items()}, DOCS / file_name)
 
 
 PLANTED = Block("planted", DOCS / "audit.md", REPO_ROOT / "study" / "results" / "planted.json",
@@ -181,7 +181,7 @@ def main() -> None:
         parser.error("every audit must have run the occlusion test (covid-cxr audit --lung_segmenter ...)")
     artefact = {"audits": audits}
     BLOCK.source.write_text(json.dumps(artefact, indent=2) + "\n")
-    plot_occlusion({name: a["occlusion"] for name, a in audits.items()}, DOCS / OCCLUSION_PLOT)
+    plot_audits(audits, OCCLUSION_PLOT)
     shutil.copyfile(Path(next(iter(folders.values()))) / VIEWS_PLOT, DOCS / VIEWS_PLOT)
     BLOCK.write(artefact)
     print(f"{BLOCK.source.name}, {OCCLUSION_PLOT}, {VIEWS_PLOT} and the audit block of {BLOCK.page.name} written")

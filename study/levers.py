@@ -141,14 +141,19 @@ def finetune_folder(root: Path, seed: int, name: str = "", dealing: int | None =
     return root / f"finetune-{name + '-' if name else ''}seed{seed}{dealt}"
 
 
+def recipe_arguments(dataset: str, backbone: str, folder: Path, seed: int, options: Sequence[str] = ()) -> RunArguments:
+    """train/finetune.py's defaults, as a user gets them, for one seed, with `options` on top (no linear probe:
+    a study measures the fine-tune)."""
+    command = ["--output_dir", str(folder), "--seed", str(seed), "--dataset", dataset]
+    command += ["--model_name_or_path", backbone, "--linear_probe", "false", *options]
+    return RunArguments(*HfArgumentParser(GROUPS).parse_args_into_dataclasses(args=command))
+
+
 def finetune_arguments(args: Settings, folder: Path, seed: int, options: Sequence[str] = ()) -> RunArguments:
-    """train/finetune.py's defaults, as a user gets them, for one seed, with `options` on top."""
-    parser = HfArgumentParser(GROUPS)
-    command = ["--output_dir", str(folder), "--seed", str(seed), "--dataset", args.dataset]
-    command += ["--model_name_or_path", str(Path(args.backbones) / DINO), "--linear_probe", "false", *options]
-    if args.finetune_epochs is not None:
-        command += ["--num_train_epochs", str(args.finetune_epochs)]
-    return RunArguments(*parser.parse_args_into_dataclasses(args=command))
+    """The yardstick's fine-tune of the default backbone (recipe_arguments), with the study's epochs if it sets
+    fewer."""
+    epochs = [] if args.finetune_epochs is None else ["--num_train_epochs", str(args.finetune_epochs)]
+    return recipe_arguments(args.dataset, str(Path(args.backbones) / DINO), folder, seed, [*options, *epochs])
 
 
 def headline_of(y: Yardstick, row: dict, folder: Path, seed: int, options: Sequence[str] = ()) -> dict[str, object]:

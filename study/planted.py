@@ -20,15 +20,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 from PIL import Image, ImageDraw
-from transformers import HfArgumentParser
 
 from covid_cxr.audit import audit
 from covid_cxr.audit.occlusion import dilated_lungs, lung_finder
 from covid_cxr.labels import POSITIVE
-from covid_cxr.training.arguments import GROUPS, RunArguments
 from covid_cxr.training.run import fit
 from devtools.measuring import machine, report
-from pages.audit import PLANTED, plot_planted
+from pages.audit import PLANTED, PLANTED_PLOT, plot_audits
+from study.levers import recipe_arguments
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planted.json"
 SQUARE = 0.10  # the square's side, as a share of the film's shorter side
@@ -74,9 +73,9 @@ def planted_splits(dataset: str, output: Path) -> Path:
 def finetune(data: Path, folder: Path, backbone: str, seed: int) -> Path:
     """train/finetune.py's defaults on the whole film, as a user gets them, saved as a plain model folder; a
     finished run is picked up from its checkpoints (the Trainer's resume)."""
-    command = ["--dataset", str(data), "--output_dir", str(folder), "--model_name_or_path", backbone]
-    command += ["--seed", str(seed), "--no_lung_focus", "--linear_probe", "false", "--resume", "restart_on_change"]
-    arguments = RunArguments(*HfArgumentParser(GROUPS).parse_args_into_dataclasses(args=command))
+    arguments = recipe_arguments(
+        str(data), backbone, folder, seed, ["--no_lung_focus", "--resume", "restart_on_change"]
+    )
     splits = datasets.load_from_disk(str(data))
     trainer, processor, _ = fit(arguments, datasets.DatasetDict(train=splits["train"], validation=splits["validation"]))
     model = folder / "model"
@@ -122,7 +121,7 @@ def main() -> dict:
     squares = squares_outside(datasets.load_from_disk(str(data["square"]))["test"], args.lungs)
     result = machine() | {"square": SQUARE, "margin": MARGIN, "squares": squares, "audits": audits}
     report(result, str(RESULTS))
-    plot_planted(result)
+    plot_audits(audits, PLANTED_PLOT)
     PLANTED.write(result)
     return result
 

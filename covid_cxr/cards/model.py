@@ -170,16 +170,17 @@ def prediction_sets(evaluation: Evaluation, calibration: Calibration, facts: Dat
             + ". On the test split:\n\n"
             + table
         )
-    band = (
-        f"uncertain (both possible) from {max(floor, 0):.3f} to {min(ceiling, 1):.3f}"
-        if floor <= ceiling
+    band = conformal.band(DEFAULT_COVERAGE)
+    words = (
+        f"uncertain (both possible) from {band[0]:.3f} to {band[1]:.3f}"
+        if band
         else f"neither class between {ceiling:.3f} and {floor:.3f}"
     )
     return (
         f"Each answer can also be a set of the classes the model cannot rule out at {DEFAULT_COVERAGE:.0%} "
         f"(split-conformal, class by class, fitted on the {len(conformal.covid)} COVID-19 and {len(conformal.other)} "
-        f"other validation films): at P(covid) of {max(floor, 0):.3f} or more it says COVID-19 pattern, at "
-        f"{min(ceiling, 1):.3f} or less no COVID-19 pattern; {band}. `covid-cxr predict` writes the set in its "
+        f"other validation films): at P(covid) of {floor:.3f} or more it says COVID-19 pattern, at "
+        f"{ceiling:.3f} or less no COVID-19 pattern; {words}. `covid-cxr predict` writes the set in its "
         "`prediction_set` column (`--coverage` chooses another). On the test split (95% patient-bootstrap "
         "intervals): *coverage* is the share of films whose true class is in their set, *uncertain* the share "
         "answered with both. The coverage is promised for films like the validation films, class by class, not "

@@ -259,8 +259,7 @@ def predict(args: PredictArguments, state):
         heatmap = predictor.lung_threshold is not None  # for the heat inside the lungs
 
         def scorer(films: list) -> list[dict]:
-            answers = predictor.analyse_images(films, heatmap)
-            return [result_columns(predictor, answer) for answer in answers]
+            return [result_columns(predictor, answer) for answer in predictor.analyse_images(films, heatmap)]
 
         start = time.perf_counter()
         fresh = engine.run(chain([first], items), scorer, shards, state, args.batch_size, args.max_megabytes * 2**20,

@@ -46,6 +46,12 @@ class Conformal:
         ceiling = _quantile(self.other, coverage)  # of the other class: P(covid)
         return 1 - floor, ceiling
 
+    def band(self, coverage: float = DEFAULT_COVERAGE) -> tuple[float, float] | None:
+        """The scores, within 0-1, at which both classes stay in the set (an uncertain answer); None when no score
+        is uncertain (the bounds leave a gap that fits neither class)."""
+        floor, ceiling = self.bounds(coverage)
+        return (max(floor, 0.0), min(ceiling, 1.0)) if floor <= ceiling else None
+
     def sets(self, probabilities: np.ndarray, coverage: float = DEFAULT_COVERAGE) -> list[str]:
         """Each film's prediction set (COVID, OTHER, BOTH or NEITHER) from its calibrated P(covid)."""
         floor, ceiling = self.bounds(coverage)

@@ -145,10 +145,7 @@ class Predictor(CovidClassifier):
     def band(self, coverage: float | None = None) -> tuple[float, float] | None:
         """The scores at which both classes stay in the prediction set (uncertain) at `coverage` (the predictor's
         own by default), within 0-1; None when the model claims no coverage or no score is uncertain."""
-        if self.conformal is None:
-            return None
-        floor, ceiling = self.conformal.bounds(coverage or self.coverage)
-        return (max(floor, 0.0), min(ceiling, 1.0)) if floor <= ceiling else None
+        return None if self.conformal is None else self.conformal.band(coverage or self.coverage)
 
     def prediction_set(self, covid: float, coverage: float | None = None) -> str | None:
         """The prediction set of a calibrated P(covid) at `coverage` (the predictor's own by default); None when

@@ -86,8 +86,9 @@ def calibrate(validation: ScoredSplit, target_sensitivity: float) -> Calibration
     """Fit the temperature on validation and choose the threshold on the calibrated validation probabilities (the
     caller folds the temperature into the model it saves: covid_cxr.modeling.calibration.fold_temperature)."""
     temperature = fit_temperature(validation.logits, validation.labels)
-    threshold = choose_threshold(validation.probabilities(temperature), validation.labels, target_sensitivity)
-    conformal = Conformal.fit(validation.probabilities(temperature), validation.labels == POSITIVE)
+    calibrated = validation.probabilities(temperature)
+    threshold = choose_threshold(calibrated, validation.labels, target_sensitivity)
+    conformal = Conformal.fit(calibrated, validation.labels == POSITIVE)
     calibration = Calibration(temperature, threshold, conformal)
     if calibration.temperature_at_bound:
         logger.warning(
