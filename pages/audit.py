@@ -59,7 +59,7 @@ def inside_rows(audits: dict[str, dict]) -> list[list[str]]:
         entries = [(a["strata"] or {}).get(name) for a in audits.values()]
         if not any(entries):
             continue
-        subset = SUBSET_NAMES[next(a["strata"]["subset"] for a in audits.values())]
+        subset = SUBSET_NAMES[next(a["strata"]["subset"] for a in audits.values() if a["strata"])]
         counts = [f"{e['n']} ({e['n_covid']})" if e else "n/a" for e in entries]
         rows.append([f"**{words}**, {subset} where recorded: images (COVID-19)", *counts])
         rows += [

@@ -3,6 +3,7 @@ rendering of the JSON artefact it names, and no three-decimal figure is typed by
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -41,3 +42,15 @@ def test_a_drifted_block_is_caught(tmp_path: Path) -> None:
     assert block.on_page() == block.render() and page.read_text().startswith("before\n")
     page.write_text(page.read_text().replace("ROC AUC 0.", "ROC AUC 1.", 1))
     assert block.on_page() != block.render()
+
+
+def test_the_audit_page_shows_n_a_for_a_model_whose_strata_were_not_measured() -> None:
+    """Beside a model with projection, sex and age figures, one whose data recorded none (audit.json's "strata"
+    null) gets n/a in its column, whichever column it is in."""
+    measured = next(iter(json.loads(audit.BLOCK.source.read_text())["audits"].values()))
+    unmeasured = measured | {"strata": None, "projection_probe": None}
+    for audits in ({"none": unmeasured, "some": measured}, {"some": measured, "none": unmeasured}):
+        rows = audit.inside_rows(audits)
+        column = list(audits).index("none") + 1
+        assert rows and all(row[column] == "n/a" for row in rows)
+        assert all(row[3 - column] != "n/a" for row in rows)
