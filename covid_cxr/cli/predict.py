@@ -1,12 +1,12 @@
 """Score chest X-rays (PNG, JPEG, DICOM) with a trained model into a CSV or Parquet file, one row per film.
 
-Each row holds the calibrated COVID-19 probability, the decision at the model's stored threshold and, where the
-lungs are known (a lungs-first model finds them itself), the share of the Grad-CAM heat inside the lung fields; a
-file that cannot be read, or that is not a frontal chest X-ray, gets its reason instead. No file stops the run; a
-summary line ends it. Films are scored in batches, decoded by a few threads while the model runs. Under
-`accelerate launch` every process scores its share (on its GPU when there is one) and the main process writes
-one file in the order of the input listing, the same as one process writes. Rows are kept as they are scored: a
-killed run goes on with --resume. Research use only: not a diagnosis.
+Each row holds the COVID-19 probability (calibrated when the model card says so), the decision at the model's
+stored threshold and, where the lungs are known (a lungs-first model finds them itself), the share of the Grad-CAM
+heat inside the lung fields; a file that cannot be read, or that is not a frontal chest X-ray, gets its reason
+instead. No file stops the run; a summary line ends it. Films are scored in batches, decoded by a few threads
+while the model runs. Under `accelerate launch` every process scores its share (on its GPU when there is one) and
+the main process writes one file in the order of the input listing, the same as one process writes. Rows are kept
+as they are scored: a killed run goes on with --resume. Research use only: not a diagnosis.
 
     covid-cxr predict --model my-model --inputs xrays/ --output predictions.csv
     covid-cxr predict --model my-org/covid-cxr --dataset my-org/archive --split test --output scores.parquet

@@ -205,7 +205,7 @@ def build_demo(predictor: Predictor, examples: Path | None = None, file_lifetime
         # the API's outputs: the probabilities headed by the decision at the threshold, the decision, the two images
         with gr.Group(visible=False):
             api_outputs = [
-                gr.Label(label="Calibrated probability", show_heading=False),
+                gr.Label(label="Probabilities", show_heading=False),
                 gr.Markdown(label="Decision at the stored threshold"),
                 gr.Image(label="Image as the model saw it", type="filepath"),
                 gr.Image(label="Where the model looked (Grad-CAM)", type="filepath"),
